@@ -1,0 +1,84 @@
+# charmpy build. `make` builds the runtime library, the launcher and the C
+# tests into build/; sanitizer variants go to build-asan/ and build-tsan/.
+#   make            library, charmrun, tests (release flags)
+#   make test       every test: C unit tests, multi-PE tests, sanitizer runs
+#   make run        the showcase program on this host (shared memory)
+#   make bench      benchmarks side by side with MPI (never part of test)
+
+CC      ?= cc
+BUILD   ?= build
+SAN     ?=
+OPT     ?= -O2 -g
+WARN    = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -Iinclude -Isrc $(SAN) $(CFLAGS)
+LDLIBS_ALL = -lm -lpthread $(LDLIBS)
+
+RT_SRC   = $(wildcard src/runtime/*.c) $(wildcard src/machine/*.c) $(wildcard src/machine/shm/*.c)
+RT_OBJ   = $(RT_SRC:%.c=$(BUILD)/obj/%.o)
+RT_LIB   = $(BUILD)/lib/libcharmpy_rt.a
+HDRS     = $(wildcard include/charmpy/*.h) $(wildcard src/*/*.h) $(wildcard src/machine/*/*.h)
+
+CHARMRUN = $(BUILD)/bin/charmrun
+UNIT_SRC = $(wildcard tests/unit/*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+PE_SRC   = $(wildcard tests/pe/*.c)
+PE_BIN   = $(PE_SRC:tests/pe/%.c=$(BUILD)/tests/pe/%)
+EX_SRC   = $(wildcard examples/c/*.c)
+EX_BIN   = $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
+
+.PHONY: all test ctest ctest-asan ctest-tsan run bench clean format
+all: $(RT_LIB) $(CHARMRUN) $(UNIT_BIN) $(PE_BIN) $(EX_BIN)
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(RT_LIB): $(RT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CHARMRUN): src/launcher/charmrun.c $(RT_LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(RT_LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/pe/%: tests/pe/%.c $(RT_LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/examples/%: examples/c/%.c $(RT_LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
+
+# The C tests of one build directory: unit tests, then multi-PE programs.
+ctest: all
+	tests/run-c-tests.sh $(BUILD)
+
+ctest-asan:
+	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" ctest
+
+# ThreadSanitizer runs the unit tests (the queue and heap under threads).
+ctest-tsan:
+	$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" all
+	tests/run-c-tests.sh build-tsan unit
+
+test:
+	$(MAKE) --no-print-directory ctest
+	$(MAKE) --no-print-directory ctest-asan
+	$(MAKE) --no-print-directory ctest-tsan
+
+run: all
+	$(CHARMRUN) -n $$(nproc) $(BUILD)/examples/showcase
+
+bench: all
+	bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-tsan

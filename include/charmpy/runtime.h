@@ -1,0 +1,244 @@
+/*
+ * charmpy runtime: the public C API.
+ *
+ * The runtime runs one PE (processing element) per OS process. Every PE of a
+ * job runs the same program: it calls cp_init(), registers the same handlers
+ * and reducers in the same order, starts work, and drives the scheduler with
+ * cp_run() (or cp_run_until()/cp_run_once() when an outer loop, such as the
+ * Python layer, owns control). The runtime knows nothing of Python.
+ *
+ * Conventions:
+ *   - Functions that can fail return an int: 0 (or a non-negative value where
+ *     documented) on success, a negative CP_E* code on failure. cp_strerror()
+ *     names the code. Out of memory is reported, never abort()ed on.
+ *   - All state hangs off one cp_ctx; there are no hidden globals, except the
+ *     signal-safe bookkeeping the launcher needs.
+ *   - A cp_ctx belongs to the thread that created it. No function here may be
+ *     called from another thread.
+ *
+ * Message ownership (the one rule that matters):
+ *   - cp_msg_alloc() gives the caller a message it owns.
+ *   - cp_send()/cp_bcast()/cp_reduce()/cp_send_after() take ownership when
+ *     they return 0. When they return an error the caller still owns the
+ *     message and must free or reuse it.
+ *   - A handler receives ownership of the message it is called with: it must
+ *     cp_msg_free() it, send it on with one of the calls above, or keep it
+ *     and free it later. The runtime never touches it after the call.
+ *   - A reduction result is delivered to its handler like any other message.
+ */
+#ifndef CHARMPY_RUNTIME_H
+#define CHARMPY_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Error codes (negative returns). */
+enum {
+    CP_OK = 0,
+    CP_ENOMEM = -1,   /* out of memory (process heap or shared segment) */
+    CP_EINVAL = -2,   /* an argument is out of range */
+    CP_ERANGE = -3,   /* a PE, handler or reducer index does not exist */
+    CP_ESYS = -4,     /* a system call failed; errno says which */
+    CP_ESTATE = -5,   /* call not valid now (e.g. after exit) */
+    CP_ETOOBIG = -6,  /* message larger than the transport can carry */
+    CP_ENOTRANSPORT = -7 /* the requested machine layer is not built in */
+};
+
+const char *cp_strerror(int rc);
+
+typedef struct cp_ctx cp_ctx;
+
+/*
+ * A message: this 48-byte header followed by `size` payload bytes. The
+ * payload starts 64-byte aligned. Only `size` and `tag` are for the user to
+ * read; `tag` is carried unchanged for the layer above. The other fields are
+ * written by the runtime when the message is sent.
+ */
+typedef struct cp_msg {
+    uint32_t handler;      /* handler index, checked at dispatch */
+    uint32_t src_pe;       /* PE that sent the message */
+    uint64_t size;         /* payload bytes */
+    uint32_t kind;         /* runtime-internal: plain, broadcast, reduction */
+    uint32_t root;         /* broadcast or reduction root PE */
+    uint32_t reducer;      /* reduction: reducer index */
+    uint32_t red_handler;  /* reduction: handler that receives the result */
+    uint64_t seq;          /* reduction: sequence number */
+    uint64_t tag;          /* free for the layer above */
+} cp_msg;
+
+static inline void *cp_msg_data(cp_msg *m) { return (void *)(m + 1); }
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+/*
+ * Start this PE. Under the `charmrun` launcher the PE joins the job the
+ * launcher created (environment variables CHARMPY_SHM_FD and CHARMPY_PE);
+ * started without it, the program runs as a job of 1 PE. argc/argv may be
+ * NULL; when given, runtime flags (+pN, ++quiet, ...) are removed from them.
+ * On success *out owns a context that cp_finalize() releases.
+ */
+int cp_init(cp_ctx **out, int *argc, char ***argv);
+
+/*
+ * Release this PE's resources and return the job's exit code (the code given
+ * to cp_exit(), or 0). Messages still queued are dropped. Call it once,
+ * after the scheduler has returned.
+ */
+int cp_finalize(cp_ctx *ctx);
+
+int cp_my_pe(const cp_ctx *ctx);
+int cp_num_pes(const cp_ctx *ctx);
+/* Name of the machine layer in use ("shm"). */
+const char *cp_transport(const cp_ctx *ctx);
+/* Seconds since an arbitrary fixed point (monotonic clock). */
+double cp_wall_time(void);
+
+/* ---- handlers ----------------------------------------------------------- */
+
+typedef void (*cp_handler_fn)(cp_ctx *ctx, cp_msg *msg, void *user);
+
+/*
+ * Register a handler; returns its index (>= 0) or a negative error. Every PE
+ * must register the same handlers in the same order before any message that
+ * names them can arrive (typically right after cp_init()).
+ */
+int cp_handler_register(cp_ctx *ctx, cp_handler_fn fn, void *user);
+
+/* ---- messages ----------------------------------------------------------- */
+
+/* A message with room for `size` payload bytes, owned by the caller; NULL
+ * when memory is exhausted (the shm transport reports how much it had). */
+cp_msg *cp_msg_alloc(cp_ctx *ctx, size_t size);
+
+/* Free a message the caller owns (it may have been sent by any PE). */
+void cp_msg_free(cp_ctx *ctx, cp_msg *msg);
+
+/* Send `msg` to `handler` on PE `pe` (may be this PE). Messages from one PE
+ * to one PE are delivered in the order they were sent. */
+int cp_send(cp_ctx *ctx, int pe, int handler, cp_msg *msg);
+
+/* Deliver `msg` to `handler` on every PE, this one included, along a
+ * spanning tree rooted at this PE (each PE forwards copies to its children
+ * before calling its handler). */
+int cp_bcast(cp_ctx *ctx, int handler, cp_msg *msg);
+
+/* ---- reductions --------------------------------------------------------- */
+
+typedef enum cp_op {
+    CP_OP_SUM, CP_OP_PROD, CP_OP_MIN, CP_OP_MAX,
+    CP_OP_LAND, CP_OP_LOR, CP_OP_LXOR,
+    CP_OP_COUNT_
+} cp_op;
+
+typedef enum cp_type {
+    CP_T_INT32, CP_T_INT64, CP_T_FLOAT32, CP_T_FLOAT64,
+    CP_T_COUNT_
+} cp_type;
+
+/* Size in bytes of one element of `t` (0 for an invalid type). */
+size_t cp_type_size(cp_type t);
+
+/*
+ * Index of a built-in reducer: element-wise `op` over vectors of `type`.
+ * Logical operations treat non-zero as true and produce 1 or 0 of the same
+ * type. All contributions of one reduction must have the same length.
+ */
+int cp_reducer_builtin(cp_op op, cp_type type);
+
+/*
+ * A user combine function: combine the payloads of `n` >= 2 messages into
+ * one. It returns a message it allocated with cp_msg_alloc() (it may also
+ * return one of `parts`, which the runtime then does not free), or NULL on
+ * failure, which aborts the job. The runtime frees the other parts.
+ * Contributions are given in PE order of the subtree (the caller's own
+ * first), so an order-sensitive combine (like gather) is deterministic.
+ */
+typedef cp_msg *(*cp_combine_fn)(cp_ctx *ctx, cp_msg *const *parts, int n,
+                                 void *user);
+
+/* Register a user reducer; same-order rule as handlers. Returns its index. */
+int cp_reducer_register(cp_ctx *ctx, cp_combine_fn fn, void *user);
+
+/*
+ * Contribute `contrib` to the next reduction. Every PE calls cp_reduce() the
+ * same number of times, in the same order, with the same reducer, root and
+ * handler; the k-th calls on all PEs form one reduction. The result arrives
+ * at `handler` on PE `root` as a message. Ownership of `contrib` passes to
+ * the runtime on success. A PE that contributes with a different reducer,
+ * root or handler than the others aborts the job with a message naming the
+ * reduction and both reducers.
+ */
+int cp_reduce(cp_ctx *ctx, cp_msg *contrib, int reducer, int root,
+              int handler);
+
+/* ---- timers ------------------------------------------------------------- */
+
+typedef void (*cp_timer_fn)(cp_ctx *ctx, void *arg);
+
+/* Call fn(ctx, arg) on this PE from the scheduler after `secs` seconds. */
+int cp_call_after(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg);
+
+/* Deliver `msg` to `handler` on this PE after `secs` seconds. */
+int cp_send_after(cp_ctx *ctx, double secs, int handler, cp_msg *msg);
+
+/* ---- scheduler ---------------------------------------------------------- */
+
+/* Run until the job exits. Returns 0 then, or a negative error. */
+int cp_run(cp_ctx *ctx);
+
+/*
+ * Run until cond(arg) returns non-zero (checked after every message and
+ * timer) or the job exits. Returns 0 when the condition held, 1 when the job
+ * is exiting, or a negative error. cond may be NULL (run until exit).
+ */
+int cp_run_until(cp_ctx *ctx, int (*cond)(void *arg), void *arg);
+
+/* One pass: due timers, then the messages already queued (bounded batch);
+ * never blocks. Returns the number of messages and timers handled. */
+int cp_run_once(cp_ctx *ctx);
+
+/* ---- ending the job ----------------------------------------------------- */
+
+/*
+ * Ask the whole job to end with `code`. Returns at once; every PE's
+ * scheduler returns at its next pass (cp_run returns 0), and the launcher
+ * exits with `code`. The first code given wins.
+ */
+void cp_exit(cp_ctx *ctx, int code);
+
+/* Non-zero once the job is ending (cp_exit() was called on any PE). */
+int cp_exiting(cp_ctx *ctx);
+
+/*
+ * End the whole job now: print "charmpy: PE n: abort: <message>" on stderr,
+ * record the message for the launcher and exit the process with status 1.
+ * The launcher then ends every other PE and exits non-zero.
+ */
+#if defined(__GNUC__)
+__attribute__((noreturn, format(printf, 2, 3)))
+#endif
+void cp_abort(cp_ctx *ctx, const char *fmt, ...);
+
+/* Block until every PE has called cp_barrier() (no messages are handled
+ * while waiting). */
+int cp_barrier(cp_ctx *ctx);
+
+/* ---- counters ----------------------------------------------------------- */
+
+typedef struct cp_counters {
+    uint64_t msgs_created;    /* cp_msg_alloc() calls, internal copies too */
+    uint64_t msgs_sent;       /* messages handed to the transport or local queue */
+    uint64_t msgs_processed;  /* messages whose handler was called */
+    uint64_t bytes_sent;      /* payload bytes sent */
+} cp_counters;
+
+void cp_get_counters(const cp_ctx *ctx, cp_counters *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CHARMPY_RUNTIME_H */

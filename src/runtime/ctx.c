@@ -1,0 +1,170 @@
+/* The PE's context: start and end, handlers, reducers, exit and abort. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+const char *cp_strerror(int rc) {
+    switch (rc) {
+    case CP_OK: return "success";
+    case CP_ENOMEM: return "out of memory";
+    case CP_EINVAL: return "invalid argument";
+    case CP_ERANGE: return "no such PE, handler or reducer";
+    case CP_ESYS: return "system call failed";
+    case CP_ESTATE: return "not possible in the current state";
+    case CP_ETOOBIG: return "message too large";
+    case CP_ENOTRANSPORT: return "machine layer not available";
+    default: return "unknown error";
+    }
+}
+
+int cp_grow(void **buf, int *cap, int need, size_t size) {
+    if (need <= *cap)
+        return 0;
+    int ncap = *cap ? *cap : 8;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = realloc(*buf, (size_t)ncap * size);
+    if (!p)
+        return CP_ENOMEM;
+    *buf = p;
+    *cap = ncap;
+    return 0;
+}
+
+double cp_wall_time(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Runtime flags charm users pass: removed from argv. The ones that take a
+ * value take the next argument unless it is glued on (+p4). */
+static int runtime_flag(const char *a) {
+    static const char *const with_value[] = {"+p", "+balancer", "+LBDebug", NULL};
+    if (strncmp(a, "++", 2) == 0)
+        return 1;
+    for (int i = 0; with_value[i]; i++) {
+        size_t n = strlen(with_value[i]);
+        if (strncmp(a, with_value[i], n) == 0)
+            return a[n] == '\0' ? 2 : (strcmp(with_value[i], "+p") == 0 ? 1 : 0);
+    }
+    return 0;
+}
+
+static void strip_runtime_flags(int *argc, char **argv) {
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        int f = i == 0 ? 0 : runtime_flag(argv[i]);
+        if (f == 2 && i + 1 < *argc)
+            i++;
+        else if (f == 0)
+            argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    *argc = out;
+}
+
+int cp_init(cp_ctx **out, int *argc, char ***argv) {
+    int rc = 0;
+    const cm_ops *ops = cm_select(&rc);
+    if (!ops)
+        return rc;
+    cp_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return CP_ENOMEM;
+    ctx->ops = ops;
+    rc = ops->init(&ctx->m, &ctx->info);
+    if (rc) {
+        free(ctx);
+        return rc;
+    }
+    ctx->my_pe = ctx->info.my_pe;
+    ctx->npes = ctx->info.num_pes;
+    if (argc && argv && *argv)
+        strip_runtime_flags(argc, *argv);
+    *out = ctx;
+    return 0;
+}
+
+int cp_finalize(cp_ctx *ctx) {
+    if (!ctx)
+        return 0;
+    int code = cp_exiting(ctx) ? ctx->exit_code : 0;
+    cpM_ring_free(ctx, &ctx->held);
+    cpM_ring_free(ctx, &ctx->local);
+    cp_msg *batch[CP_POLL_BATCH];
+    int n;
+    while ((n = ctx->ops->poll(ctx->m, batch, CP_POLL_BATCH)) > 0)
+        for (int i = 0; i < n; i++)
+            cp_msg_free(ctx, batch[i]);
+    cpTm_free_all(ctx);
+    cpR_free_all(ctx);
+    ctx->ops->finalize(ctx->m);
+    free(ctx->handlers);
+    free(ctx->reducers);
+    free(ctx);
+    return code;
+}
+
+int cp_my_pe(const cp_ctx *ctx) { return ctx->my_pe; }
+int cp_num_pes(const cp_ctx *ctx) { return ctx->npes; }
+const char *cp_transport(const cp_ctx *ctx) { return ctx->ops->name; }
+
+int cp_handler_register(cp_ctx *ctx, cp_handler_fn fn, void *user) {
+    if (!fn)
+        return CP_EINVAL;
+    if (cp_grow((void **)&ctx->handlers, &ctx->caphandlers, ctx->nhandlers + 1,
+                sizeof *ctx->handlers))
+        return CP_ENOMEM;
+    ctx->handlers[ctx->nhandlers] = (cp_handler_ent){fn, user};
+    return ctx->nhandlers++;
+}
+
+int cp_reducer_register(cp_ctx *ctx, cp_combine_fn fn, void *user) {
+    if (!fn)
+        return CP_EINVAL;
+    if (cp_grow((void **)&ctx->reducers, &ctx->capreducers, ctx->nreducers + 1,
+                sizeof *ctx->reducers))
+        return CP_ENOMEM;
+    ctx->reducers[ctx->nreducers] = (cp_reducer_ent){fn, user};
+    return CP_REDUCER_CUSTOM_BASE + ctx->nreducers++;
+}
+
+void cp_exit(cp_ctx *ctx, int code) {
+    ctx->ops->request_exit(ctx->m, code);
+    (void)cp_exiting(ctx);
+}
+
+int cp_exiting(cp_ctx *ctx) {
+    if (!ctx->exiting) {
+        int code;
+        if (ctx->ops->exit_requested(ctx->m, &code)) {
+            ctx->exiting = 1;
+            ctx->exit_code = code;
+        }
+    }
+    return ctx->exiting;
+}
+
+void cp_abort(cp_ctx *ctx, const char *fmt, ...) {
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    fprintf(stderr, "charmpy: PE %d: abort: %s\n", ctx ? ctx->my_pe : -1, text);
+    fflush(stderr);
+    if (ctx)
+        ctx->ops->abort(ctx->m, 1, text);
+    exit(1);
+}
+
+int cp_barrier(cp_ctx *ctx) { return ctx->ops->barrier(ctx->m); }
+
+void cp_get_counters(const cp_ctx *ctx, cp_counters *out) { *out = ctx->counters; }

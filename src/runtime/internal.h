@@ -1,0 +1,117 @@
+/*
+ * The runtime core's private state: one cp_ctx per PE process.
+ * Files and their prefixes:
+ *   ctx.c    cp_init/cp_finalize, handlers, exit/abort, counters
+ *   msg.c    message allocation, send, the local queue
+ *   sched.c  the scheduler loop and dispatch
+ *   tree.c   spanning trees and broadcast
+ *   reduce.c reductions and the built-in reducers
+ *   timer.c  the timer heap
+ */
+#ifndef CHARMPY_RUNTIME_INTERNAL_H
+#define CHARMPY_RUNTIME_INTERNAL_H
+
+#include <stdint.h>
+
+#include "charmpy/runtime.h"
+#include "machine/machine.h"
+
+/* cp_msg.kind */
+enum { CP_KIND_PLAIN = 0, CP_KIND_BCAST = 1, CP_KIND_REDN = 2 };
+
+#define CP_REDUCER_CUSTOM_BASE 32
+#define CP_TREE_BFACTOR 4
+#define CP_POLL_BATCH 64
+
+typedef struct cp_handler_ent {
+    cp_handler_fn fn;
+    void *user;
+} cp_handler_ent;
+
+typedef struct cp_reducer_ent {
+    cp_combine_fn fn;
+    void *user;
+} cp_reducer_ent;
+
+/* Messages to this PE: a growable ring, FIFO. */
+typedef struct cp_ring {
+    cp_msg **buf;
+    uint32_t cap, head, count; /* cap is a power of two */
+} cp_ring;
+
+typedef struct cp_timer {
+    double when;
+    uint64_t seq;        /* ties on `when` fire in the order they were set */
+    cp_timer_fn fn;      /* either fn(arg) ... */
+    void *arg;
+    cp_msg *msg;         /* ... or msg to its handler (owned by the timer) */
+} cp_timer;
+
+/* One reduction this PE takes part in that has not finished here. */
+typedef struct cp_redn {
+    uint64_t seq;
+    uint32_t reducer, root, handler;
+    int have_spec;       /* reducer/root/handler set */
+    int have_own;        /* this PE's contribution arrived */
+    int nexpect;         /* 1 + number of children, known once spec is */
+    int nhave;
+    cp_msg *parts[1 + CP_TREE_BFACTOR]; /* [0] own, [1+j] child j */
+} cp_redn;
+
+struct cp_ctx {
+    const cm_ops *ops;
+    cm_machine *m;
+    int my_pe, npes;
+    cm_job_info info;
+
+    cp_handler_ent *handlers;
+    int nhandlers, caphandlers;
+    cp_reducer_ent *reducers;
+    int nreducers, capreducers;
+
+    cp_ring local;       /* messages this PE sent itself */
+    cp_ring held;        /* received, not yet dispatched (run_until stopped
+                            mid-batch); they go before anything polled later */
+
+    cp_timer *timers;    /* binary min-heap */
+    int ntimers, captimers;
+    uint64_t timer_seq;
+
+    cp_redn *redns;      /* unordered; few are in flight at once */
+    int nredns, capredns;
+    uint64_t red_next;   /* sequence number of our next contribution */
+
+    int exiting;
+    int exit_code;
+    cp_counters counters;
+};
+
+/* msg.c */
+int cpM_ring_push(cp_ring *r, cp_msg *msg);
+cp_msg *cpM_ring_pop(cp_ring *r);
+int cpM_ring_unshift(cp_ring *r, cp_msg *msg); /* push at the front */
+cp_msg *cpM_copy(cp_ctx *ctx, const cp_msg *msg);
+int cpM_transmit(cp_ctx *ctx, int pe, cp_msg *msg);
+void cpM_ring_free(cp_ctx *ctx, cp_ring *r); /* frees queued messages */
+
+/* sched.c */
+void cpS_dispatch(cp_ctx *ctx, cp_msg *msg);
+
+/* tree.c: the k-ary spanning tree rooted at `root` over PEs 0..n-1 */
+int cpT_parent(int pe, int root, int n);
+int cpT_children(int pe, int root, int n, int *out); /* returns count */
+void cpT_forward_bcast(cp_ctx *ctx, cp_msg *msg);
+
+/* reduce.c */
+void cpR_receive(cp_ctx *ctx, cp_msg *msg);
+void cpR_free_all(cp_ctx *ctx);
+
+/* timer.c */
+double cpTm_next_deadline(cp_ctx *ctx); /* < 0 when none */
+int cpTm_run_due(cp_ctx *ctx);
+void cpTm_free_all(cp_ctx *ctx);
+
+/* Grow *buf (elements of `size` bytes) to hold at least `need`. */
+int cp_grow(void **buf, int *cap, int need, size_t size);
+
+#endif /* CHARMPY_RUNTIME_INTERNAL_H */

@@ -1,0 +1,237 @@
+/*
+ * Reductions along the spanning tree of tree.c. Each PE numbers its
+ * contributions 0, 1, 2, ...; the k-th contribution of every PE belongs to
+ * reduction k. A PE combines its own contribution with the partial results
+ * of its children (which may arrive before its own) and sends the result to
+ * its parent; the root delivers it to the reduction's handler through its
+ * local queue. Contributions are messages, so a partial result travels up
+ * the tree with no copy: built-in reducers combine into the PE's own
+ * contribution in place.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define NBUILTIN (CP_OP_COUNT_ * CP_T_COUNT_)
+
+static const char *const op_names[CP_OP_COUNT_] = {
+    "sum", "product", "min", "max", "logical_and", "logical_or", "logical_xor"};
+static const char *const type_names[CP_T_COUNT_] = {"int32", "int64", "float32",
+                                                    "float64"};
+
+size_t cp_type_size(cp_type t) {
+    switch (t) {
+    case CP_T_INT32: case CP_T_FLOAT32: return 4;
+    case CP_T_INT64: case CP_T_FLOAT64: return 8;
+    default: return 0;
+    }
+}
+
+int cp_reducer_builtin(cp_op op, cp_type type) {
+    if ((unsigned)op >= CP_OP_COUNT_ || (unsigned)type >= CP_T_COUNT_)
+        return CP_EINVAL;
+    return (int)op * CP_T_COUNT_ + (int)type;
+}
+
+static void describe(char *buf, size_t n, uint32_t reducer) {
+    if (reducer < NBUILTIN)
+        snprintf(buf, n, "%s/%s", op_names[reducer / CP_T_COUNT_],
+                 type_names[reducer % CP_T_COUNT_]);
+    else
+        snprintf(buf, n, "custom #%u", reducer - CP_REDUCER_CUSTOM_BASE);
+}
+
+/* Element-wise a[i] = a[i] OP b[i]. */
+#define APPLY(T, EXPR)                                                        \
+    do {                                                                      \
+        T *x = (T *)a;                                                        \
+        const T *y = (const T *)b;                                            \
+        for (size_t i = 0; i < count; i++) {                                  \
+            T p = x[i], q = y[i];                                             \
+            x[i] = (EXPR);                                                    \
+        }                                                                     \
+    } while (0)
+
+#define APPLY_ALL(T)                                                          \
+    switch (op) {                                                             \
+    case CP_OP_SUM: APPLY(T, p + q); break;                                   \
+    case CP_OP_PROD: APPLY(T, p * q); break;                                  \
+    case CP_OP_MIN: APPLY(T, q < p ? q : p); break;                           \
+    case CP_OP_MAX: APPLY(T, q > p ? q : p); break;                           \
+    case CP_OP_LAND: APPLY(T, (T)((p != 0) && (q != 0))); break;              \
+    case CP_OP_LOR: APPLY(T, (T)((p != 0) || (q != 0))); break;               \
+    case CP_OP_LXOR: APPLY(T, (T)((p != 0) != (q != 0))); break;              \
+    default: break;                                                           \
+    }
+
+static void apply(cp_op op, cp_type type, void *a, const void *b, size_t count) {
+    switch (type) {
+    case CP_T_INT32: APPLY_ALL(int32_t); break;
+    case CP_T_INT64: APPLY_ALL(int64_t); break;
+    case CP_T_FLOAT32: APPLY_ALL(float); break;
+    case CP_T_FLOAT64: APPLY_ALL(double); break;
+    default: break;
+    }
+}
+
+/* Integer sums and products wrap like the hardware does, not UB. */
+static void apply_int_wrapping(cp_op op, cp_type type, void *a, const void *b,
+                               size_t count) {
+    if (type == CP_T_INT32 && (op == CP_OP_SUM || op == CP_OP_PROD)) {
+        uint32_t *x = a;
+        const uint32_t *y = b;
+        for (size_t i = 0; i < count; i++)
+            x[i] = op == CP_OP_SUM ? x[i] + y[i] : x[i] * y[i];
+    } else if (type == CP_T_INT64 && (op == CP_OP_SUM || op == CP_OP_PROD)) {
+        uint64_t *x = a;
+        const uint64_t *y = b;
+        for (size_t i = 0; i < count; i++)
+            x[i] = op == CP_OP_SUM ? x[i] + y[i] : x[i] * y[i];
+    } else {
+        apply(op, type, a, b, count);
+    }
+}
+
+static cp_msg *combine(cp_ctx *ctx, cp_redn *r, cp_msg **parts, int n) {
+    if (r->reducer >= NBUILTIN) {
+        cp_reducer_ent *e = &ctx->reducers[r->reducer - CP_REDUCER_CUSTOM_BASE];
+        cp_msg *res = e->fn(ctx, parts, n, e->user);
+        if (!res)
+            cp_abort(ctx, "custom reducer #%u failed in reduction %llu",
+                     r->reducer - CP_REDUCER_CUSTOM_BASE,
+                     (unsigned long long)r->seq);
+        for (int i = 0; i < n; i++)
+            if (parts[i] != res)
+                cp_msg_free(ctx, parts[i]);
+        return res;
+    }
+    cp_op op = (cp_op)(r->reducer / CP_T_COUNT_);
+    cp_type type = (cp_type)(r->reducer % CP_T_COUNT_);
+    for (int i = 1; i < n; i++) {
+        if (parts[i]->size != parts[0]->size)
+            cp_abort(ctx, "reduction %llu (%s/%s): contributions have different "
+                     "lengths (%llu and %llu bytes); every PE must contribute "
+                     "vectors of the same length",
+                     (unsigned long long)r->seq, op_names[op], type_names[type],
+                     (unsigned long long)parts[0]->size,
+                     (unsigned long long)parts[i]->size);
+        apply_int_wrapping(op, type, cp_msg_data(parts[0]), cp_msg_data(parts[i]),
+                           parts[0]->size / cp_type_size(type));
+        cp_msg_free(ctx, parts[i]);
+    }
+    return parts[0];
+}
+
+static cp_redn *find(cp_ctx *ctx, uint64_t seq) {
+    for (int i = 0; i < ctx->nredns; i++)
+        if (ctx->redns[i].seq == seq)
+            return &ctx->redns[i];
+    if (cp_grow((void **)&ctx->redns, &ctx->capredns, ctx->nredns + 1,
+                sizeof *ctx->redns))
+        cp_abort(ctx, "out of memory tracking reduction %llu",
+                 (unsigned long long)seq);
+    cp_redn *r = &ctx->redns[ctx->nredns++];
+    memset(r, 0, sizeof *r);
+    r->seq = seq;
+    return r;
+}
+
+static void finish(cp_ctx *ctx, cp_redn *r) {
+    cp_msg *parts[1 + CP_TREE_BFACTOR];
+    int n = 0;
+    for (int i = 0; i < 1 + CP_TREE_BFACTOR; i++)
+        if (r->parts[i])
+            parts[n++] = r->parts[i];
+    cp_redn done = *r;
+    *r = ctx->redns[--ctx->nredns];
+    cp_msg *res = n == 1 ? parts[0] : combine(ctx, &done, parts, n);
+    res->kind = CP_KIND_REDN;
+    res->seq = done.seq;
+    res->reducer = done.reducer;
+    res->root = done.root;
+    res->red_handler = done.handler;
+    int parent = cpT_parent(ctx->my_pe, (int)done.root, ctx->npes);
+    if (parent < 0) {
+        res->kind = CP_KIND_PLAIN;
+        res->handler = done.handler;
+        parent = ctx->my_pe;
+    }
+    if (cpM_transmit(ctx, parent, res))
+        cp_abort(ctx, "cannot pass on reduction %llu", (unsigned long long)done.seq);
+}
+
+/* File one part (ours, or a child's partial result) under its reduction. */
+static void add_part(cp_ctx *ctx, cp_msg *msg, int own) {
+    cp_redn *r = find(ctx, msg->seq);
+    if (!r->have_spec) {
+        r->reducer = msg->reducer;
+        r->root = msg->root;
+        r->handler = msg->red_handler;
+        int kids[CP_TREE_BFACTOR];
+        r->nexpect = 1 + cpT_children(ctx->my_pe, (int)r->root, ctx->npes, kids);
+        r->have_spec = 1;
+    } else if (r->reducer != msg->reducer || r->root != msg->root ||
+               r->handler != msg->red_handler) {
+        char a[64], b[64];
+        describe(a, sizeof a, r->reducer);
+        describe(b, sizeof b, msg->reducer);
+        cp_abort(ctx, "reduction %llu does not match across PEs: reducer %s, "
+                 "root %u, handler %u here and reducer %s, root %u, handler %u "
+                 "from PE %u; every PE must make the same contribute calls in "
+                 "the same order", (unsigned long long)msg->seq, a, r->root,
+                 r->handler, b, msg->root, msg->red_handler,
+                 own ? (unsigned)ctx->my_pe : msg->src_pe);
+    }
+    int slot = 0;
+    if (!own) {
+        int n = ctx->npes, root = (int)r->root;
+        int rs = (int)(((long)msg->src_pe - root + n) % n);
+        int rm = (ctx->my_pe - root + n) % n;
+        slot = 1 + rs - (rm * CP_TREE_BFACTOR + 1);
+        if (slot < 1 || slot > CP_TREE_BFACTOR)
+            cp_abort(ctx, "reduction %llu: partial result from PE %u, which is "
+                     "not a child of PE %d in the tree rooted at %d",
+                     (unsigned long long)msg->seq, msg->src_pe, ctx->my_pe, root);
+    }
+    if (r->parts[slot])
+        cp_abort(ctx, "reduction %llu: PE %u contributed twice",
+                 (unsigned long long)msg->seq,
+                 own ? (unsigned)ctx->my_pe : msg->src_pe);
+    r->parts[slot] = msg;
+    if (++r->nhave == r->nexpect)
+        finish(ctx, r);
+}
+
+int cp_reduce(cp_ctx *ctx, cp_msg *contrib, int reducer, int root, int handler) {
+    if (!contrib)
+        return CP_EINVAL;
+    int custom_end = CP_REDUCER_CUSTOM_BASE + ctx->nreducers;
+    if (reducer < 0 || (reducer >= NBUILTIN && reducer < CP_REDUCER_CUSTOM_BASE) ||
+        reducer >= custom_end || root < 0 || root >= ctx->npes || handler < 0 ||
+        handler >= ctx->nhandlers)
+        return CP_ERANGE;
+    if (reducer < NBUILTIN &&
+        contrib->size % cp_type_size((cp_type)(reducer % CP_T_COUNT_)))
+        return CP_EINVAL;
+    contrib->kind = CP_KIND_REDN;
+    contrib->seq = ctx->red_next++;
+    contrib->reducer = (uint32_t)reducer;
+    contrib->root = (uint32_t)root;
+    contrib->red_handler = (uint32_t)handler;
+    contrib->src_pe = (uint32_t)ctx->my_pe;
+    add_part(ctx, contrib, 1);
+    return 0;
+}
+
+void cpR_receive(cp_ctx *ctx, cp_msg *msg) { add_part(ctx, msg, 0); }
+
+void cpR_free_all(cp_ctx *ctx) {
+    for (int i = 0; i < ctx->nredns; i++)
+        for (int j = 0; j < 1 + CP_TREE_BFACTOR; j++)
+            cp_msg_free(ctx, ctx->redns[i].parts[j]);
+    free(ctx->redns);
+    ctx->redns = NULL;
+    ctx->nredns = ctx->capredns = 0;
+}

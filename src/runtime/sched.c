@@ -1,0 +1,91 @@
+/*
+ * The scheduler. One pass has three phases, each bounded so that none
+ * starves the others: timers that are due, then up to CP_POLL_BATCH messages
+ * from the machine layer, then the messages this PE sent itself that were
+ * queued when the phase began (so a handler that keeps sending to its own PE
+ * cannot hold the pass forever). When a pass finds nothing, the PE waits in
+ * the machine layer until a message may have arrived or the next timer is
+ * due.
+ */
+#include "internal.h"
+
+void cpS_dispatch(cp_ctx *ctx, cp_msg *msg) {
+    if (msg->kind == CP_KIND_REDN) {
+        cpR_receive(ctx, msg);
+        return;
+    }
+    if (msg->handler >= (uint32_t)ctx->nhandlers)
+        cp_abort(ctx, "message from PE %u names handler %u, but this PE has %d "
+                 "handlers; every PE must register the same handlers in the "
+                 "same order", msg->src_pe, msg->handler, ctx->nhandlers);
+    if (msg->kind == CP_KIND_BCAST)
+        cpT_forward_bcast(ctx, msg);
+    ctx->counters.msgs_processed++;
+    cp_handler_ent *h = &ctx->handlers[msg->handler];
+    h->fn(ctx, msg, h->user);
+}
+
+/* One pass; stops early when cond holds. Returns the number of messages and
+ * timers handled. */
+static int pass(cp_ctx *ctx, int (*cond)(void *), void *arg) {
+    int done = cpTm_run_due(ctx);
+    if (cond && done && cond(arg))
+        return done;
+    cp_msg *batch[CP_POLL_BATCH];
+    int n = 0;
+    while (n < CP_POLL_BATCH && ctx->held.count)
+        batch[n++] = cpM_ring_pop(&ctx->held);
+    if (n == 0)
+        n = ctx->ops->poll(ctx->m, batch, CP_POLL_BATCH);
+    for (int i = 0; i < n; i++) {
+        cpS_dispatch(ctx, batch[i]);
+        if (ctx->exiting || (cond && cond(arg))) {
+            /* Keep the rest, in order, ahead of anything polled later. */
+            for (int j = n - 1; j > i; j--)
+                if (cpM_ring_unshift(&ctx->held, batch[j]))
+                    cp_abort(ctx, "out of memory holding received messages");
+            return done + i + 1;
+        }
+    }
+    done += n;
+    uint32_t local = ctx->local.count;
+    for (uint32_t i = 0; i < local; i++) {
+        cpS_dispatch(ctx, cpM_ring_pop(&ctx->local));
+        done++;
+        if (ctx->exiting || (cond && cond(arg)))
+            break;
+    }
+    return done;
+}
+
+int cp_run_once(cp_ctx *ctx) {
+    if (cp_exiting(ctx))
+        return 0;
+    return pass(ctx, NULL, NULL);
+}
+
+int cp_run_until(cp_ctx *ctx, int (*cond)(void *), void *arg) {
+    for (;;) {
+        if (cond && cond(arg))
+            return 0;
+        if (cp_exiting(ctx))
+            return 1;
+        if (pass(ctx, cond, arg) > 0 || ctx->local.count || ctx->held.count)
+            continue;
+        if (cp_exiting(ctx))
+            return 1;
+        double next = cpTm_next_deadline(ctx);
+        double timeout = -1;
+        if (next >= 0) {
+            timeout = next - cp_wall_time();
+            if (timeout <= 0)
+                continue;
+        }
+        ctx->ops->wait(ctx->m, timeout);
+    }
+}
+
+int cp_run(cp_ctx *ctx) {
+    int rc = cp_run_until(ctx, NULL, NULL);
+    return rc < 0 ? rc : 0;
+}
