@@ -31,7 +31,7 @@ uint64_t cm_shm_heap_bytes_from_env(void) {
     char *end;
     errno = 0;
     unsigned long long mb = strtoull(s, &end, 10);
-    if (errno || *end || mb == 0 || mb > (1ull << 24))
+    if (errno || *end || mb == 0 || mb > CM_MAX_HEAP_MB)
         return 0;
     return (uint64_t)mb << 20;
 }

@@ -34,6 +34,7 @@
 #define CM_ENV_NPES "CHARMPY_NPES"
 #define CM_ENV_HEAP_MB "CHARMPY_HEAP_MB" /* per-PE heap size for the launcher */
 #define CM_DEFAULT_HEAP_MB 4096
+#define CM_MAX_HEAP_MB (1ull << 24)  /* 16 TiB of address space per PE */
 
 /* Sleep states of a PE (cm_shm_pe.sleep). */
 enum { CM_AWAKE = 0, CM_SLEEPING = 1 };
