@@ -37,8 +37,12 @@
 #include "alloc.h"
 #include "segment.h"
 
-/* How long an idle PE with a core of its own spins before sleeping. */
-#define SPIN_SECONDS 50e-6
+/* How long an idle PE with a core of its own polls before sleeping: first
+ * on the CPU alone, then yielding it between polls, so that a PE that shares
+ * its core with another busy process (a loaded machine) lets that process
+ * run instead of burning its time slice. */
+#define SPIN_SECONDS 3e-6
+#define YIELD_SECONDS 50e-6
 #define OVERSUB_YIELDS 4
 
 struct cm_machine {
@@ -236,15 +240,15 @@ static void shm_wait(cm_machine *m, double timeout) {
             sched_yield();
         }
     } else {
-        double spin = timeout >= 0 && timeout < SPIN_SECONDS ? timeout : SPIN_SECONDS;
-        for (;;) {
+        double limit = timeout >= 0 && timeout < YIELD_SECONDS ? timeout : YIELD_SECONDS;
+        for (double t = 0; t < limit; t = now() - start) {
             for (int i = 0; i < 64; i++) {
                 if (has_work(m))
                     return;
                 cpu_relax();
             }
-            if (now() - start >= spin)
-                break;
+            if (t >= SPIN_SECONDS)
+                sched_yield();
         }
     }
     if (timeout >= 0) {
