@@ -37,9 +37,9 @@ $(RT_LIB): $(RT_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CHARMRUN): src/launcher/charmrun.c $(RT_LIB) $(HDRS)
+$(CHARMRUN): src/launcher/charmrun.c src/launcher/launcher.c $(RT_LIB) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) src/launcher/charmrun.c src/launcher/launcher.c $(RT_LIB) -o $@ $(LDLIBS_ALL)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(RT_LIB) $(HDRS)
 	@mkdir -p $(dir $@)
