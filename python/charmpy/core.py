@@ -1,0 +1,593 @@
+"""The thin Python side of the runtime: start-up, chare creation and error
+reports. Proxies, message encoding and dispatch live in the C extension
+(python/ext/); nothing here runs per entry-method call."""
+import inspect
+import pickle
+import sys
+import time
+import traceback
+
+from greenlet import getcurrent, greenlet
+
+from . import _charmpy
+from ._charmpy import Proxy
+
+CHARE, GROUP, ARRAY = 0, 1, 2
+MAX_DIMS = 6
+
+
+class Options:
+    """charm.options: settings read at charm.start."""
+
+    _defaults = {
+        "profiling": False,
+        "quiet": False,
+        "local_msg_optim": True,
+        "pickle_protocol": 5,
+        "remote_exec": False,
+        "auto_flush_wait_queues": True,
+    }
+
+    def __init__(self):
+        for k, v in self._defaults.items():
+            object.__setattr__(self, k, v)
+
+    def __setattr__(self, name, value):
+        if name not in self._defaults:
+            raise AttributeError(
+                f"charm.options has no option '{name}'; valid options: "
+                + ", ".join(sorted(self._defaults)))
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        raise AttributeError(
+            f"charm.options has no option '{name}'; valid options: "
+            + ", ".join(sorted(self._defaults)))
+
+
+ENTRY_CORO, ENTRY_WHEN = 1, 2
+EM_BCAST, EM_RET, EM_AWAIT = 1, 4, 8
+
+
+def coro(func):
+    """Make an entry method a coroutine: inside it, future.get(),
+    self.wait(), charm.wait() and charm.sleep() suspend only this method."""
+    func._charmpy_coro = True
+    return func
+
+
+threaded = coro
+
+
+def when(condition):
+    """Hold a message at the receiver until `condition` (an expression over
+    self's attributes and the method's parameters) is true."""
+    code = compile(condition, f"<@when {condition!r}>", "eval")
+
+    def decorate(func):
+        func._charmpy_when = (condition, code)
+        return func
+    return decorate
+
+
+class _RemoteTraceback(Exception):
+    def __init__(self, text):
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+class Future:
+    """A value that arrives later. `get()` (in a coroutine) waits for it;
+    `send(value)` or calling the future fulfils it, from any PE."""
+
+    def __init__(self, num_vals=1):
+        if num_vals < 1:
+            raise ValueError("num_vals must be at least 1")
+        charm._last_fid += 1
+        self.fid = charm._last_fid
+        self.pe = charm._pe
+        self.num_vals = num_vals
+        self._values = []
+        self._indexed = False
+        self._exc = None
+        self._waiter = None
+        self._multi = None
+        self._awaitable = False
+        charm._futures[self.fid] = self
+
+    def ready(self):
+        return self._exc is not None or len(self._values) >= self.num_vals
+
+    def get(self):
+        if not self.ready():
+            charm._suspend(self, "future.get()")
+        if self._exc is not None:
+            raise self._exc
+        if self._awaitable:
+            return None
+        if self._indexed:
+            self._values.sort(key=lambda kv: kv[0])
+            vals = [v for _, v in self._values]
+        else:
+            vals = self._values
+        return vals[0] if self.num_vals == 1 and not self._indexed else vals
+
+    def send(self, value=None):
+        charm._send_future(self.pe, self.fid, None, value, None)
+
+    __call__ = send
+
+    def __reduce__(self):
+        return (_future_ref, (self.pe, self.fid, self.num_vals))
+
+    def _deliver(self, index, value, exc):
+        if exc is not None:
+            self._exc = exc
+        else:
+            if index is not None:
+                self._indexed = True
+                self._values.append((index, value))
+            else:
+                self._values.append(value)
+        if self.ready():
+            charm._futures.pop(self.fid, None)
+            for g in (self._waiter, self._multi):
+                if g is not None:
+                    self._waiter = self._multi = None
+                    charm._resume(g, self)
+
+
+class _FutureRef:
+    """A future that lives on another PE: it can only be fulfilled."""
+    __slots__ = ("pe", "fid", "num_vals")
+
+    def __init__(self, pe, fid, num_vals):
+        self.pe, self.fid, self.num_vals = pe, fid, num_vals
+
+    def send(self, value=None):
+        charm._send_future(self.pe, self.fid, None, value, None)
+
+    __call__ = send
+
+    def ready(self):
+        raise RuntimeError("ready() is only meaningful on the PE that created the future")
+
+    def get(self):
+        raise RuntimeError("get() is only possible on the PE that created the future "
+                           f"(PE {self.pe})")
+
+    def __reduce__(self):
+        return (_future_ref, (self.pe, self.fid, self.num_vals))
+
+
+def _future_ref(pe, fid, num_vals):
+    if pe == charm._pe:
+        f = charm._futures.get(fid)
+        if f is not None:
+            return f
+    return _FutureRef(pe, fid, num_vals)
+
+
+class Chare:
+    """Base class of chares. `Chare(C, args=[], onPE=-1)` creates a single
+    chare of class C and returns its proxy."""
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Chare:
+            if not args or not (isinstance(args[0], type) and issubclass(args[0], Chare)):
+                raise TypeError("Chare(C, args=[], onPE=-1) needs a subclass of Chare "
+                                "as its first argument")
+            return charm._create_chare(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def wait(self, condition):
+        """In a coroutine: suspend until `condition` (an expression over self)
+        is true; re-checked after each entry method of this chare runs."""
+        code = compile(condition, f"<wait {condition!r}>", "eval")
+        if eval(code, sys.modules[type(self).__module__].__dict__, {"self": self}):
+            return
+        g = getcurrent()
+        if g.parent is None:
+            raise RuntimeError("self.wait() blocks, so it can only be called in a "
+                               "coroutine: decorate the entry method with @coro")
+        charm._hold(self).append(("wait", code, g))
+        charm._sched.switch()
+
+
+def Group(cls, args=()):
+    """Create one member of `cls` on every PE; returns the group's proxy."""
+    _check_chare_class(cls, "Group")
+    return charm._create(GROUP, cls, args, -1, ())
+
+
+def Array(cls, dims=None, ndims=-1, args=(), map=None, useAtSync=False):
+    """Create a dense N-dimensional array of `cls`; returns its proxy."""
+    _check_chare_class(cls, "Array")
+    if map is not None:
+        raise NotImplementedError("Array(map=...) is not available in this version")
+    if dims is None:
+        raise NotImplementedError("sparse arrays (ndims=..., ckInsert) are not "
+                                  "available in this version")
+    if isinstance(dims, int):
+        dims = (dims,)
+    dims = tuple(dims)
+    if not 1 <= len(dims) <= MAX_DIMS or not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise ValueError(f"array dimensions must be 1 to {MAX_DIMS} non-negative "
+                         f"integers, got {dims!r}")
+    total = 1
+    for d in dims:
+        total *= d
+    if total >= 1 << 62 or any(d >= 1 << 31 for d in dims):
+        raise ValueError(f"array of shape {dims} is too large")
+    return charm._create(ARRAY, cls, args, -1, dims)
+
+
+def _check_chare_class(cls, what):
+    if not (isinstance(cls, type) and issubclass(cls, Chare)):
+        raise TypeError(f"{what}() needs a subclass of Chare, got {cls!r}")
+
+
+def _local_range(total, pe, npes):
+    """Linear indices of a block-mapped array held by `pe` (matches the C
+    home_pe: element l lives on floor(l * npes / total))."""
+    return range(-(-pe * total // npes), -(-(pe + 1) * total // npes))
+
+
+def _unravel(lin, dims):
+    idx = []
+    for d in reversed(dims):
+        idx.append(lin % d)
+        lin //= d
+    return tuple(reversed(idx))
+
+
+class _Charm:
+    def __init__(self):
+        self.options = Options()
+        self._started = False
+        self._pe = 0
+        self._npes = 1
+        self._ncreated = 0
+        self._last_fid = 0
+        self._futures = {}      # fid -> Future created on this PE, not done
+        self._created = {}      # coll -> Future done when every PE built it
+        self._sched = None      # the scheduler's greenlet
+
+    # ---- program start and end ---------------------------------------------
+    def start(self, entry=None, classes=(), modules=(), interactive=False):
+        if self._started:
+            raise RuntimeError("charm.start() was already called")
+        self._started = True
+        try:
+            sys.stdout.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+        self._pe, self._npes, argv = _charmpy.init(self, list(sys.argv))
+        sys.argv[:] = argv
+        self._sched = getcurrent()
+        if self._pe == 0 and entry is not None:
+            _charmpy.call_soon(self._start_coro, (entry, (list(sys.argv),), {}, None, None))
+        code = _charmpy.run()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.exit(code)
+
+    def exit(self, exit_code=0):
+        _charmpy.exit(int(exit_code))
+
+    def abort(self, message):
+        sys.stdout.flush()
+        sys.stderr.write(f"charmpy: PE {self._pe}: charm.abort: {message}\n")
+        sys.stderr.flush()
+        _charmpy.abort(str(message))
+
+    def myPe(self):
+        return self._pe
+
+    def numPes(self):
+        return self._npes
+
+    def wallTime(self):
+        return _charmpy.wall_time()
+
+    # ---- coroutines ----------------------------------------------------------
+    def _in_coroutine(self):
+        return getcurrent() is not self._sched and self._sched is not None
+
+    def _suspend(self, fut, what):
+        if not self._in_coroutine():
+            raise RuntimeError(f"{what} blocks, so it can only be called in a coroutine: "
+                               "decorate the entry method with @coro (main is one)")
+        fut._waiter = getcurrent()
+        self._sched.switch()
+
+    def _resume(self, g, value=None):
+        """Continue coroutine g from the scheduler (never from a coroutine:
+        control must come back to the scheduler when g suspends again)."""
+        if getcurrent() is self._sched:
+            g.switch(value)
+        else:
+            _charmpy.call_soon(g.switch, (value,))
+
+    def _start_coro(self, fn, args, kwargs, reply, obj):
+        def body():
+            try:
+                result = fn(*args, **kwargs)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                self.exit(code)
+                return
+            except BaseException as e:
+                if reply is not None:
+                    self._reply(reply, None, e, obj)
+                    return
+                self._report_error(e, _where(obj, fn))
+                return
+            if reply is not None:
+                self._reply(reply, result, None, obj)
+        greenlet(body, parent=self._sched).switch()
+
+    def wait(self, futures):
+        for f in futures:
+            f.get()
+
+    def iwait(self, futures):
+        pending = list(futures)
+        while pending:
+            ready = [f for f in pending if f.ready()]
+            if not ready:
+                g = getcurrent()
+                if not self._in_coroutine():
+                    raise RuntimeError("charm.iwait() blocks, so it can only be called in "
+                                       "a coroutine: decorate the entry method with @coro")
+                for f in pending:
+                    f._multi = g
+                self._sched.switch()
+                for f in pending:
+                    f._multi = None
+                continue
+            for f in ready:
+                pending.remove(f)
+                yield f
+
+    def sleep(self, secs):
+        if not self._in_coroutine():
+            time.sleep(secs)
+            return
+        g = getcurrent()
+        _charmpy.call_after(float(secs), g.switch, ())
+        self._sched.switch()
+
+    def scheduleCallableAfter(self, callable_, secs, args=()):
+        _charmpy.call_after(float(secs), callable_, tuple(args))
+
+    def createFuture(self, num_vals=1):
+        return Future(num_vals)
+
+    def awaitCreation(self, *proxies):
+        for p in proxies:
+            f = self._created.get(p.coll)
+            if f is None:
+                raise ValueError(f"{p!r} was not created on this PE: awaitCreation waits "
+                                 "for collections this PE created")
+            f.get()
+
+    # ---- futures across PEs --------------------------------------------------
+    def _call_future(self, nvals, ret, bcast):
+        f = Future(nvals)
+        f._awaitable = not ret
+        return f
+
+    def _send_future(self, pe, fid, index, value, exc):
+        if pe == self._pe:
+            # Through the scheduler, so a coroutine sending to a local future
+            # does not run the waiting coroutine inside itself.
+            _charmpy.call_soon(self._deliver_future, (fid, index, value, exc))
+            return
+        try:
+            payload = pickle.dumps(("F", fid, index, value, exc), 5)
+        except Exception as e:
+            payload = pickle.dumps(("F", fid, index, None, TypeError(
+                f"the value for the future cannot be serialized: {e}")), 5)
+        _charmpy.send_py(pe, payload)
+
+    def _deliver_future(self, fid, index, value, exc):
+        f = self._futures.get(fid)
+        if f is None:
+            raise RuntimeError(f"a value arrived for future {fid} of PE {self._pe}, which "
+                               "is already done (more values than num_vals?)")
+        f._deliver(index, value, exc)
+
+    def _on_py(self, payload):
+        msg = pickle.loads(payload)
+        if msg[0] == "F":
+            self._deliver_future(*msg[1:])
+
+    def _reply(self, reply, result, exc, obj):
+        fut_pe, fid, flags = reply
+        index = None
+        if exc is not None:
+            exc = _remote_exception(exc, _where(obj, None))
+        if flags & EM_BCAST:
+            index = obj.thisIndex
+        self._send_future(fut_pe, fid, index, result if flags & EM_RET else None, exc)
+
+    # ---- @when and self.wait ---------------------------------------------------
+    def _hold(self, obj):
+        held = obj.__dict__.setdefault("_charmpy_held", [])
+        _charmpy.held[id(obj)] = obj
+        return held
+
+    def _invoke_special(self, obj, key, name, args, kwargs, reply, flags):
+        kwargs = kwargs or {}
+        meth = getattr(obj, name)
+        if flags & ENTRY_WHEN and not _when_true(obj, meth, args, kwargs):
+            self._hold(obj).append(("when", meth, args, kwargs, reply, flags))
+            return
+        self._run_entry(obj, meth, args, kwargs, reply, flags)
+
+    def _run_entry(self, obj, meth, args, kwargs, reply, flags):
+        if flags & ENTRY_CORO:
+            self._start_coro(meth, args, kwargs, reply, obj)
+            return
+        try:
+            result = meth(*args, **kwargs)
+        except Exception as e:
+            if reply is None:
+                raise
+            self._reply(reply, None, e, obj)
+            return
+        if reply is not None:
+            self._reply(reply, result, None, obj)
+
+    def _recheck(self, obj):
+        """Run held messages and waiting coroutines of obj whose condition
+        became true, in arrival order, until none is runnable."""
+        held = obj.__dict__.get("_charmpy_held", [])
+        progress = True
+        while progress and held:
+            progress = False
+            for i, item in enumerate(held):
+                if item[0] == "when":
+                    _, meth, args, kwargs, reply, flags = item
+                    if _when_true(obj, meth, args, kwargs):
+                        del held[i]
+                        self._run_entry(obj, meth, args, kwargs, reply, flags)
+                        progress = True
+                        break
+                else:
+                    _, code, g = item
+                    if eval(code, sys.modules[type(obj).__module__].__dict__, {"self": obj}):
+                        del held[i]
+                        g.switch()
+                        progress = True
+                        break
+        if not held:
+            _charmpy.held.pop(id(obj), None)
+
+    # ---- creation ------------------------------------------------------------
+    def _next_coll(self):
+        self._ncreated += 1
+        return (self._pe << 40) | self._ncreated
+
+    def _create_chare(self, cls, args=(), onPE=-1):
+        if not isinstance(onPE, int) or onPE >= self._npes or onPE < -1:
+            raise ValueError(f"onPE={onPE!r}: give a PE from 0 to {self._npes - 1}, "
+                             "or -1 to let the runtime choose")
+        pe = onPE if onPE >= 0 else (self._pe + 1 + self._ncreated) % self._npes
+        return self._create(CHARE, cls, args, pe, ())
+
+    def _create(self, kind, cls, args, pe, dims):
+        args = tuple(args)
+        coll = self._next_coll()
+        proxy = Proxy(coll, kind, cls, pe, dims)
+        done = Future(1 if kind == CHARE else self._npes)
+        try:
+            payload = pickle.dumps((coll, kind, cls, args, pe, dims, self._pe, done.fid), 5)
+        except Exception as e:
+            self._futures.pop(done.fid, None)
+            raise TypeError(f"the constructor arguments of {cls.__name__} cannot be "
+                            f"serialized: {e}") from e
+        self._created[coll] = done
+        _charmpy.send_create(pe if kind == CHARE else -1, payload)
+        return proxy
+
+    def _on_create(self, payload):
+        coll, kind, cls, args, pe, dims, creator, done_fid = pickle.loads(payload)
+        proxy = Proxy(coll, kind, cls, pe, dims)
+        if kind == CHARE:
+            keys = [(0, None)]
+        elif kind == GROUP:
+            keys = [(self._pe, self._pe)]
+        else:
+            total = 1
+            for d in dims:
+                total *= d
+            keys = [(i, i) for i in (_unravel(l, dims) for l in
+                                     _local_range(total, self._pe, self._npes))]
+        members = {}
+        for key, index in keys:
+            obj = cls.__new__(cls)
+            obj.thisProxy = proxy
+            obj.thisIndex = index
+            members[key] = obj
+        coro_init = getattr(cls.__init__, "_charmpy_coro", False)
+        if coro_init:
+            def build():
+                for obj in members.values():
+                    obj.__init__(*args)
+                _charmpy.register_collection(coll, members)
+                self._send_future(creator, done_fid, None, None, None)
+            self._start_coro(build, (), {}, None, None)
+            return
+        for obj in members.values():
+            obj.__init__(*args)
+        _charmpy.register_collection(coll, members)
+        self._send_future(creator, done_fid, None, None, None)
+
+    def _entry_names(self, cls):
+        base = vars(Chare)
+        names = {}
+        for n in dir(cls):
+            if n.startswith("_"):
+                continue
+            f = getattr(cls, n, None)
+            if not callable(f) or (n in base and f is base[n]):
+                continue
+            names[n] = ((ENTRY_CORO if getattr(f, "_charmpy_coro", False) else 0)
+                        | (ENTRY_WHEN if hasattr(f, "_charmpy_when") else 0))
+        return names
+
+    # ---- errors --------------------------------------------------------------
+    def _report_error(self, exc, where):
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        sys.stderr.write(f"charmpy: PE {self._pe}: uncaught exception in {where}:\n{text}")
+        sys.stderr.flush()
+        _charmpy.abort(f"uncaught exception in {where}: {type(exc).__name__}: {exc}")
+
+
+def _where(obj, fn):
+    if obj is None:
+        name = getattr(fn, "__qualname__", "main")
+        return f"{name} on PE {charm._pe}"
+    idx = getattr(obj, "thisIndex", None)
+    meth = getattr(fn, "__name__", "?")
+    return (f"{type(obj).__name__}{'' if idx is None else [idx]}.{meth} "
+            f"on PE {charm._pe}")
+
+
+def _remote_exception(exc, where):
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = _RemoteTraceback(f"\n\nTraceback from {where}:\n{text}")
+    try:
+        pickle.dumps(exc, 5)
+        e = exc
+    except Exception:
+        e = RuntimeError(f"{type(exc).__name__}: {exc}")
+    e.__cause__ = tb
+    e.remote_traceback = tb.text
+    return e
+
+
+def _when_true(obj, meth, args, kwargs):
+    cond, code = meth.__func__._charmpy_when
+    try:
+        bound = inspect.signature(meth).bind(*args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"{meth.__qualname__}: {e}") from None
+    env = dict(bound.arguments)
+    env["self"] = obj
+    return eval(code, meth.__func__.__globals__, env)
+
+
+charm = _Charm()

@@ -1,0 +1,77 @@
+/*
+ * The charmpy extension module (_charmpy): where the C runtime meets the
+ * interpreter. module.c holds the module state, the runtime binding and the
+ * message handlers; proxy.c the proxy and entry-method caller types.
+ *
+ * Reference notes: every PyObject * field of a struct here is a strong
+ * reference; functions say when they return a borrowed one.
+ */
+#ifndef CHARMPY_CPY_H
+#define CHARMPY_CPY_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#include "charmpy/runtime.h"
+
+#define CPY_MAXDIMS 6
+
+/* Collection kinds (also in python/charmpy/chare.py). */
+enum { CPY_CHARE = 0, CPY_GROUP = 1, CPY_ARRAY = 2 };
+
+/* Flags of an entry-method message. */
+enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8 };
+
+/* Flags of an entry method (values of the per-class entries dict; the
+ * Python side sets them from the decorators). */
+enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
+
+/* The start of an entry-method message's payload. After it: the method
+ * name (name_len bytes), padding to 8, then the arguments: pickled
+ * (args, kwargs) bytes, or with EM_BYREF a PyObject * to that tuple that
+ * the message owns (a strong reference). */
+typedef struct em_hdr {
+    uint64_t coll;      /* collection id */
+    uint32_t flags;
+    uint16_t ndims;     /* index dimensions used by idx */
+    uint16_t name_len;
+    int32_t idx[CPY_MAXDIMS];
+    uint64_t fut_id;    /* EM_RET/EM_AWAIT: the future to fulfil ... */
+    int32_t fut_pe;     /* ... which lives on this PE */
+    uint32_t reserved;
+} em_hdr;
+
+typedef struct cpy_state {
+    cp_ctx *ctx;             /* NULL until init() */
+    int h_entry, h_create, h_call, h_py;
+    PyObject *colls;         /* dict: coll id -> dict index -> chare */
+    PyObject *pending;       /* dict: coll id -> list of capsules (cp_msg *)
+                                for messages that arrived before the
+                                collection was created here */
+    PyObject *runtime;       /* the Python-side runtime object */
+    PyObject *dumps, *loads; /* pickle.dumps / pickle.loads */
+    PyObject *proxy_type, *caller_type;
+    PyObject *entries;       /* dict: class -> dict entry name -> flags */
+    PyObject *held;          /* dict: id(chare) -> chare, for chares holding
+                                messages (@when) or waiting coroutines */
+    int exit_code;
+} cpy_state;
+
+/* The state of the one imported _charmpy module (borrowed). */
+cpy_state *cpy_get_state(void);
+
+/* proxy.c */
+int cpy_proxy_types_init(PyObject *module, cpy_state *st);
+/* Entry methods of `cls`: a dict name -> ENTRY_* flags (borrowed, cached);
+ * NULL with an exception. */
+PyObject *cpy_entry_names(cpy_state *st, PyObject *cls);
+/* Send an entry-method call; `args` (tuple) and `kwargs` (dict or NULL) are
+ * borrowed. pe < 0 broadcasts to every PE. Returns 0 or -1 with an
+ * exception set. */
+int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims,
+                   const int32_t *idx, PyObject *name, PyObject *args,
+                   PyObject *kwargs, uint32_t fut_flags, int fut_pe,
+                   uint64_t fut_id);
+
+#endif /* CHARMPY_CPY_H */

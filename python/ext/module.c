@@ -1,0 +1,737 @@
+/*
+ * _charmpy: the module, its state, the runtime binding and the handlers that
+ * run Python code when messages arrive.
+ *
+ * One process is one PE and imports this module once, so the runtime's
+ * context is per process: the module state is reached from handlers through
+ * the `user` pointer given at registration, and from the proxy types through
+ * cpy_get_state(), which returns the state of the single module instance.
+ */
+#include "cpy.h"
+
+#include <string.h>
+
+#include "launcher/launcher.h"
+
+static cpy_state *the_state; /* the state of the imported module (borrowed) */
+
+cpy_state *cpy_get_state(void) { return the_state; }
+
+/* The pending exception, normalized, with its traceback attached (new
+ * reference), and its inverse: PyErr_GetRaisedException for 3.11. */
+static PyObject *take_exception(void) {
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v && tb)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+}
+
+static void restore_exception(PyObject *v) {
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(v)), v, PyException_GetTraceback(v));
+}
+
+static int need_runtime(cpy_state *st) {
+    if (st->ctx)
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the charmpy runtime is not running: call charm.start(main) first");
+    return -1;
+}
+
+/* ---- errors in handlers ------------------------------------------------- */
+
+/* An exception escaped Python code run by a handler: let the Python side
+ * print it with its context and end the job. Never returns normally when
+ * the Python side works as it should. */
+static void report_error(cpy_state *st, const char *where) {
+    PyObject *exc = take_exception();
+    if (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit)) {
+        /* sys.exit() inside an entry method ends the job like charm.exit(). */
+        PyObject *code = PyObject_GetAttrString(exc, "code");
+        long c = code && PyLong_Check(code) ? PyLong_AsLong(code) : (code == Py_None ? 0 : 1);
+        Py_XDECREF(code);
+        Py_DECREF(exc);
+        PyErr_Clear();
+        cp_exit(st->ctx, (int)c);
+        return;
+    }
+    PyObject *r = st->runtime ? PyObject_CallMethod(st->runtime, "_report_error", "Os", exc,
+                                                    where)
+                              : NULL;
+    if (!r) {
+        PyErr_Print();
+        restore_exception(exc);
+        exc = NULL;
+        PyErr_Print();
+        cp_abort(st->ctx, "uncaught exception in %s", where);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(exc);
+    cp_abort(st->ctx, "uncaught exception in %s", where);
+}
+
+/* ---- entry-method messages ---------------------------------------------- */
+
+static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
+
+static int buffer_message(cpy_state *st, PyObject *key, cp_msg *msg) {
+    PyObject *list = PyDict_GetItemWithError(st->pending, key); /* borrowed */
+    if (!list) {
+        if (PyErr_Occurred())
+            return -1;
+        list = PyList_New(0);
+        if (!list || PyDict_SetItem(st->pending, key, list) < 0) {
+            Py_XDECREF(list);
+            return -1;
+        }
+        Py_DECREF(list);
+    }
+    PyObject *ptr = PyLong_FromVoidPtr(msg);
+    if (!ptr)
+        return -1;
+    int rc = PyList_Append(list, ptr);
+    Py_DECREF(ptr);
+    return rc;
+}
+
+/* The (args, kwargs) pair of a message; frees the message. New reference. */
+static PyObject *take_args(cpy_state *st, cp_msg *msg) {
+    em_hdr *h = cp_msg_data(msg);
+    size_t off = align8(sizeof *h + h->name_len);
+    PyObject *pair;
+    if (h->flags & EM_BYREF) {
+        memcpy(&pair, (char *)h + off, sizeof pair); /* the message's reference */
+    } else {
+        PyObject *view = PyMemoryView_FromMemory((char *)h + off,
+                                                 (Py_ssize_t)(msg->size - off), PyBUF_READ);
+        pair = view ? PyObject_CallOneArg(st->loads, view) : NULL;
+        Py_XDECREF(view);
+    }
+    cp_msg_free(st->ctx, msg);
+    if (pair && (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)) {
+        Py_DECREF(pair);
+        PyErr_SetString(PyExc_RuntimeError, "corrupt entry-method message");
+        return NULL;
+    }
+    return pair;
+}
+
+static void describe_target(char *buf, size_t n, PyObject *obj, PyObject *key,
+                            PyObject *name, int pe) {
+    PyObject *krepr = key ? PyObject_Repr(key) : NULL;
+    const char *ks = krepr ? PyUnicode_AsUTF8(krepr) : NULL;
+    snprintf(buf, n, "%s%s%s%s.%s on PE %d", Py_TYPE(obj)->tp_name, ks ? "[" : "",
+             ks ? ks : "", ks ? "]" : "", PyUnicode_AsUTF8(name), pe);
+    Py_XDECREF(krepr);
+    PyErr_Clear();
+}
+
+/* After an entry method ran on `obj`: if the chare holds messages (@when) or
+ * waiting coroutines, let the Python side re-check their conditions. */
+static void recheck_held(cpy_state *st, PyObject *obj) {
+    if (PyDict_GET_SIZE(st->held) == 0)
+        return;
+    PyObject *id = PyLong_FromVoidPtr(obj);
+    int held = id ? PyDict_Contains(st->held, id) : -1;
+    Py_XDECREF(id);
+    PyObject *r = held > 0 ? PyObject_CallMethod(st->runtime, "_recheck", "O", obj)
+                           : (held == 0 ? Py_NewRef(Py_None) : NULL);
+    if (!r) {
+        report_error(st, "re-checking @when conditions");
+        return;
+    }
+    Py_DECREF(r);
+}
+
+/* Run entry method `name` of `obj`. `reply` (borrowed, or NULL) is the
+ * future to fulfil: (fut_pe, fut_id, key, flags). Plain methods are called
+ * here; coroutines and @when methods go through the Python side. */
+static void invoke(cpy_state *st, PyObject *obj, PyObject *key, PyObject *name,
+                   PyObject *args, PyObject *kwargs, PyObject *reply) {
+    PyObject *entries = cpy_entry_names(st, (PyObject *)Py_TYPE(obj));
+    PyObject *fl = entries ? PyDict_GetItemWithError(entries, name) : NULL;
+    long flags = fl ? PyLong_AsLong(fl) : 0;
+    PyObject *r = NULL;
+    if (!entries || (!fl && PyErr_Occurred()))
+        goto error;
+    if (flags & (ENTRY_CORO | ENTRY_WHEN)) {
+        r = PyObject_CallMethod(st->runtime, "_invoke_special", "OOOOOOl", obj, key, name,
+                                args, kwargs ? kwargs : Py_None, reply ? reply : Py_None,
+                                flags);
+        if (!r)
+            goto error;
+        Py_DECREF(r);
+        recheck_held(st, obj);
+        return;
+    }
+    PyObject *meth = PyObject_GetAttr(obj, name);
+    r = meth ? PyObject_Call(meth, args, kwargs) : NULL;
+    Py_XDECREF(meth);
+    if (reply) {
+        /* The caller holds a future: it gets the value or the exception. */
+        PyObject *exc = r ? NULL : take_exception();
+        PyObject *rr = PyObject_CallMethod(st->runtime, "_reply", "OOOO", reply,
+                                           r ? r : Py_None, exc ? exc : Py_None, obj);
+        Py_XDECREF(exc);
+        Py_XDECREF(r);
+        if (!rr)
+            goto error;
+        Py_DECREF(rr);
+        recheck_held(st, obj);
+        return;
+    }
+    if (!r)
+        goto error;
+    Py_DECREF(r);
+    recheck_held(st, obj);
+    return;
+error: {
+    char where[512];
+    PyObject *exc = take_exception();
+    describe_target(where, sizeof where, obj, key, name, cp_my_pe(st->ctx));
+    restore_exception(exc);
+    report_error(st, where);
+}
+}
+
+static void deliver_entry(cpy_state *st, cp_msg *msg, PyObject *members) {
+    em_hdr *h = cp_msg_data(msg);
+    PyObject *name = PyUnicode_FromStringAndSize((char *)(h + 1), h->name_len);
+    int bcast = h->flags & EM_BCAST;
+    PyObject *key = NULL;
+    if (!bcast) {
+        if (h->ndims == 0) {
+            key = PyLong_FromLong(h->idx[0]);
+        } else {
+            key = PyTuple_New(h->ndims);
+            for (int i = 0; key && i < h->ndims; i++)
+                PyTuple_SET_ITEM(key, i, PyLong_FromLong(h->idx[i]));
+        }
+    }
+    unsigned long long coll = (unsigned long long)h->coll;
+    PyObject *reply = NULL;
+    if (h->flags & (EM_RET | EM_AWAIT)) {
+        reply = Py_BuildValue("iKl", h->fut_pe, (unsigned long long)h->fut_id,
+                              (long)(h->flags & (EM_RET | EM_AWAIT | EM_BCAST)));
+        if (!reply)
+            goto error_early;
+    }
+    PyObject *pair = take_args(st, msg); /* msg is gone from here on */
+    if (!name || !pair || (!bcast && !key)) {
+        Py_XDECREF(reply);
+        goto error;
+    }
+    PyObject *args = PyTuple_GET_ITEM(pair, 0), *kwargs = PyTuple_GET_ITEM(pair, 1);
+    if (kwargs == Py_None)
+        kwargs = NULL;
+    if (bcast) {
+        PyObject *items = PyDict_Items(members); /* members may change meanwhile */
+        if (!items) {
+            Py_XDECREF(reply);
+            goto error;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+            PyObject *kv = PyList_GET_ITEM(items, i);
+            invoke(st, PyTuple_GET_ITEM(kv, 1), PyTuple_GET_ITEM(kv, 0), name, args, kwargs,
+                   reply);
+        }
+        Py_DECREF(items);
+    } else {
+        PyObject *obj = PyDict_GetItemWithError(members, key); /* borrowed */
+        if (!obj) {
+            Py_XDECREF(reply);
+            if (!PyErr_Occurred()) {
+                PyObject *kr = PyObject_Repr(key);
+                PyErr_Format(PyExc_LookupError,
+                             "message for element %s of collection %llx, which is not "
+                             "on PE %d", kr ? PyUnicode_AsUTF8(kr) : "?", coll,
+                             cp_my_pe(st->ctx));
+                Py_XDECREF(kr);
+            }
+            goto error;
+        }
+        Py_INCREF(obj);
+        invoke(st, obj, key, name, args, kwargs, reply);
+        Py_DECREF(obj);
+    }
+    Py_XDECREF(reply);
+    Py_DECREF(name);
+    Py_DECREF(pair);
+    Py_XDECREF(key);
+    return;
+error:
+    Py_XDECREF(name);
+    Py_XDECREF(pair);
+    Py_XDECREF(key);
+    report_error(st, "delivering an entry-method message");
+    return;
+error_early:
+    cp_msg_free(st->ctx, msg);
+    pair = NULL;
+    goto error;
+}
+
+static void on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    em_hdr *h = cp_msg_data(msg);
+    PyObject *key = PyLong_FromUnsignedLongLong(h->coll);
+    PyObject *members = key ? PyDict_GetItemWithError(st->colls, key) : NULL;
+    if (!members) {
+        /* Not created here yet: keep the message until it is. */
+        if (!PyErr_Occurred() && buffer_message(st, key, msg) == 0) {
+            Py_DECREF(key);
+            return;
+        }
+        Py_XDECREF(key);
+        report_error(st, "queueing a message for a collection not created yet");
+        return;
+    }
+    Py_INCREF(members);
+    Py_DECREF(key);
+    deliver_entry(st, msg, members);
+    Py_DECREF(members);
+}
+
+/* ---- creation and calls ------------------------------------------------- */
+
+static void on_create(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size);
+    cp_msg_free(st->ctx, msg);
+    PyObject *r = b ? PyObject_CallMethod(st->runtime, "_on_create", "O", b) : NULL;
+    Py_XDECREF(b);
+    if (!r) {
+        report_error(st, "creating a chare collection");
+        return;
+    }
+    Py_DECREF(r);
+}
+
+/* A message carrying (callable, args) by reference, for this PE only. */
+static void on_call(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    PyObject *pair;
+    memcpy(&pair, cp_msg_data(msg), sizeof pair);
+    cp_msg_free(st->ctx, msg);
+    PyObject *r = PyObject_CallObject(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+    if (!r) {
+        PyObject *fn = PyTuple_GET_ITEM(pair, 0);
+        PyObject *qn = PyObject_GetAttrString(fn, "__qualname__");
+        char where[256];
+        PyObject *exc = take_exception();
+        snprintf(where, sizeof where, "%s on PE %d",
+                 qn && PyUnicode_Check(qn) ? PyUnicode_AsUTF8(qn) : "a function",
+                 cp_my_pe(st->ctx));
+        Py_XDECREF(qn);
+        restore_exception(exc);
+        Py_DECREF(pair);
+        report_error(st, where);
+        return;
+    }
+    Py_DECREF(r);
+    Py_DECREF(pair);
+}
+
+/* A runtime message for the Python side (future values, acknowledgements):
+ * pickled bytes handed to runtime._on_py. */
+static void on_py(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size);
+    cp_msg_free(st->ctx, msg);
+    PyObject *r = b ? PyObject_CallMethod(st->runtime, "_on_py", "O", b) : NULL;
+    Py_XDECREF(b);
+    if (!r) {
+        report_error(st, "handling a runtime message");
+        return;
+    }
+    Py_DECREF(r);
+}
+
+/* Timer callback: arg is a strong reference to (callable, args). */
+static void on_timer(cp_ctx *ctx, void *arg) {
+    (void)ctx;
+    cpy_state *st = the_state;
+    PyObject *pair = arg;
+    PyObject *r = PyObject_CallObject(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+    Py_DECREF(pair);
+    if (!r) {
+        report_error(st, "a timer callback");
+        return;
+    }
+    Py_DECREF(r);
+}
+
+/* ---- module functions --------------------------------------------------- */
+
+static PyObject *mod_init(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *runtime, *argv;
+    if (!PyArg_ParseTuple(args, "OO!", &runtime, &PyList_Type, &argv))
+        return NULL;
+    if (st->ctx) {
+        PyErr_SetString(PyExc_RuntimeError, "charm.start() was already called in this process");
+        return NULL;
+    }
+    /* cp_init removes runtime flags (+p4, ++quiet...) from a C argv. */
+    Py_ssize_t n = PyList_GET_SIZE(argv);
+    char **cargv = PyMem_Calloc((size_t)n + 1, sizeof *cargv);
+    if (!cargv)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) {
+        cargv[i] = (char *)PyUnicode_AsUTF8(PyList_GET_ITEM(argv, i));
+        if (!cargv[i]) {
+            PyMem_Free(cargv);
+            return NULL;
+        }
+    }
+    int cargc = (int)n;
+    char **pargv = cargv;
+    int rc = cp_init(&st->ctx, &cargc, &pargv);
+    if (rc) {
+        PyMem_Free(cargv);
+        return PyErr_Format(PyExc_RuntimeError, "cannot start the charmpy runtime: %s",
+                            cp_strerror(rc));
+    }
+    PyObject *kept = PyList_New(cargc);
+    for (int i = 0; kept && i < cargc; i++)
+        PyList_SET_ITEM(kept, i, PyUnicode_FromString(pargv[i]));
+    PyMem_Free(cargv);
+    if (!kept)
+        return NULL;
+    st->h_entry = cp_handler_register(st->ctx, on_entry, st);
+    st->h_create = cp_handler_register(st->ctx, on_create, st);
+    st->h_call = cp_handler_register(st->ctx, on_call, st);
+    st->h_py = cp_handler_register(st->ctx, on_py, st);
+    Py_INCREF(runtime);
+    Py_XSETREF(st->runtime, runtime);
+    return Py_BuildValue("iiN", cp_my_pe(st->ctx), cp_num_pes(st->ctx), kept);
+}
+
+static void free_pending(cpy_state *st) {
+    PyObject *key, *list;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(st->pending, &pos, &key, &list))
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+            cp_msg *m = PyLong_AsVoidPtr(PyList_GET_ITEM(list, i));
+            em_hdr *h = cp_msg_data(m);
+            if (h->flags & EM_BYREF) {
+                PyObject *pair;
+                memcpy(&pair, (char *)h + align8(sizeof *h + h->name_len), sizeof pair);
+                Py_DECREF(pair);
+            }
+            cp_msg_free(st->ctx, m);
+        }
+    PyDict_Clear(st->pending);
+}
+
+static PyObject *mod_run(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    if (need_runtime(st))
+        return NULL;
+    int rc = cp_run(st->ctx);
+    if (PyErr_Occurred())
+        return NULL;
+    free_pending(st);
+    PyDict_Clear(st->colls);
+    int code = cp_finalize(st->ctx);
+    st->ctx = NULL;
+    if (rc < 0)
+        return PyErr_Format(PyExc_RuntimeError, "scheduler failed: %s", cp_strerror(rc));
+    return PyLong_FromLong(code);
+}
+
+static PyObject *mod_exit(PyObject *module, PyObject *arg) {
+    cpy_state *st = PyModule_GetState(module);
+    long code = PyLong_AsLong(arg);
+    if (code == -1 && PyErr_Occurred())
+        return NULL;
+    if (need_runtime(st))
+        return NULL;
+    cp_exit(st->ctx, (int)code);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_abort(PyObject *module, PyObject *arg) {
+    cpy_state *st = PyModule_GetState(module);
+    const char *text = PyUnicode_AsUTF8(arg);
+    if (!text)
+        return NULL;
+    PyObject *r = PyObject_CallMethod(PySys_GetObject("stdout"), "flush", NULL);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    cp_abort(st->ctx, "%s", text);
+}
+
+static PyObject *mod_my_pe(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    return PyLong_FromLong(st->ctx ? cp_my_pe(st->ctx) : 0);
+}
+
+static PyObject *mod_num_pes(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    return PyLong_FromLong(st->ctx ? cp_num_pes(st->ctx) : 1);
+}
+
+static PyObject *mod_wall_time(PyObject *module, PyObject *noargs) {
+    (void)module;
+    (void)noargs;
+    return PyFloat_FromDouble(cp_wall_time());
+}
+
+static int send_or_bcast(cpy_state *st, int pe, int handler, cp_msg *msg) {
+    int rc = pe < 0 ? cp_bcast(st->ctx, handler, msg) : cp_send(st->ctx, pe, handler, msg);
+    if (rc) {
+        cp_msg_free(st->ctx, msg);
+        PyErr_Format(rc == CP_ERANGE ? PyExc_IndexError : PyExc_RuntimeError,
+                     "cannot send to PE %d: %s", pe, cp_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* call_soon(callable, args): run callable(*args) on this PE from the
+ * scheduler, after the messages already queued. */
+static PyObject *mod_call_soon(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *fn, *fargs;
+    if (!PyArg_ParseTuple(args, "OO!", &fn, &PyTuple_Type, &fargs) || need_runtime(st))
+        return NULL;
+    PyObject *pair = PyTuple_Pack(2, fn, fargs);
+    if (!pair)
+        return NULL;
+    cp_msg *msg = cp_msg_alloc(st->ctx, sizeof pair);
+    if (!msg) {
+        Py_DECREF(pair);
+        return PyErr_NoMemory();
+    }
+    memcpy(cp_msg_data(msg), &pair, sizeof pair);
+    if (send_or_bcast(st, cp_my_pe(st->ctx), st->h_call, msg) < 0) {
+        Py_DECREF(pair);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* send_create(pe, payload): deliver a creation request (bytes) to the
+ * Python runtime's _on_create on PE pe, or on every PE when pe < 0. */
+static PyObject *mod_send_create(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    int pe;
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "iy*", &pe, &b))
+        return NULL;
+    if (need_runtime(st)) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    cp_msg *msg = cp_msg_alloc(st->ctx, (size_t)b.len);
+    if (!msg) {
+        PyBuffer_Release(&b);
+        return PyErr_NoMemory();
+    }
+    memcpy(cp_msg_data(msg), b.buf, (size_t)b.len);
+    PyBuffer_Release(&b);
+    if (send_or_bcast(st, pe, st->h_create, msg) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* send_py(pe, payload): deliver bytes to runtime._on_py on PE pe. */
+static PyObject *mod_send_py(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    int pe;
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "iy*", &pe, &b))
+        return NULL;
+    if (need_runtime(st)) {
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    cp_msg *msg = cp_msg_alloc(st->ctx, (size_t)b.len);
+    if (!msg) {
+        PyBuffer_Release(&b);
+        return PyErr_NoMemory();
+    }
+    memcpy(cp_msg_data(msg), b.buf, (size_t)b.len);
+    PyBuffer_Release(&b);
+    if (send_or_bcast(st, pe, st->h_py, msg) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* call_after(secs, callable, args): run callable(*args) on this PE from the
+ * scheduler once `secs` seconds have passed. */
+static PyObject *mod_call_after(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    double secs;
+    PyObject *fn, *fargs;
+    if (!PyArg_ParseTuple(args, "dOO!", &secs, &fn, &PyTuple_Type, &fargs) ||
+        need_runtime(st))
+        return NULL;
+    if (!(secs >= 0))
+        return PyErr_Format(PyExc_ValueError, "the delay must be >= 0 seconds, got %R",
+                            PyTuple_GET_ITEM(args, 0));
+    PyObject *pair = PyTuple_Pack(2, fn, fargs);
+    if (!pair)
+        return NULL;
+    int rc = cp_call_after(st->ctx, secs, on_timer, pair);
+    if (rc) {
+        Py_DECREF(pair);
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+/* register_collection(coll, members): members (a dict index -> chare) now
+ * receive messages for coll on this PE; those that arrived early are
+ * delivered now, in arrival order. */
+static PyObject *mod_register_collection(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *key, *members;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyLong_Type, &key, &PyDict_Type, &members))
+        return NULL;
+    if (PyDict_SetItem(st->colls, key, members) < 0)
+        return NULL;
+    PyObject *list = PyDict_GetItemWithError(st->pending, key);
+    if (!list)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    Py_INCREF(list);
+    if (PyDict_DelItem(st->pending, key) < 0) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
+        deliver_entry(st, PyLong_AsVoidPtr(PyList_GET_ITEM(list, i)), members);
+    Py_DECREF(list);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_members(PyObject *module, PyObject *arg) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *m = PyDict_GetItemWithError(st->colls, arg);
+    if (!m)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    return Py_NewRef(m);
+}
+
+/* launch(argv): run charmrun's launcher in this process; returns the exit
+ * code. */
+static PyObject *mod_launch(PyObject *module, PyObject *arg) {
+    (void)module;
+    if (!PyList_Check(arg))
+        return PyErr_Format(PyExc_TypeError, "launch() takes the argument list");
+    Py_ssize_t n = PyList_GET_SIZE(arg);
+    char **argv = PyMem_Calloc((size_t)n + 1, sizeof *argv);
+    if (!argv)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (!(argv[i] = (char *)PyUnicode_AsUTF8(PyList_GET_ITEM(arg, i)))) {
+            PyMem_Free(argv);
+            return NULL;
+        }
+    PyObject *r = PyObject_CallMethod(PySys_GetObject("stdout"), "flush", NULL);
+    Py_XDECREF(r);
+    PyErr_Clear();
+    int code = cp_launcher_main((int)n, argv);
+    PyMem_Free(argv);
+    return PyLong_FromLong(code);
+}
+
+static PyMethodDef mod_methods[] = {
+    {"init", mod_init, METH_VARARGS, "init(runtime, argv) -> (pe, npes, argv)"},
+    {"run", mod_run, METH_NOARGS, "run the scheduler until the job exits; exit code"},
+    {"exit", mod_exit, METH_O, "exit(code): end the whole job"},
+    {"abort", mod_abort, METH_O, "abort(message): end the job with an error"},
+    {"my_pe", mod_my_pe, METH_NOARGS, NULL},
+    {"num_pes", mod_num_pes, METH_NOARGS, NULL},
+    {"wall_time", mod_wall_time, METH_NOARGS, NULL},
+    {"call_soon", mod_call_soon, METH_VARARGS, NULL},
+    {"send_create", mod_send_create, METH_VARARGS, NULL},
+    {"register_collection", mod_register_collection, METH_VARARGS, NULL},
+    {"send_py", mod_send_py, METH_VARARGS, NULL},
+    {"call_after", mod_call_after, METH_VARARGS, NULL},
+    {"members", mod_members, METH_O, "members(coll): dict of this PE's members or None"},
+    {"launch", mod_launch, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static int mod_exec(PyObject *module) {
+    cpy_state *st = PyModule_GetState(module);
+    memset(st, 0, sizeof *st);
+    PyObject *pickle = PyImport_ImportModule("pickle");
+    if (!pickle)
+        return -1;
+    st->dumps = PyObject_GetAttrString(pickle, "dumps");
+    st->loads = PyObject_GetAttrString(pickle, "loads");
+    Py_DECREF(pickle);
+    st->colls = PyDict_New();
+    st->pending = PyDict_New();
+    st->entries = PyDict_New();
+    st->held = PyDict_New();
+    if (!st->dumps || !st->loads || !st->colls || !st->pending || !st->entries || !st->held)
+        return -1;
+    if (PyModule_AddObjectRef(module, "held", st->held) < 0)
+        return -1;
+    if (cpy_proxy_types_init(module, st) < 0)
+        return -1;
+    the_state = st;
+    return 0;
+}
+
+static int mod_traverse(PyObject *module, visitproc visit, void *arg) {
+    cpy_state *st = PyModule_GetState(module);
+    Py_VISIT(st->colls);
+    Py_VISIT(st->pending);
+    Py_VISIT(st->runtime);
+    Py_VISIT(st->dumps);
+    Py_VISIT(st->loads);
+    Py_VISIT(st->proxy_type);
+    Py_VISIT(st->caller_type);
+    Py_VISIT(st->entries);
+    Py_VISIT(st->held);
+    return 0;
+}
+
+static int mod_clear(PyObject *module) {
+    cpy_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->colls);
+    Py_CLEAR(st->pending);
+    Py_CLEAR(st->runtime);
+    Py_CLEAR(st->dumps);
+    Py_CLEAR(st->loads);
+    Py_CLEAR(st->proxy_type);
+    Py_CLEAR(st->caller_type);
+    Py_CLEAR(st->entries);
+    Py_CLEAR(st->held);
+    return 0;
+}
+
+static PyModuleDef_Slot mod_slots[] = {
+    {Py_mod_exec, mod_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef mod_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "charmpy._charmpy",
+    .m_doc = "charmpy's C core: the runtime binding, proxies and dispatch.",
+    .m_size = sizeof(cpy_state),
+    .m_methods = mod_methods,
+    .m_slots = mod_slots,
+    .m_traverse = mod_traverse,
+    .m_clear = mod_clear,
+};
+
+PyMODINIT_FUNC PyInit__charmpy(void);
+PyMODINIT_FUNC PyInit__charmpy(void) { return PyModuleDef_Init(&mod_def); }
