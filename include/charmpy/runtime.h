@@ -54,9 +54,8 @@ typedef struct cp_ctx cp_ctx;
 
 /*
  * A message: this 48-byte header followed by `size` payload bytes. The
- * payload starts 64-byte aligned. Only `size` and `tag` are for the user to
- * read; `tag` is carried unchanged for the layer above. The other fields are
- * written by the runtime when the message is sent.
+ * payload starts 64-byte aligned. Only `size` and `tag` are for the user;
+ * the other fields are written by the runtime when the message is sent.
  */
 typedef struct cp_msg {
     uint32_t handler;      /* handler index, checked at dispatch */
@@ -67,7 +66,10 @@ typedef struct cp_msg {
     uint32_t reducer;      /* reduction: reducer index */
     uint32_t red_handler;  /* reduction: handler that receives the result */
     uint64_t seq;          /* reduction: sequence number */
-    uint64_t tag;          /* free for the layer above */
+    union {
+        uint64_t tag;      /* plain messages: carried unchanged, for the layer above */
+        uint64_t stream;   /* reductions: the stream (cp_reduce_among) */
+    };
 } cp_msg;
 
 static inline void *cp_msg_data(cp_msg *m) { return (void *)(m + 1); }
@@ -174,6 +176,19 @@ int cp_reducer_register(cp_ctx *ctx, cp_combine_fn fn, void *user);
  */
 int cp_reduce(cp_ctx *ctx, cp_msg *contrib, int reducer, int root,
               int handler);
+
+/*
+ * A reduction among some PEs, in a stream of its own. pes[0..npes-1] are the
+ * participants (each once, the caller among them); pes[0] is the root, where
+ * the result arrives at `handler`. Reductions of one stream are numbered by
+ * the order of the calls on each PE, independently of other streams, so
+ * collections can reduce concurrently without agreeing on an order between
+ * them. Every participant must pass the same list, reducer and handler for
+ * the same stream. Stream 0 is the one cp_reduce() uses. The list is read
+ * during the call only.
+ */
+int cp_reduce_among(cp_ctx *ctx, cp_msg *contrib, uint64_t stream, int reducer,
+                    int handler, const int *pes, int npes);
 
 /* ---- timers ------------------------------------------------------------- */
 

@@ -11,6 +11,7 @@ from greenlet import getcurrent, greenlet
 
 from . import _charmpy
 from ._charmpy import Proxy
+from .reduction import Reducer, _Reducer, _reducer_by_name
 
 CHARE, GROUP, ARRAY = 0, 1, 2
 MAX_DIMS = 6
@@ -186,6 +187,24 @@ class Chare:
     def __init__(self, *args, **kwargs):
         pass
 
+    def contribute(self, data, reducer, target, section=None):
+        """Contribute `data` to this collection's next reduction; the result
+        goes to `target` (a proxy method or a Future)."""
+        if section is not None:
+            raise NotImplementedError("sections are not available in this version")
+        charm._contribute(self, data, reducer, target, None)
+
+    def reduce(self, target, data=None, reducer=None, section=None):
+        self.contribute(data, reducer, target, section)
+
+    def allreduce(self, data=None, reducer=None, section=None):
+        """Contribute, and get a Future with the result on every member."""
+        if section is not None:
+            raise NotImplementedError("sections are not available in this version")
+        f = Future()
+        charm._contribute(self, data, reducer, None, f)
+        return f
+
     def wait(self, condition):
         """In a coroutine: suspend until `condition` (an expression over self)
         is true; re-checked after each entry method of this chare runs."""
@@ -258,6 +277,7 @@ class _Charm:
         self._futures = {}      # fid -> Future created on this PE, not done
         self._created = {}      # coll -> Future done when every PE built it
         self._sched = None      # the scheduler's greenlet
+        self._colls = {}        # coll -> _Coll (this PE's view of a collection)
 
     # ---- program start and end ---------------------------------------------
     def start(self, entry=None, classes=(), modules=(), interactive=False):
@@ -408,6 +428,8 @@ class _Charm:
         msg = pickle.loads(payload)
         if msg[0] == "F":
             self._deliver_future(*msg[1:])
+        elif msg[0] == "A":
+            self._allreduce_done(*msg[1:])
 
     def _reply(self, reply, result, exc, obj):
         fut_pe, fid, flags = reply
@@ -511,6 +533,13 @@ class _Charm:
                 total *= d
             keys = [(i, i) for i in (_unravel(l, dims) for l in
                                      _local_range(total, self._pe, self._npes))]
+        if kind == CHARE:
+            pes = (pe,)
+        elif kind == GROUP:
+            pes = tuple(range(self._npes))
+        else:
+            pes = tuple(p for p in range(self._npes) if len(_local_range(total, p, self._npes)))
+        self._colls[coll] = _Coll(pes, len(keys))
         members = {}
         for key, index in keys:
             obj = cls.__new__(cls)
@@ -530,6 +559,74 @@ class _Charm:
             obj.__init__(*args)
         _charmpy.register_collection(coll, members)
         self._send_future(creator, done_fid, None, None, None)
+
+    # ---- reductions ----------------------------------------------------------
+    def _contribute(self, obj, data, reducer, target, allfut):
+        proxy = obj.thisProxy
+        info = self._colls[proxy.coll]
+        if reducer is None:
+            if data is not None:
+                raise ValueError("contribute(data, None, ...) needs a reducer for the data")
+            reducer = Reducer.nop
+        elif not isinstance(reducer, _Reducer):
+            raise TypeError(f"{reducer!r} is not a reducer: use Reducer.sum, ... or "
+                            "Reducer.addReducer(func)")
+        k = obj.__dict__.get("_charmpy_redk", 0)
+        obj._charmpy_redk = k + 1
+        rec = info.pending.get(k)
+        if rec is None:
+            rec = info.pending[k] = _Redn(reducer, target)
+        elif rec.reducer is not reducer:
+            raise ValueError(
+                f"reduction {k} of {proxy!r}: {type(obj).__name__}{_idx(obj)} contributes "
+                f"with {reducer!r} but another member with {rec.reducer!r}; every member "
+                "must make the same contribute calls in the same order")
+        if reducer.pre is not None:
+            data = reducer.pre(data)
+        if reducer is Reducer.gather:
+            data = [(obj.thisIndex, data)]
+        rec.values.append(data)
+        if allfut is not None:
+            rec.allfuts.append(allfut)
+        if len(rec.values) < info.nlocal:
+            return
+        del info.pending[k]
+        vals = rec.values
+        value = vals[0] if len(vals) == 1 else reducer.combine(vals)
+        if rec.allfuts:
+            info.allfuts[k] = rec.allfuts
+        if info.pes[0] == self._pe:
+            info.targets[k] = rec
+        _charmpy.reduce_among(proxy.coll, pickle.dumps((reducer.name, value), 5), info.pes)
+
+    def _combine(self, parts):
+        vals = [pickle.loads(p) for p in parts]
+        name = vals[0][0]
+        for other, _ in vals[1:]:
+            if other != name:
+                raise ValueError(f"mismatched reduction: reducer '{name}' on one PE and "
+                                 f"'{other}' on another")
+        return pickle.dumps((name, _reducer_by_name(name).combine([v for _, v in vals])), 5)
+
+    def _on_reduction(self, coll, seq, payload):
+        name, value = pickle.loads(payload)
+        info = self._colls[coll]
+        rec = info.targets.pop(seq)
+        if rec.reducer.post is not None:
+            value = rec.reducer.post(value)
+        if rec.reducer is Reducer.nop:
+            value = None
+        if info.allfuts.get(seq) is not None or rec.target is None:
+            # allreduce: every participant PE gets the value.
+            blob = pickle.dumps(("A", coll, seq, value), 5)
+            for pe in info.pes:
+                _charmpy.send_py(pe, blob)
+            return
+        _deliver(rec.target, value, rec.reducer is Reducer.nop)
+
+    def _allreduce_done(self, coll, seq, value):
+        for f in self._colls[coll].allfuts.pop(seq, ()):
+            f._deliver(None, value, None)
 
     def _entry_names(self, cls):
         base = vars(Chare)
@@ -554,6 +651,44 @@ class _Charm:
         sys.stderr.write(f"charmpy: PE {self._pe}: uncaught exception in {where}:\n{text}")
         sys.stderr.flush()
         _charmpy.abort(f"uncaught exception in {where}: {type(exc).__name__}: {exc}")
+
+
+class _Coll:
+    """This PE's view of a collection: the PEs that hold members (reductions
+    run among them; the first is the root), how many are here, and the
+    reductions in progress."""
+    __slots__ = ("pes", "nlocal", "pending", "targets", "allfuts")
+
+    def __init__(self, pes, nlocal):
+        self.pes = pes
+        self.nlocal = nlocal
+        self.pending = {}   # reduction number -> _Redn, local members so far
+        self.targets = {}   # on the root: reduction number -> _Redn
+        self.allfuts = {}   # reduction number -> futures of allreduce callers
+
+
+class _Redn:
+    __slots__ = ("reducer", "target", "values", "allfuts")
+
+    def __init__(self, reducer, target):
+        self.reducer = reducer
+        self.target = target
+        self.values = []
+        self.allfuts = []
+
+
+def _deliver(target, value, empty):
+    if isinstance(target, (Future, _FutureRef)):
+        target.send(value)
+    elif empty:
+        target()
+    else:
+        target(value)
+
+
+def _idx(obj):
+    i = getattr(obj, "thisIndex", None)
+    return "" if i is None else f"[{i}]"
 
 
 def _where(obj, fn):

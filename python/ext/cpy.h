@@ -44,7 +44,8 @@ typedef struct em_hdr {
 
 typedef struct cpy_state {
     cp_ctx *ctx;             /* NULL until init() */
-    int h_entry, h_create, h_call, h_py;
+    int h_entry, h_create, h_call, h_py, h_redres;
+    int red_py;              /* the reducer that combines Python values */
     PyObject *colls;         /* dict: coll id -> dict index -> chare */
     PyObject *pending;       /* dict: coll id -> list of capsules (cp_msg *)
                                 for messages that arrived before the

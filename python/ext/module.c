@@ -355,6 +355,55 @@ static void on_py(cp_ctx *ctx, cp_msg *msg, void *user) {
     Py_DECREF(r);
 }
 
+/* Combine partial results of Python values: runtime._combine(list of bytes)
+ * returns the combined bytes. */
+static cp_msg *py_combine(cp_ctx *ctx, cp_msg *const *parts, int n, void *user) {
+    cpy_state *st = user;
+    PyObject *list = PyList_New(n);
+    for (int i = 0; list && i < n; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(parts[i]),
+                                                (Py_ssize_t)parts[i]->size);
+        if (!b) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, b);
+    }
+    PyObject *r = list ? PyObject_CallMethod(st->runtime, "_combine", "O", list) : NULL;
+    Py_XDECREF(list);
+    cp_msg *out = NULL;
+    if (r && PyBytes_Check(r)) {
+        out = cp_msg_alloc(ctx, (size_t)PyBytes_GET_SIZE(r));
+        if (out)
+            memcpy(cp_msg_data(out), PyBytes_AS_STRING(r), (size_t)PyBytes_GET_SIZE(r));
+    }
+    if (!r || !out) {
+        Py_XDECREF(r);
+        report_error(st, "combining reduction contributions");
+        return NULL;
+    }
+    Py_DECREF(r);
+    return out;
+}
+
+/* The result of a reduction, at its root: runtime._on_reduction(stream, seq,
+ * bytes). */
+static void on_redres(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size);
+    unsigned long long stream = msg->stream, seq = msg->seq;
+    cp_msg_free(st->ctx, msg);
+    PyObject *r = b ? PyObject_CallMethod(st->runtime, "_on_reduction", "KKO", stream, seq, b)
+                    : NULL;
+    Py_XDECREF(b);
+    if (!r) {
+        report_error(st, "delivering a reduction result");
+        return;
+    }
+    Py_DECREF(r);
+}
+
 /* Timer callback: arg is a strong reference to (callable, args). */
 static void on_timer(cp_ctx *ctx, void *arg) {
     (void)ctx;
@@ -410,6 +459,8 @@ static PyObject *mod_init(PyObject *module, PyObject *args) {
     st->h_create = cp_handler_register(st->ctx, on_create, st);
     st->h_call = cp_handler_register(st->ctx, on_call, st);
     st->h_py = cp_handler_register(st->ctx, on_py, st);
+    st->h_redres = cp_handler_register(st->ctx, on_redres, st);
+    st->red_py = cp_reducer_register(st->ctx, py_combine, st);
     Py_INCREF(runtime);
     Py_XSETREF(st->runtime, runtime);
     return Py_BuildValue("iiN", cp_my_pe(st->ctx), cp_num_pes(st->ctx), kept);
@@ -570,6 +621,48 @@ static PyObject *mod_send_py(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* reduce_among(stream, payload, pes): contribute payload (bytes of a Python
+ * value) to the next reduction of `stream` among the PEs in the tuple pes;
+ * the result reaches runtime._on_reduction on pes[0]. */
+static PyObject *mod_reduce_among(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    unsigned long long stream;
+    Py_buffer b;
+    PyObject *pes;
+    if (!PyArg_ParseTuple(args, "Ky*O!", &stream, &b, &PyTuple_Type, &pes))
+        return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(pes);
+    int *list = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *list);
+    cp_msg *msg = NULL;
+    if (!list || need_runtime(st))
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        list[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(pes, i));
+        if (PyErr_Occurred())
+            goto fail;
+    }
+    msg = cp_msg_alloc(st->ctx, (size_t)b.len);
+    if (!msg) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    memcpy(cp_msg_data(msg), b.buf, (size_t)b.len);
+    int rc = cp_reduce_among(st->ctx, msg, stream, st->red_py, st->h_redres, list, (int)n);
+    if (rc) {
+        cp_msg_free(st->ctx, msg);
+        PyErr_Format(PyExc_RuntimeError, "cannot contribute to the reduction: %s",
+                     cp_strerror(rc));
+        goto fail;
+    }
+    PyMem_Free(list);
+    PyBuffer_Release(&b);
+    Py_RETURN_NONE;
+fail:
+    PyMem_Free(list);
+    PyBuffer_Release(&b);
+    return NULL;
+}
+
 /* call_after(secs, callable, args): run callable(*args) on this PE from the
  * scheduler once `secs` seconds have passed. */
 static PyObject *mod_call_after(PyObject *module, PyObject *args) {
@@ -661,6 +754,7 @@ static PyMethodDef mod_methods[] = {
     {"register_collection", mod_register_collection, METH_VARARGS, NULL},
     {"send_py", mod_send_py, METH_VARARGS, NULL},
     {"call_after", mod_call_after, METH_VARARGS, NULL},
+    {"reduce_among", mod_reduce_among, METH_VARARGS, NULL},
     {"members", mod_members, METH_O, "members(coll): dict of this PE's members or None"},
     {"launch", mod_launch, METH_O, NULL},
     {NULL, NULL, 0, NULL},

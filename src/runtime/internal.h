@@ -47,16 +47,28 @@ typedef struct cp_timer {
     cp_msg *msg;         /* ... or msg to its handler (owned by the timer) */
 } cp_timer;
 
-/* One reduction this PE takes part in that has not finished here. */
+/* One reduction this PE takes part in that has not finished here. Children
+ * may send their partial results before this PE contributes; until then the
+ * tree position is unknown and their parts wait in `early`. */
 typedef struct cp_redn {
-    uint64_t seq;
-    uint32_t reducer, root, handler;
-    int have_spec;       /* reducer/root/handler set */
-    int have_own;        /* this PE's contribution arrived */
-    int nexpect;         /* 1 + number of children, known once spec is */
-    int nhave;
+    uint64_t stream, seq;
+    uint32_t reducer, root, handler; /* root: the PE that gets the result */
+    int have_spec;       /* reducer/root/handler set (by any part) */
+    int have_own;        /* this PE's contribution arrived: the fields below
+                            are valid */
+    int parent;          /* -1 at the root */
+    int nchildren;
+    int children[CP_TREE_BFACTOR];
+    int nhave;           /* parts filed, own included */
     cp_msg *parts[1 + CP_TREE_BFACTOR]; /* [0] own, [1+j] child j */
+    int nearly;
+    cp_msg *early[CP_TREE_BFACTOR];
 } cp_redn;
+
+/* The next sequence number of each reduction stream. */
+typedef struct cp_stream {
+    uint64_t stream, next;
+} cp_stream;
 
 struct cp_ctx {
     const cm_ops *ops;
@@ -79,7 +91,8 @@ struct cp_ctx {
 
     cp_redn *redns;      /* unordered; few are in flight at once */
     int nredns, capredns;
-    uint64_t red_next;   /* sequence number of our next contribution */
+    cp_stream *streams;  /* unordered; one per stream this PE reduced in */
+    int nstreams, capstreams;
 
     int exiting;
     int exit_code;

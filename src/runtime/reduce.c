@@ -124,9 +124,9 @@ static cp_msg *combine(cp_ctx *ctx, cp_redn *r, cp_msg **parts, int n) {
     return parts[0];
 }
 
-static cp_redn *find(cp_ctx *ctx, uint64_t seq) {
+static cp_redn *find(cp_ctx *ctx, uint64_t stream, uint64_t seq) {
     for (int i = 0; i < ctx->nredns; i++)
-        if (ctx->redns[i].seq == seq)
+        if (ctx->redns[i].seq == seq && ctx->redns[i].stream == stream)
             return &ctx->redns[i];
     if (cp_grow((void **)&ctx->redns, &ctx->capredns, ctx->nredns + 1,
                 sizeof *ctx->redns))
@@ -134,8 +134,21 @@ static cp_redn *find(cp_ctx *ctx, uint64_t seq) {
                  (unsigned long long)seq);
     cp_redn *r = &ctx->redns[ctx->nredns++];
     memset(r, 0, sizeof *r);
+    r->stream = stream;
     r->seq = seq;
     return r;
+}
+
+static uint64_t next_seq(cp_ctx *ctx, uint64_t stream) {
+    for (int i = 0; i < ctx->nstreams; i++)
+        if (ctx->streams[i].stream == stream)
+            return ctx->streams[i].next++;
+    if (cp_grow((void **)&ctx->streams, &ctx->capstreams, ctx->nstreams + 1,
+                sizeof *ctx->streams))
+        cp_abort(ctx, "out of memory tracking reduction stream %llu",
+                 (unsigned long long)stream);
+    ctx->streams[ctx->nstreams++] = (cp_stream){stream, 1};
+    return 0;
 }
 
 static void finish(cp_ctx *ctx, cp_redn *r) {
@@ -148,90 +161,173 @@ static void finish(cp_ctx *ctx, cp_redn *r) {
     *r = ctx->redns[--ctx->nredns];
     cp_msg *res = n == 1 ? parts[0] : combine(ctx, &done, parts, n);
     res->kind = CP_KIND_REDN;
+    res->stream = done.stream;
     res->seq = done.seq;
     res->reducer = done.reducer;
     res->root = done.root;
     res->red_handler = done.handler;
-    int parent = cpT_parent(ctx->my_pe, (int)done.root, ctx->npes);
-    if (parent < 0) {
+    int to = done.parent;
+    if (to < 0) {
         res->kind = CP_KIND_PLAIN;
         res->handler = done.handler;
-        parent = ctx->my_pe;
+        to = ctx->my_pe;
     }
-    if (cpM_transmit(ctx, parent, res))
+    if (cpM_transmit(ctx, to, res))
         cp_abort(ctx, "cannot pass on reduction %llu", (unsigned long long)done.seq);
 }
 
-/* File one part (ours, or a child's partial result) under its reduction. */
-static void add_part(cp_ctx *ctx, cp_msg *msg, int own) {
-    cp_redn *r = find(ctx, msg->seq);
+static void check_spec(cp_ctx *ctx, cp_redn *r, const cp_msg *msg, unsigned from) {
     if (!r->have_spec) {
         r->reducer = msg->reducer;
         r->root = msg->root;
         r->handler = msg->red_handler;
-        int kids[CP_TREE_BFACTOR];
-        r->nexpect = 1 + cpT_children(ctx->my_pe, (int)r->root, ctx->npes, kids);
         r->have_spec = 1;
-    } else if (r->reducer != msg->reducer || r->root != msg->root ||
-               r->handler != msg->red_handler) {
-        char a[64], b[64];
-        describe(a, sizeof a, r->reducer);
-        describe(b, sizeof b, msg->reducer);
-        cp_abort(ctx, "reduction %llu does not match across PEs: reducer %s, "
-                 "root %u, handler %u here and reducer %s, root %u, handler %u "
-                 "from PE %u; every PE must make the same contribute calls in "
-                 "the same order", (unsigned long long)msg->seq, a, r->root,
-                 r->handler, b, msg->root, msg->red_handler,
-                 own ? (unsigned)ctx->my_pe : msg->src_pe);
+        return;
     }
-    int slot = 0;
-    if (!own) {
-        int n = ctx->npes, root = (int)r->root;
-        int rs = (int)(((long)msg->src_pe - root + n) % n);
-        int rm = (ctx->my_pe - root + n) % n;
-        slot = 1 + rs - (rm * CP_TREE_BFACTOR + 1);
-        if (slot < 1 || slot > CP_TREE_BFACTOR)
-            cp_abort(ctx, "reduction %llu: partial result from PE %u, which is "
-                     "not a child of PE %d in the tree rooted at %d",
-                     (unsigned long long)msg->seq, msg->src_pe, ctx->my_pe, root);
+    if (r->reducer == msg->reducer && r->root == msg->root &&
+        r->handler == msg->red_handler)
+        return;
+    char a[64], b[64];
+    describe(a, sizeof a, r->reducer);
+    describe(b, sizeof b, msg->reducer);
+    cp_abort(ctx, "reduction %llu of stream %llu does not match across PEs: reducer "
+             "%s, root %u, handler %u on one PE and reducer %s, root %u, handler "
+             "%u on PE %u; every PE must make the same contribute calls in the "
+             "same order", (unsigned long long)msg->seq,
+             (unsigned long long)msg->stream, a, r->root, r->handler, b, msg->root,
+             msg->red_handler, from);
+}
+
+/* File a child's partial result in the slot of that child. */
+static void file_child(cp_ctx *ctx, cp_redn *r, cp_msg *msg) {
+    for (int j = 0; j < r->nchildren; j++) {
+        if (r->children[j] != (int)msg->src_pe)
+            continue;
+        if (r->parts[1 + j])
+            cp_abort(ctx, "reduction %llu: PE %u sent its part twice",
+                     (unsigned long long)msg->seq, msg->src_pe);
+        r->parts[1 + j] = msg;
+        r->nhave++;
+        return;
     }
-    if (r->parts[slot])
-        cp_abort(ctx, "reduction %llu: PE %u contributed twice",
-                 (unsigned long long)msg->seq,
-                 own ? (unsigned)ctx->my_pe : msg->src_pe);
-    r->parts[slot] = msg;
-    if (++r->nhave == r->nexpect)
+    cp_abort(ctx, "reduction %llu of stream %llu: a partial result from PE %u, which "
+             "is not a child of PE %d in this reduction's tree (do all PEs pass the "
+             "same participants?)", (unsigned long long)msg->seq,
+             (unsigned long long)msg->stream, msg->src_pe, ctx->my_pe);
+}
+
+void cpR_receive(cp_ctx *ctx, cp_msg *msg) {
+    cp_redn *r = find(ctx, msg->stream, msg->seq);
+    check_spec(ctx, r, msg, msg->src_pe);
+    if (!r->have_own) {
+        if (r->nearly == CP_TREE_BFACTOR)
+            cp_abort(ctx, "reduction %llu: more partial results than a PE has "
+                     "children", (unsigned long long)msg->seq);
+        r->early[r->nearly++] = msg;
+        return;
+    }
+    file_child(ctx, r, msg);
+    if (r->nhave == 1 + r->nchildren)
         finish(ctx, r);
 }
 
-int cp_reduce(cp_ctx *ctx, cp_msg *contrib, int reducer, int root, int handler) {
+/* Our contribution, with our place in the tree. */
+static void contribute(cp_ctx *ctx, cp_msg *contrib, uint64_t stream, int parent,
+                       const int *children, int nchildren) {
+    contrib->src_pe = (uint32_t)ctx->my_pe;
+    cp_redn *r = find(ctx, stream, contrib->seq);
+    check_spec(ctx, r, contrib, (unsigned)ctx->my_pe);
+    if (r->have_own)
+        cp_abort(ctx, "reduction %llu of stream %llu: this PE contributed twice",
+                 (unsigned long long)contrib->seq, (unsigned long long)stream);
+    r->have_own = 1;
+    r->parent = parent;
+    r->nchildren = nchildren;
+    memcpy(r->children, children, (size_t)nchildren * sizeof *children);
+    r->parts[0] = contrib;
+    r->nhave = 1;
+    for (int i = 0; i < r->nearly; i++)
+        file_child(ctx, r, r->early[i]);
+    r->nearly = 0;
+    if (r->nhave == 1 + r->nchildren)
+        finish(ctx, r);
+}
+
+static int check_args(cp_ctx *ctx, cp_msg *contrib, int reducer, int handler) {
     if (!contrib)
         return CP_EINVAL;
     int custom_end = CP_REDUCER_CUSTOM_BASE + ctx->nreducers;
     if (reducer < 0 || (reducer >= NBUILTIN && reducer < CP_REDUCER_CUSTOM_BASE) ||
-        reducer >= custom_end || root < 0 || root >= ctx->npes || handler < 0 ||
-        handler >= ctx->nhandlers)
+        reducer >= custom_end || handler < 0 || handler >= ctx->nhandlers)
         return CP_ERANGE;
     if (reducer < NBUILTIN &&
         contrib->size % cp_type_size((cp_type)(reducer % CP_T_COUNT_)))
         return CP_EINVAL;
-    contrib->kind = CP_KIND_REDN;
-    contrib->seq = ctx->red_next++;
-    contrib->reducer = (uint32_t)reducer;
-    contrib->root = (uint32_t)root;
-    contrib->red_handler = (uint32_t)handler;
-    contrib->src_pe = (uint32_t)ctx->my_pe;
-    add_part(ctx, contrib, 1);
     return 0;
 }
 
-void cpR_receive(cp_ctx *ctx, cp_msg *msg) { add_part(ctx, msg, 0); }
+static void stamp(cp_msg *m, uint64_t stream, uint64_t seq, int reducer, int root,
+                  int handler) {
+    m->kind = CP_KIND_REDN;
+    m->stream = stream;
+    m->seq = seq;
+    m->reducer = (uint32_t)reducer;
+    m->root = (uint32_t)root;
+    m->red_handler = (uint32_t)handler;
+}
+
+int cp_reduce(cp_ctx *ctx, cp_msg *contrib, int reducer, int root, int handler) {
+    int rc = check_args(ctx, contrib, reducer, handler);
+    if (rc)
+        return rc;
+    if (root < 0 || root >= ctx->npes)
+        return CP_ERANGE;
+    int kids[CP_TREE_BFACTOR];
+    int nk = cpT_children(ctx->my_pe, root, ctx->npes, kids);
+    stamp(contrib, 0, next_seq(ctx, 0), reducer, root, handler);
+    contribute(ctx, contrib, 0, cpT_parent(ctx->my_pe, root, ctx->npes), kids, nk);
+    return 0;
+}
+
+int cp_reduce_among(cp_ctx *ctx, cp_msg *contrib, uint64_t stream, int reducer,
+                    int handler, const int *pes, int npes) {
+    int rc = check_args(ctx, contrib, reducer, handler);
+    if (rc)
+        return rc;
+    if (!pes || npes <= 0)
+        return CP_EINVAL;
+    int pos = -1;
+    for (int i = 0; i < npes; i++) {
+        if (pes[i] < 0 || pes[i] >= ctx->npes)
+            return CP_ERANGE;
+        if (pes[i] == ctx->my_pe)
+            pos = i;
+    }
+    if (pos < 0)
+        return CP_EINVAL;
+    int kids[CP_TREE_BFACTOR], nk = 0;
+    for (int i = 1; i <= CP_TREE_BFACTOR; i++) {
+        long c = (long)pos * CP_TREE_BFACTOR + i;
+        if (c >= npes)
+            break;
+        kids[nk++] = pes[c];
+    }
+    int parent = pos == 0 ? -1 : pes[(pos - 1) / CP_TREE_BFACTOR];
+    stamp(contrib, stream, next_seq(ctx, stream), reducer, pes[0], handler);
+    contribute(ctx, contrib, stream, parent, kids, nk);
+    return 0;
+}
 
 void cpR_free_all(cp_ctx *ctx) {
-    for (int i = 0; i < ctx->nredns; i++)
+    for (int i = 0; i < ctx->nredns; i++) {
         for (int j = 0; j < 1 + CP_TREE_BFACTOR; j++)
             cp_msg_free(ctx, ctx->redns[i].parts[j]);
+        for (int j = 0; j < ctx->redns[i].nearly; j++)
+            cp_msg_free(ctx, ctx->redns[i].early[j]);
+    }
     free(ctx->redns);
+    free(ctx->streams);
     ctx->redns = NULL;
-    ctx->nredns = ctx->capredns = 0;
+    ctx->streams = NULL;
+    ctx->nredns = ctx->capredns = ctx->nstreams = ctx->capstreams = 0;
 }
