@@ -26,7 +26,13 @@ PE_BIN   = $(PE_SRC:tests/pe/%.c=$(BUILD)/tests/pe/%)
 EX_SRC   = $(wildcard examples/c/*.c)
 EX_BIN   = $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
 
-.PHONY: all test ctest ctest-asan ctest-tsan run bench clean format
+# The Python package lives in a project-local virtual environment.
+VENV    ?= .venv
+PY      = $(VENV)/bin/python
+PY_SRC  = $(shell find python -name '*.py' -o -name '*.c' -o -name '*.h') \
+          $(RT_SRC) $(HDRS) src/launcher/launcher.c setup.py setup.cfg pyproject.toml
+
+.PHONY: all test ctest ctest-asan ctest-tsan pytest venv run bench clean format
 all: $(RT_LIB) $(CHARMRUN) $(UNIT_BIN) $(PE_BIN) $(EX_BIN)
 
 $(BUILD)/obj/%.o: %.c $(HDRS)
@@ -66,12 +72,30 @@ ctest-tsan:
 	$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" all
 	tests/run-c-tests.sh build-tsan unit
 
+$(PY):
+	python3 -m venv $(VENV)
+
+$(VENV)/.deps: $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check wheel "setuptools>=61" greenlet numpy pytest
+	touch $@
+
+# The package: the runtime, the launcher and the extension, built by pip.
+$(VENV)/.installed: $(VENV)/.deps $(PY_SRC)
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps --force-reinstall .
+	touch $@
+
+venv: $(VENV)/.installed
+
+pytest: venv
+	$(PY) -m pytest tests/python -q -p no:cacheprovider
+
 test:
 	$(MAKE) --no-print-directory ctest
+	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory ctest-asan
 	$(MAKE) --no-print-directory ctest-tsan
 
-run: all
+run: all venv
 	$(CHARMRUN) -n $$(nproc) $(BUILD)/examples/showcase
 
 bench: all
@@ -81,4 +105,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan $(VENV)

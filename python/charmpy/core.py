@@ -226,25 +226,40 @@ def Group(cls, args=()):
 
 
 def Array(cls, dims=None, ndims=-1, args=(), map=None, useAtSync=False):
-    """Create a dense N-dimensional array of `cls`; returns its proxy."""
+    """Create an N-dimensional array of `cls`: dense with `dims` (an int or a
+    tuple), or sparse with `ndims` (elements inserted with ckInsert).
+    Returns its proxy."""
     _check_chare_class(cls, "Array")
-    if map is not None:
-        raise NotImplementedError("Array(map=...) is not available in this version")
+    if map is not None and not (isinstance(map, Proxy) and map.kind == GROUP
+                                and issubclass(map.cls, ArrayMap)):
+        raise TypeError("map= takes the proxy of a Group of an ArrayMap subclass")
     if dims is None:
-        raise NotImplementedError("sparse arrays (ndims=..., ckInsert) are not "
-                                  "available in this version")
+        if not isinstance(ndims, int) or not 1 <= ndims <= MAX_DIMS:
+            raise ValueError(f"give the dimensions of a dense array (dims=) or the number "
+                             f"of dimensions of a sparse one (ndims=1..{MAX_DIMS})")
+        return charm._create(ARRAY, cls, args, -1, (), ndims, map)
     if isinstance(dims, int):
         dims = (dims,)
     dims = tuple(dims)
     if not 1 <= len(dims) <= MAX_DIMS or not all(isinstance(d, int) and d >= 0 for d in dims):
         raise ValueError(f"array dimensions must be 1 to {MAX_DIMS} non-negative "
                          f"integers, got {dims!r}")
+    if ndims not in (-1, len(dims)):
+        raise ValueError(f"ndims={ndims} does not match dims={dims}")
     total = 1
     for d in dims:
         total *= d
     if total >= 1 << 62 or any(d >= 1 << 31 for d in dims):
         raise ValueError(f"array of shape {dims} is too large")
-    return charm._create(ARRAY, cls, args, -1, dims)
+    return charm._create(ARRAY, cls, args, -1, dims, -1, map)
+
+
+class ArrayMap(Chare):
+    """Placement of array elements: subclass it, define procNum(self, index)
+    returning a PE, create it with Group(MyMap) and pass it as Array(map=)."""
+
+    def procNum(self, index):
+        raise NotImplementedError(f"{type(self).__name__} must define procNum(self, index)")
 
 
 def _check_chare_class(cls, what):
@@ -278,6 +293,8 @@ class _Charm:
         self._created = {}      # coll -> Future done when every PE built it
         self._sched = None      # the scheduler's greenlet
         self._colls = {}        # coll -> _Coll (this PE's view of a collection)
+        self._counts = {}       # on PE 0: coll -> {pe: members} after ckDoneInserting
+        self._early = {}        # coll -> runtime messages that came before the creation
 
     # ---- program start and end ---------------------------------------------
     def start(self, entry=None, classes=(), modules=(), interactive=False):
@@ -428,8 +445,22 @@ class _Charm:
         msg = pickle.loads(payload)
         if msg[0] == "F":
             self._deliver_future(*msg[1:])
+        elif _charmpy.members(msg[1]) is None:
+            # About a collection whose creation (which travels the broadcast
+            # tree) has not reached this PE yet.
+            self._early.setdefault(msg[1], []).append(payload)
         elif msg[0] == "A":
             self._allreduce_done(*msg[1:])
+        elif msg[0] == "I":
+            self._on_insert(*msg[1:])
+        elif msg[0] == "L":
+            self._on_location(*msg[1:])
+        elif msg[0] == "D":
+            self._on_done(*msg[1:])
+        elif msg[0] == "C":
+            self._on_count(*msg[1:])
+        elif msg[0] == "P":
+            self._on_participants(*msg[1:])
 
     def _reply(self, reply, result, exc, obj):
         fut_pe, fid, flags = reply
@@ -505,13 +536,14 @@ class _Charm:
         pe = onPE if onPE >= 0 else (self._pe + 1 + self._ncreated) % self._npes
         return self._create(CHARE, cls, args, pe, ())
 
-    def _create(self, kind, cls, args, pe, dims):
+    def _create(self, kind, cls, args, pe, dims, ndims=-1, map=None):
         args = tuple(args)
         coll = self._next_coll()
-        proxy = Proxy(coll, kind, cls, pe, dims)
+        proxy = Proxy(coll, kind, cls, pe, dims, None, ndims, map)
         done = Future(1 if kind == CHARE else self._npes)
         try:
-            payload = pickle.dumps((coll, kind, cls, args, pe, dims, self._pe, done.fid), 5)
+            payload = pickle.dumps((coll, kind, cls, args, pe, dims, ndims, map, self._pe,
+                                    done.fid), 5)
         except Exception as e:
             self._futures.pop(done.fid, None)
             raise TypeError(f"the constructor arguments of {cls.__name__} cannot be "
@@ -521,44 +553,166 @@ class _Charm:
         return proxy
 
     def _on_create(self, payload):
-        coll, kind, cls, args, pe, dims, creator, done_fid = pickle.loads(payload)
-        proxy = Proxy(coll, kind, cls, pe, dims)
+        coll, kind, cls, args, pe, dims, ndims, map, creator, done_fid = pickle.loads(payload)
+        proxy = Proxy(coll, kind, cls, pe, dims, None, ndims, map)
+        info = _Coll()
         if kind == CHARE:
             keys = [(0, None)]
+            info.pes = (pe,)
         elif kind == GROUP:
             keys = [(self._pe, self._pe)]
+            info.pes = tuple(range(self._npes))
+        elif proxy.sparse:
+            keys = []
+            info.sparse = True
+            info.pes = None     # known after ckDoneInserting
         else:
-            total = 1
-            for d in dims:
-                total *= d
-            keys = [(i, i) for i in (_unravel(l, dims) for l in
-                                     _local_range(total, self._pe, self._npes))]
-        if kind == CHARE:
-            pes = (pe,)
-        elif kind == GROUP:
-            pes = tuple(range(self._npes))
-        else:
-            pes = tuple(p for p in range(self._npes) if len(_local_range(total, p, self._npes)))
-        self._colls[coll] = _Coll(pes, len(keys))
+            keys, info.pes = self._dense_layout(proxy, dims)
+        info.nlocal = len(keys)
+        info.cls, info.map = cls, map
+        self._colls[coll] = info
         members = {}
         for key, index in keys:
-            obj = cls.__new__(cls)
-            obj.thisProxy = proxy
-            obj.thisIndex = index
-            members[key] = obj
-        coro_init = getattr(cls.__init__, "_charmpy_coro", False)
-        if coro_init:
-            def build():
-                for obj in members.values():
-                    obj.__init__(*args)
+            members[key] = self._new_member(cls, proxy, index)
+        def built():
+            for early in self._early.pop(coll, ()):
+                self._on_py(early)
+            self._send_future(creator, done_fid, None, None, None)
+        self._construct(members, args, coll, built)
+
+    def _dense_layout(self, proxy, dims):
+        """This PE's elements of a dense array, and the PEs that have any."""
+        total = 1
+        for d in dims:
+            total *= d
+        if proxy.map is None:
+            mine = [_unravel(l, dims) for l in _local_range(total, self._pe, self._npes)]
+            pes = tuple(p for p in range(self._npes)
+                        if len(_local_range(total, p, self._npes)))
+        else:
+            mapper = proxy.map.ckLocalBranch()
+            used = set()
+            mine = []
+            for l in range(total):
+                idx = _unravel(l, dims)
+                p = mapper.procNum(idx)
+                used.add(p)
+                if p == self._pe:
+                    mine.append(idx)
+            pes = tuple(sorted(used))
+        return [(i, i) for i in mine], pes
+
+    def _new_member(self, cls, proxy, index):
+        obj = cls.__new__(cls)
+        obj.thisProxy = proxy
+        obj.thisIndex = index
+        return obj
+
+    def _construct(self, members, args, coll, then):
+        """Run the constructors (as a coroutine when __init__ is one), then
+        make the members reachable and call `then`."""
+        cls = type(next(iter(members.values()))) if members else None
+
+        def build():
+            for obj in members.values():
+                obj.__init__(*args)
+            if coll is not None:
                 _charmpy.register_collection(coll, members)
-                self._send_future(creator, done_fid, None, None, None)
+            then()
+        if cls is not None and getattr(cls.__init__, "_charmpy_coro", False):
             self._start_coro(build, (), {}, None, None)
+        else:
+            build()
+
+    # ---- sparse arrays ---------------------------------------------------------
+    def _insert(self, proxy, index, args, onPE):
+        index = index if isinstance(index, tuple) else (index,)
+        elem = proxy[index]            # checks the number of dimensions
+        home = elem._home_pe()
+        pe = home if onPE == -1 else onPE
+        if not isinstance(pe, int) or not 0 <= pe < self._npes:
+            raise ValueError(f"onPE={onPE!r}: give a PE from 0 to {self._npes - 1} or -1")
+        try:
+            blob = pickle.dumps(("I", proxy.coll, index, tuple(args or ()), home), 5)
+        except Exception as e:
+            raise TypeError(f"the constructor arguments of {proxy.cls.__name__} cannot "
+                            f"be serialized: {e}") from e
+        _charmpy.send_py(pe, blob)
+        if pe != home:
+            _charmpy.send_py(home, pickle.dumps(("L", proxy.coll, index, pe), 5))
+
+    def _on_insert(self, coll, index, args, home):
+        members = _charmpy.members(coll)
+        info = self._colls[coll]
+        if index in members:
+            raise KeyError(f"element {index} of the sparse array was inserted twice")
+        proxy = Proxy(coll, ARRAY, info.cls, -1, (), None, len(index), info.map)
+        obj = self._new_member(info.cls, proxy, index)
+        info.nlocal += 1
+
+        def inserted():
+            members[index] = obj
+            for ptr in info.held.pop(index, ()):
+                _charmpy.redeliver(ptr)
+        self._construct({index: obj}, args, None, inserted)
+
+    def _on_location(self, coll, index, pe):
+        info = self._colls[coll]
+        info.locs[index] = pe
+        for ptr in info.held.pop(index, ()):
+            _charmpy.forward(ptr, pe)
+
+    def _missing(self, coll, key, ptr, reply):
+        """A message for a member not on this PE (the C side calls this and
+        hands over the message; `reply` is its future, or None)."""
+        info = self._colls.get(coll)
+        if info is None or not info.sparse:
+            err = LookupError(f"message for element {key} of collection {coll:x}, which "
+                              f"is not on PE {self._pe}")
+        elif key in info.locs:
+            _charmpy.forward(ptr, info.locs[key])
             return
-        for obj in members.values():
-            obj.__init__(*args)
-        _charmpy.register_collection(coll, members)
-        self._send_future(creator, done_fid, None, None, None)
+        elif not info.done:
+            info.held.setdefault(key, []).append(ptr)
+            return
+        else:
+            err = LookupError(f"message for element {key} of a sparse array, which was "
+                              "never inserted (ckDoneInserting was called)")
+        if reply is None:
+            raise err
+        _charmpy.discard(ptr)
+        self._reply(reply, None, err, None)
+
+    def _done_inserting(self, proxy):
+        blob = pickle.dumps(("D", proxy.coll), 5)
+        for pe in range(self._npes):
+            _charmpy.send_py(pe, blob)
+
+    def _on_done(self, coll):
+        info = self._colls[coll]
+        info.done = True
+        for key in list(info.held):
+            for ptr in info.held.pop(key):
+                _charmpy.discard(ptr)
+            raise LookupError(f"message for element {key} of a sparse array, which was "
+                              "never inserted (ckDoneInserting was called)")
+        _charmpy.send_py(0, pickle.dumps(("C", coll, self._pe, info.nlocal), 5))
+
+    def _on_count(self, coll, pe, n):
+        counts = self._counts.setdefault(coll, {})
+        counts[pe] = n
+        if len(counts) == self._npes:
+            del self._counts[coll]
+            pes = tuple(p for p in range(self._npes) if counts[p]) or (0,)
+            blob = pickle.dumps(("P", coll, pes), 5)
+            for p in range(self._npes):
+                _charmpy.send_py(p, blob)
+
+    def _on_participants(self, coll, pes):
+        info = self._colls[coll]
+        info.pes = pes
+        for k in sorted(info.pending):
+            self._maybe_reduce(coll, info, k)
 
     # ---- reductions ----------------------------------------------------------
     def _contribute(self, obj, data, reducer, target, allfut):
@@ -588,16 +742,22 @@ class _Charm:
         rec.values.append(data)
         if allfut is not None:
             rec.allfuts.append(allfut)
-        if len(rec.values) < info.nlocal:
+        self._maybe_reduce(proxy.coll, info, k)
+
+    def _maybe_reduce(self, coll, info, k):
+        """Pass reduction k on to the PE-level tree once every local member
+        contributed (and, for sparse arrays, the participants are known)."""
+        rec = info.pending.get(k)
+        if rec is None or info.pes is None or len(rec.values) < info.nlocal:
             return
         del info.pending[k]
         vals = rec.values
-        value = vals[0] if len(vals) == 1 else reducer.combine(vals)
+        value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
         if rec.allfuts:
             info.allfuts[k] = rec.allfuts
         if info.pes[0] == self._pe:
             info.targets[k] = rec
-        _charmpy.reduce_among(proxy.coll, pickle.dumps((reducer.name, value), 5), info.pes)
+        _charmpy.reduce_among(coll, pickle.dumps((rec.reducer.name, value), 5), info.pes)
 
     def _combine(self, parts):
         vals = [pickle.loads(p) for p in parts]
@@ -656,15 +816,23 @@ class _Charm:
 class _Coll:
     """This PE's view of a collection: the PEs that hold members (reductions
     run among them; the first is the root), how many are here, and the
-    reductions in progress."""
-    __slots__ = ("pes", "nlocal", "pending", "targets", "allfuts")
+    reductions in progress; for sparse arrays, where elements are and the
+    messages waiting for them."""
+    __slots__ = ("pes", "nlocal", "pending", "targets", "allfuts", "sparse", "done",
+                 "locs", "held", "cls", "map")
 
-    def __init__(self, pes, nlocal):
-        self.pes = pes
-        self.nlocal = nlocal
+    def __init__(self):
+        self.pes = ()
+        self.nlocal = 0
         self.pending = {}   # reduction number -> _Redn, local members so far
         self.targets = {}   # on the root: reduction number -> _Redn
         self.allfuts = {}   # reduction number -> futures of allreduce callers
+        self.sparse = False
+        self.done = False
+        self.locs = {}      # on a home PE: index -> PE of an element placed elsewhere
+        self.held = {}      # index -> messages waiting for that element
+        self.cls = None
+        self.map = None
 
 
 class _Redn:

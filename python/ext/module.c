@@ -198,42 +198,87 @@ error: {
 }
 }
 
+/* Free a message that will not be delivered (it may own its arguments). */
+static void discard_message(cpy_state *st, cp_msg *msg) {
+    em_hdr *h = cp_msg_data(msg);
+    if (h->flags & EM_BYREF) {
+        PyObject *pair;
+        memcpy(&pair, (char *)h + align8(sizeof *h + h->name_len), sizeof pair);
+        Py_DECREF(pair);
+    }
+    cp_msg_free(st->ctx, msg);
+}
+
+/* The member index a message names: an int (group PE, 0 for a single chare)
+ * or a tuple (array). New reference. */
+static PyObject *message_key(const em_hdr *h) {
+    if (h->ndims == 0)
+        return PyLong_FromLong(h->idx[0]);
+    PyObject *key = PyTuple_New(h->ndims);
+    for (int i = 0; key && i < h->ndims; i++) {
+        PyObject *v = PyLong_FromLong(h->idx[i]);
+        if (!v) {
+            Py_CLEAR(key);
+            break;
+        }
+        PyTuple_SET_ITEM(key, i, v);
+    }
+    return key;
+}
+
+/* Deliver an entry-method message to the members of its collection on this
+ * PE (all of them for a broadcast). A message for a member that is not here
+ * goes to the Python side, which forwards it, keeps it until the member is
+ * inserted, or reports the error. Consumes msg. */
 static void deliver_entry(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
-    PyObject *name = PyUnicode_FromStringAndSize((char *)(h + 1), h->name_len);
     int bcast = h->flags & EM_BCAST;
-    PyObject *key = NULL;
-    if (!bcast) {
-        if (h->ndims == 0) {
-            key = PyLong_FromLong(h->idx[0]);
-        } else {
-            key = PyTuple_New(h->ndims);
-            for (int i = 0; key && i < h->ndims; i++)
-                PyTuple_SET_ITEM(key, i, PyLong_FromLong(h->idx[i]));
-        }
-    }
     unsigned long long coll = (unsigned long long)h->coll;
-    PyObject *reply = NULL;
-    if (h->flags & (EM_RET | EM_AWAIT)) {
+    PyObject *name = NULL, *key = NULL, *obj = NULL, *reply = NULL, *pair = NULL;
+    if (!bcast) {
+        key = message_key(h);
+        if (!key)
+            goto error_msg;
+        obj = PyDict_GetItemWithError(members, key); /* borrowed */
+        if (!obj) {
+            if (PyErr_Occurred())
+                goto error_msg;
+            PyObject *ptr = PyLong_FromVoidPtr(msg);
+            PyObject *rep = (h->flags & (EM_RET | EM_AWAIT))
+                                ? Py_BuildValue("iKl", h->fut_pe,
+                                                (unsigned long long)h->fut_id,
+                                                (long)(h->flags & (EM_RET | EM_AWAIT)))
+                                : Py_NewRef(Py_None);
+            PyObject *r = ptr && rep ? PyObject_CallMethod(st->runtime, "_missing", "KOOO",
+                                                           coll, key, ptr, rep)
+                                     : NULL;
+            Py_XDECREF(ptr);
+            Py_XDECREF(rep);
+            if (!r)
+                goto error_msg; /* not taken: still ours */
+            Py_DECREF(r);
+            Py_DECREF(key);
+            return;
+        }
+        Py_INCREF(obj);
+    }
+    name = PyUnicode_FromStringAndSize((char *)(h + 1), h->name_len);
+    if (h->flags & (EM_RET | EM_AWAIT))
         reply = Py_BuildValue("iKl", h->fut_pe, (unsigned long long)h->fut_id,
                               (long)(h->flags & (EM_RET | EM_AWAIT | EM_BCAST)));
-        if (!reply)
-            goto error_early;
-    }
-    PyObject *pair = take_args(st, msg); /* msg is gone from here on */
-    if (!name || !pair || (!bcast && !key)) {
-        Py_XDECREF(reply);
+    if (!name || (!reply && (h->flags & (EM_RET | EM_AWAIT))))
+        goto error_msg;
+    pair = take_args(st, msg); /* msg is gone from here on */
+    msg = NULL;
+    if (!pair)
         goto error;
-    }
     PyObject *args = PyTuple_GET_ITEM(pair, 0), *kwargs = PyTuple_GET_ITEM(pair, 1);
     if (kwargs == Py_None)
         kwargs = NULL;
     if (bcast) {
         PyObject *items = PyDict_Items(members); /* members may change meanwhile */
-        if (!items) {
-            Py_XDECREF(reply);
+        if (!items)
             goto error;
-        }
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
             PyObject *kv = PyList_GET_ITEM(items, i);
             invoke(st, PyTuple_GET_ITEM(kv, 1), PyTuple_GET_ITEM(kv, 0), name, args, kwargs,
@@ -241,38 +286,27 @@ static void deliver_entry(cpy_state *st, cp_msg *msg, PyObject *members) {
         }
         Py_DECREF(items);
     } else {
-        PyObject *obj = PyDict_GetItemWithError(members, key); /* borrowed */
-        if (!obj) {
-            Py_XDECREF(reply);
-            if (!PyErr_Occurred()) {
-                PyObject *kr = PyObject_Repr(key);
-                PyErr_Format(PyExc_LookupError,
-                             "message for element %s of collection %llx, which is not "
-                             "on PE %d", kr ? PyUnicode_AsUTF8(kr) : "?", coll,
-                             cp_my_pe(st->ctx));
-                Py_XDECREF(kr);
-            }
-            goto error;
-        }
-        Py_INCREF(obj);
         invoke(st, obj, key, name, args, kwargs, reply);
-        Py_DECREF(obj);
     }
+    Py_XDECREF(obj);
+    Py_XDECREF(name);
     Py_XDECREF(reply);
-    Py_DECREF(name);
     Py_DECREF(pair);
     Py_XDECREF(key);
     return;
+error_msg:
+    if (msg)
+        discard_message(st, msg);
 error:
+    Py_XDECREF(obj);
     Py_XDECREF(name);
+    Py_XDECREF(reply);
     Py_XDECREF(pair);
     Py_XDECREF(key);
-    report_error(st, "delivering an entry-method message");
-    return;
-error_early:
-    cp_msg_free(st->ctx, msg);
-    pair = NULL;
-    goto error;
+    char where[128];
+    snprintf(where, sizeof where, "delivering a message to collection %llx on PE %d", coll,
+             cp_my_pe(st->ctx));
+    report_error(st, where);
 }
 
 static void on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
@@ -470,16 +504,8 @@ static void free_pending(cpy_state *st) {
     PyObject *key, *list;
     Py_ssize_t pos = 0;
     while (PyDict_Next(st->pending, &pos, &key, &list))
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
-            cp_msg *m = PyLong_AsVoidPtr(PyList_GET_ITEM(list, i));
-            em_hdr *h = cp_msg_data(m);
-            if (h->flags & EM_BYREF) {
-                PyObject *pair;
-                memcpy(&pair, (char *)h + align8(sizeof *h + h->name_len), sizeof pair);
-                Py_DECREF(pair);
-            }
-            cp_msg_free(st->ctx, m);
-        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
+            discard_message(st, PyLong_AsVoidPtr(PyList_GET_ITEM(list, i)));
     PyDict_Clear(st->pending);
 }
 
@@ -718,6 +744,70 @@ static PyObject *mod_members(PyObject *module, PyObject *arg) {
     return Py_NewRef(m);
 }
 
+/* The message behind an integer from _missing (the Python side holds it). */
+static cp_msg *message_arg(PyObject *ptr) {
+    void *p = PyLong_AsVoidPtr(ptr);
+    return p || PyErr_Occurred() ? p : NULL;
+}
+
+/* forward(msg, pe): send a held entry-method message on to PE pe. Arguments
+ * passed by reference are pickled first when pe is another PE. */
+static PyObject *mod_forward(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *ptr;
+    int pe;
+    if (!PyArg_ParseTuple(args, "Oi", &ptr, &pe) || need_runtime(st))
+        return NULL;
+    cp_msg *msg = message_arg(ptr);
+    if (!msg)
+        return NULL;
+    em_hdr *h = cp_msg_data(msg);
+    if ((h->flags & EM_BYREF) && pe != cp_my_pe(st->ctx)) {
+        size_t off = align8(sizeof *h + h->name_len);
+        PyObject *pair;
+        memcpy(&pair, (char *)h + off, sizeof pair);
+        PyObject *pickled = PyObject_CallFunction(st->dumps, "Oi", pair, 5);
+        if (!pickled)
+            return NULL;
+        size_t plen = (size_t)PyBytes_GET_SIZE(pickled);
+        cp_msg *m2 = cp_msg_alloc(st->ctx, off + plen);
+        if (!m2) {
+            Py_DECREF(pickled);
+            return PyErr_NoMemory();
+        }
+        memcpy(cp_msg_data(m2), h, off);
+        memcpy((char *)cp_msg_data(m2) + off, PyBytes_AS_STRING(pickled), plen);
+        Py_DECREF(pickled);
+        ((em_hdr *)cp_msg_data(m2))->flags &= ~(uint32_t)EM_BYREF;
+        Py_DECREF(pair);
+        cp_msg_free(st->ctx, msg);
+        msg = m2;
+    }
+    if (send_or_bcast(st, pe, st->h_entry, msg) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* redeliver(msg): deliver a held message again, as if it had just arrived. */
+static PyObject *mod_redeliver(PyObject *module, PyObject *ptr) {
+    cpy_state *st = PyModule_GetState(module);
+    cp_msg *msg = need_runtime(st) ? NULL : message_arg(ptr);
+    if (!msg)
+        return NULL;
+    on_entry(st->ctx, msg, st);
+    Py_RETURN_NONE;
+}
+
+/* discard(msg): drop a held message. */
+static PyObject *mod_discard(PyObject *module, PyObject *ptr) {
+    cpy_state *st = PyModule_GetState(module);
+    cp_msg *msg = need_runtime(st) ? NULL : message_arg(ptr);
+    if (!msg)
+        return NULL;
+    discard_message(st, msg);
+    Py_RETURN_NONE;
+}
+
 /* launch(argv): run charmrun's launcher in this process; returns the exit
  * code. */
 static PyObject *mod_launch(PyObject *module, PyObject *arg) {
@@ -757,6 +847,9 @@ static PyMethodDef mod_methods[] = {
     {"reduce_among", mod_reduce_among, METH_VARARGS, NULL},
     {"members", mod_members, METH_O, "members(coll): dict of this PE's members or None"},
     {"launch", mod_launch, METH_O, NULL},
+    {"forward", mod_forward, METH_VARARGS, NULL},
+    {"redeliver", mod_redeliver, METH_O, NULL},
+    {"discard", mod_discard, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 

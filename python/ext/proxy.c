@@ -20,8 +20,11 @@ typedef struct {
     int elem;    /* 1 for an element proxy */
     int32_t dims[CPY_MAXDIMS]; /* arrays: the shape */
     int32_t idx[CPY_MAXDIMS];  /* array element proxies: the index */
+    int sparse;  /* arrays: elements are inserted (ckInsert), dims unused */
     PyObject *cls;     /* the chare class (strong) */
     PyObject *entries; /* dict of its entry methods -> flags (strong) */
+    PyObject *map;     /* arrays: the ArrayMap group proxy, or NULL (strong) */
+    PyObject *map_obj; /* its member on this PE, once looked up (strong) */
 } ProxyObject;
 
 typedef struct {
@@ -48,8 +51,39 @@ PyObject *cpy_entry_names(cpy_state *st, PyObject *cls) {
     return rc < 0 ? NULL : names; /* borrowed from the cache */
 }
 
-/* Home PE of an element of a dense array under the default block map. */
-static int home_pe(const ProxyObject *p, int npes) {
+static PyObject *index_tuple(const ProxyObject *p);
+
+/* Home PE of an array element: the ArrayMap's procNum(index) when the array
+ * has a map; else for a dense array the block map (element l of a total T
+ * lives on floor(l * npes / T)), for a sparse one a hash of the index.
+ * Returns -1 with an exception set on failure. */
+static int home_pe(ProxyObject *p, int npes) {
+    if (p->map) {
+        if (!p->map_obj) {
+            p->map_obj = PyObject_CallMethod(p->map, "ckLocalBranch", NULL);
+            if (!p->map_obj)
+                return -1;
+        }
+        PyObject *idx = index_tuple(p);
+        PyObject *r = idx ? PyObject_CallMethod(p->map_obj, "procNum", "O", idx) : NULL;
+        Py_XDECREF(idx);
+        long pe = r ? PyLong_AsLong(r) : -1;
+        Py_XDECREF(r);
+        if (pe == -1 && PyErr_Occurred())
+            return -1;
+        if (pe < 0 || pe >= npes) {
+            PyErr_Format(PyExc_ValueError, "ArrayMap.procNum returned %ld; a PE from 0 to %d "
+                         "was expected", pe, npes - 1);
+            return -1;
+        }
+        return (int)pe;
+    }
+    if (p->sparse) {
+        uint64_t h = 1469598103934665603ull;
+        for (int i = 0; i < p->ndims; i++)
+            h = (h ^ (uint32_t)p->idx[i]) * 1099511628211ull;
+        return (int)(h % (unsigned)npes);
+    }
     unsigned __int128 lin = 0, total = 1;
     for (int i = 0; i < p->ndims; i++) {
         lin = lin * (uint32_t)p->dims[i] + (uint32_t)p->idx[i];
@@ -209,6 +243,14 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         ndims = p->ndims;
         memcpy(idx, p->idx, sizeof idx);
         pe = p->elem && st->ctx ? home_pe(p, cp_num_pes(st->ctx)) : -1;
+        if (p->elem && pe < 0)
+            return NULL;
+        if (!p->elem && p->sparse && (ret || awaitable)) {
+            PyErr_SetString(PyExc_NotImplementedError,
+                            "ret=True/awaitable=True on a broadcast to a sparse array: the "
+                            "number of elements is not known to the caller");
+            return NULL;
+        }
         if (!p->elem) {
             nvals = 1;
             for (int i = 0; i < p->ndims; i++)
@@ -283,14 +325,15 @@ static ProxyObject *proxy_alloc(PyTypeObject *tp, unsigned long long coll, int k
     return p;
 }
 
-/* Proxy(coll, kind, cls, pe=-1, dims=(), index=None) */
+/* Proxy(coll, kind, cls, pe=-1, dims=(), index=None, ndims=-1, map=None):
+ * a sparse array has ndims >= 1 and no dims. */
 static PyObject *proxy_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
-    static char *kw[] = {"coll", "kind", "cls", "pe", "dims", "index", NULL};
+    static char *kw[] = {"coll", "kind", "cls", "pe", "dims", "index", "ndims", "map", NULL};
     unsigned long long coll;
-    int kind, pe = -1;
-    PyObject *cls, *dims = NULL, *index = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiO|iO!O", kw, &coll, &kind, &cls, &pe,
-                                     &PyTuple_Type, &dims, &index))
+    int kind, pe = -1, ndims = -1;
+    PyObject *cls, *dims = NULL, *index = Py_None, *map = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiO|iO!OiO", kw, &coll, &kind, &cls, &pe,
+                                     &PyTuple_Type, &dims, &index, &ndims, &map))
         return NULL;
     if (kind < CPY_CHARE || kind > CPY_ARRAY)
         return PyErr_Format(PyExc_ValueError, "bad collection kind %d", kind);
@@ -309,6 +352,17 @@ static PyObject *proxy_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
         for (Py_ssize_t i = 0; i < nd; i++)
             p->dims[i] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(dims, i));
     }
+    if (kind == CPY_ARRAY && ndims > 0 && (!dims || PyTuple_GET_SIZE(dims) == 0)) {
+        if (ndims > CPY_MAXDIMS) {
+            Py_DECREF(p);
+            return PyErr_Format(PyExc_ValueError, "arrays have at most %d dimensions",
+                                CPY_MAXDIMS);
+        }
+        p->sparse = 1;
+        p->ndims = ndims;
+    }
+    if (map != Py_None)
+        p->map = Py_NewRef(map);
     if (index != Py_None) {
         if (kind != CPY_ARRAY || !PyTuple_Check(index) ||
             PyTuple_GET_SIZE(index) != p->ndims) {
@@ -352,7 +406,10 @@ static PyObject *proxy_getitem(ProxyObject *self, PyObject *key) {
     if (!p)
         return NULL;
     p->ndims = self->ndims;
+    p->sparse = self->sparse;
     memcpy(p->dims, self->dims, sizeof p->dims);
+    p->map = Py_XNewRef(self->map);
+    p->map_obj = Py_XNewRef(self->map_obj);
     p->elem = 1;
     if (self->kind == CPY_GROUP) {
         long pe = PyLong_Check(key) ? PyLong_AsLong(key) : -2;
@@ -387,7 +444,8 @@ static PyObject *proxy_getitem(ProxyObject *self, PyObject *key) {
             v = io ? PyLong_AsLong(io) : -1;
             Py_XDECREF(io);
         }
-        if (PyErr_Occurred() || v < 0 || v >= self->dims[i]) {
+        if (PyErr_Occurred() || (self->sparse ? (v < INT32_MIN || v > INT32_MAX)
+                                              : (v < 0 || v >= self->dims[i]))) {
             PyErr_Clear();
             PyObject *shape = dims_tuple(self);
             PyErr_Format(PyExc_IndexError, "index %R is out of bounds for an array of shape %R",
@@ -480,8 +538,9 @@ static PyObject *proxy_reduce(ProxyObject *self, PyObject *noargs) {
         Py_XDECREF(index);
         return NULL;
     }
-    return Py_BuildValue("O(KiOiNN)", (PyObject *)Py_TYPE(self), self->coll, self->kind,
-                         self->cls, self->pe, dims, index);
+    return Py_BuildValue("O(KiOiNNiO)", (PyObject *)Py_TYPE(self), self->coll, self->kind,
+                         self->cls, self->pe, dims, index, self->sparse ? self->ndims : -1,
+                         self->map ? self->map : Py_None);
 }
 
 static PyObject *proxy_get_index(ProxyObject *self, void *c) {
@@ -502,6 +561,9 @@ static PyMemberDef proxy_members[] = {
     {"coll", T_ULONGLONG, offsetof(ProxyObject, coll), READONLY, "collection id"},
     {"kind", T_INT, offsetof(ProxyObject, kind), READONLY, "0 chare, 1 group, 2 array"},
     {"pe", T_INT, offsetof(ProxyObject, pe), READONLY, "PE of a chare or group member"},
+    {"ndims", T_INT, offsetof(ProxyObject, ndims), READONLY, "array dimensions"},
+    {"sparse", T_INT, offsetof(ProxyObject, sparse), READONLY, "1 for a sparse array"},
+    {"map", T_OBJECT, offsetof(ProxyObject, map), READONLY, "the ArrayMap group, or None"},
     {"cls", T_OBJECT, offsetof(ProxyObject, cls), READONLY, "the chare class"},
     {NULL, 0, 0, 0, NULL},
 };
@@ -533,7 +595,41 @@ static PyObject *proxy_local_branch(ProxyObject *self, PyObject *noargs) {
     return Py_NewRef(m);
 }
 
+static PyObject *proxy_home_pe(ProxyObject *self, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = cpy_get_state();
+    if (self->kind != CPY_ARRAY || !self->elem)
+        return PyErr_Format(PyExc_TypeError, "_home_pe() is for array element proxies");
+    int pe = home_pe(self, st->ctx ? cp_num_pes(st->ctx) : 1);
+    return pe < 0 ? NULL : PyLong_FromLong(pe);
+}
+
+static PyObject *proxy_insert(ProxyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"index", "args", "onPE", NULL};
+    PyObject *index, *cargs = NULL;
+    int on_pe = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Oi", kw, &index, &cargs, &on_pe))
+        return NULL;
+    if (self->kind != CPY_ARRAY || !self->sparse || self->elem)
+        return PyErr_Format(PyExc_TypeError,
+                            "ckInsert() is for sparse arrays, created with Array(C, ndims=n)");
+    return PyObject_CallMethod(cpy_get_state()->runtime, "_insert", "OOOi", self, index,
+                               cargs ? cargs : Py_None, on_pe);
+}
+
+static PyObject *proxy_done_inserting(ProxyObject *self, PyObject *noargs) {
+    (void)noargs;
+    if (self->kind != CPY_ARRAY || !self->sparse || self->elem)
+        return PyErr_Format(PyExc_TypeError, "ckDoneInserting() is for sparse arrays");
+    return PyObject_CallMethod(cpy_get_state()->runtime, "_done_inserting", "O", self);
+}
+
 static PyMethodDef proxy_methods[] = {
+    {"_home_pe", (PyCFunction)proxy_home_pe, METH_NOARGS, "home PE of an array element"},
+    {"ckInsert", (PyCFunction)(void (*)(void))proxy_insert, METH_VARARGS | METH_KEYWORDS,
+     "ckInsert(index, args=[], onPE=-1): insert an element into a sparse array"},
+    {"ckDoneInserting", (PyCFunction)proxy_done_inserting, METH_NOARGS,
+     "no more insertions: messages to missing elements become errors"},
     {"__reduce__", (PyCFunction)proxy_reduce, METH_NOARGS, NULL},
     {"ckLocalBranch", (PyCFunction)proxy_local_branch, METH_NOARGS,
      "the member of this group on this PE"},
@@ -543,6 +639,8 @@ static PyMethodDef proxy_methods[] = {
 static int proxy_traverse(ProxyObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->cls);
     Py_VISIT(self->entries);
+    Py_VISIT(self->map);
+    Py_VISIT(self->map_obj);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -550,6 +648,8 @@ static int proxy_traverse(ProxyObject *self, visitproc visit, void *arg) {
 static int proxy_clear(ProxyObject *self) {
     Py_CLEAR(self->cls);
     Py_CLEAR(self->entries);
+    Py_CLEAR(self->map);
+    Py_CLEAR(self->map_obj);
     return 0;
 }
 
