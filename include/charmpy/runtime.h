@@ -152,6 +152,13 @@ size_t cp_type_size(cp_type t);
 int cp_reducer_builtin(cp_op op, cp_type type);
 
 /*
+ * The element-wise kernel of the built-in reducers: acc[i] = acc[i] op in[i]
+ * for i < count. Integer sums and products wrap around. Returns CP_EINVAL for
+ * an unknown op or type.
+ */
+int cp_reduce_apply(cp_op op, cp_type type, void *acc, const void *in, size_t count);
+
+/*
  * A user combine function: combine the payloads of `n` >= 2 messages into
  * one. It returns a message it allocated with cp_msg_alloc() (it may also
  * return one of `parts`, which the runtime then does not free), or NULL on

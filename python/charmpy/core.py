@@ -752,15 +752,31 @@ class _Charm:
             return
         del info.pending[k]
         vals = rec.values
-        value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
+        payload = None
+        op = rec.reducer.op
+        if op is not None:
+            # Numbers: encoded and combined in C, here and along the tree.
+            parts = [_charmpy.typed_encode(op, v) for v in vals]
+            if None not in parts:
+                payload = parts[0] if len(parts) == 1 else _charmpy.typed_combine(parts)
+        if payload is None:
+            value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
+            payload = pickle.dumps((rec.reducer.name, value), 5)
         if rec.allfuts:
             info.allfuts[k] = rec.allfuts
         if info.pes[0] == self._pe:
             info.targets[k] = rec
-        _charmpy.reduce_among(coll, pickle.dumps((rec.reducer.name, value), 5), info.pes)
+        _charmpy.reduce_among(coll, payload, info.pes)
+
+    def _decode_part(self, payload):
+        if payload[:1] == b"\x80":
+            return pickle.loads(payload)
+        return (None, _charmpy.typed_decode(payload))
 
     def _combine(self, parts):
-        vals = [pickle.loads(p) for p in parts]
+        vals = [self._decode_part(p) for p in parts]
+        named = [n for n, _ in vals if n is not None]
+        vals = [(named[0], v) for _, v in vals]
         name = vals[0][0]
         for other, _ in vals[1:]:
             if other != name:
@@ -769,7 +785,7 @@ class _Charm:
         return pickle.dumps((name, _reducer_by_name(name).combine([v for _, v in vals])), 5)
 
     def _on_reduction(self, coll, seq, payload):
-        name, value = pickle.loads(payload)
+        _, value = self._decode_part(payload)
         info = self._colls[coll]
         rec = info.targets.pop(seq)
         if rec.reducer.post is not None:

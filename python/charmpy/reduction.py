@@ -43,8 +43,9 @@ class _Reducer:
     """A reducer: `combine(list_of_values)` with optional `pre` (applied to
     each contribution) and `post` (applied to the final result)."""
 
-    def __init__(self, name, combine, pre=None, post=None):
+    def __init__(self, name, combine, pre=None, post=None, op=None):
         self.name = name
+        self.op = op            # the C kernel (cp_op) for numbers, if any
         self.combine = combine
         self.pre = pre
         self.post = post
@@ -78,17 +79,22 @@ def _gather_post(pairs):
     return [v for _, v in pairs]
 
 
+# The runtime's element-wise ops (cp_op in include/charmpy/runtime.h).
+OP_SUM, OP_PROD, OP_MIN, OP_MAX, OP_LAND, OP_LOR, OP_LXOR = range(7)
+
+
 class Reducer:
-    sum = _builtin("sum", lambda vals: _elementwise(operator.add, "add", vals))
-    product = _builtin("product", lambda vals: _elementwise(operator.mul, "multiply", vals))
-    max = _builtin("max", lambda vals: _elementwise(max, "maximum", vals))
-    min = _builtin("min", lambda vals: _elementwise(min, "minimum", vals))
+    sum = _builtin("sum", lambda vals: _elementwise(operator.add, "add", vals), op=OP_SUM)
+    product = _builtin("product", lambda vals: _elementwise(operator.mul, "multiply", vals),
+                       op=OP_PROD)
+    max = _builtin("max", lambda vals: _elementwise(max, "maximum", vals), op=OP_MAX)
+    min = _builtin("min", lambda vals: _elementwise(min, "minimum", vals), op=OP_MIN)
     logical_and = _builtin("logical_and",
-                           lambda vals: _elementwise(_land, "logical_and", vals))
+                           lambda vals: _elementwise(_land, "logical_and", vals), op=OP_LAND)
     logical_or = _builtin("logical_or",
-                          lambda vals: _elementwise(_lor, "logical_or", vals))
+                          lambda vals: _elementwise(_lor, "logical_or", vals), op=OP_LOR)
     logical_xor = _builtin("logical_xor",
-                           lambda vals: _elementwise(_lxor, "logical_xor", vals))
+                           lambda vals: _elementwise(_lxor, "logical_xor", vals), op=OP_LXOR)
     # gather: contributions travel as [(index, value)] lists, concatenated on
     # the way and ordered by index at the end.
     gather = _builtin("gather", lambda vals: [kv for v in vals for kv in v],

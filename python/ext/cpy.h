@@ -75,4 +75,12 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims,
                    PyObject *kwargs, uint32_t fut_flags, int fut_pe,
                    uint64_t fut_id);
 
+/* reducers.c: built-in reducers over typed vectors of numbers */
+extern PyMethodDef cpy_reducer_methods[];
+/* Non-zero when `data` holds a typed vector (not a pickle). */
+int cpy_typed_check(const void *data, size_t len);
+/* Combine typed parts[1..n-1] into parts[0]; -1 with an exception when
+ * they do not match. */
+int cpy_typed_combine_msgs(cp_msg *const *parts, int n);
+
 #endif /* CHARMPY_CPY_H */

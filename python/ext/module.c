@@ -393,6 +393,16 @@ static void on_py(cp_ctx *ctx, cp_msg *msg, void *user) {
  * returns the combined bytes. */
 static cp_msg *py_combine(cp_ctx *ctx, cp_msg *const *parts, int n, void *user) {
     cpy_state *st = user;
+    int typed = 1;
+    for (int i = 0; i < n && typed; i++)
+        typed = cpy_typed_check(cp_msg_data(parts[i]), (size_t)parts[i]->size);
+    if (typed) {
+        /* Numbers all the way: combine in place, no Python. */
+        if (cpy_typed_combine_msgs(parts, n) == 0)
+            return parts[0];
+        report_error(st, "combining reduction contributions");
+        return NULL;
+    }
     PyObject *list = PyList_New(n);
     for (int i = 0; list && i < n; i++) {
         PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(parts[i]),
@@ -871,6 +881,8 @@ static int mod_exec(PyObject *module) {
     if (PyModule_AddObjectRef(module, "held", st->held) < 0)
         return -1;
     if (cpy_proxy_types_init(module, st) < 0)
+        return -1;
+    if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0)
         return -1;
     the_state = st;
     return 0;

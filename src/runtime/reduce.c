@@ -94,6 +94,13 @@ static void apply_int_wrapping(cp_op op, cp_type type, void *a, const void *b,
     }
 }
 
+int cp_reduce_apply(cp_op op, cp_type type, void *acc, const void *in, size_t count) {
+    if ((unsigned)op >= CP_OP_COUNT_ || (unsigned)type >= CP_T_COUNT_)
+        return CP_EINVAL;
+    apply_int_wrapping(op, type, acc, in, count);
+    return 0;
+}
+
 static cp_msg *combine(cp_ctx *ctx, cp_redn *r, cp_msg **parts, int n) {
     if (r->reducer >= NBUILTIN) {
         cp_reducer_ent *e = &ctx->reducers[r->reducer - CP_REDUCER_CUSTOM_BASE];
