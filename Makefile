@@ -97,6 +97,7 @@ test:
 
 run: all venv
 	$(CHARMRUN) -n $$(nproc) $(BUILD)/examples/showcase
+	$(VENV)/bin/charmrun -n $$(nproc) examples/python/stencil.py
 
 bench: all
 	bench/run.sh

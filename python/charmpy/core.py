@@ -305,9 +305,17 @@ class _Charm:
             sys.stdout.reconfigure(line_buffering=True)
         except (AttributeError, ValueError):
             pass
-        self._pe, self._npes, argv = _charmpy.init(self, list(sys.argv))
+        self._pe, self._npes, argv = _charmpy.init(self, list(sys.argv),
+                                                   bool(self.options.local_msg_optim))
         sys.argv[:] = argv
         self._sched = getcurrent()
+        # charm.thisProxy: collection 0, built on every PE without messages.
+        self.thisProxy = Proxy(0, GROUP, _CharmRemote)
+        info = _Coll()
+        info.pes, info.nlocal, info.cls = tuple(range(self._npes)), 1, _CharmRemote
+        self._colls[0] = info
+        _charmpy.register_collection(0, {self._pe: self._new_member(_CharmRemote,
+                                                                  self.thisProxy, self._pe)})
         if self._pe == 0 and entry is not None:
             _charmpy.call_soon(self._start_coro, (entry, (list(sys.argv),), {}, None, None))
         code = _charmpy.run()
@@ -332,6 +340,70 @@ class _Charm:
 
     def wallTime(self):
         return _charmpy.wall_time()
+
+    # ---- hosts and trees (shared memory: one host) ----------------------------
+    def numHosts(self):
+        return 1
+
+    def myHost(self):
+        return 0
+
+    def getHostPes(self, host):
+        self._check_host(host)
+        return list(range(self._npes))
+
+    def getPeHost(self, pe):
+        self._check_pe(pe)
+        return 0
+
+    def getHostNumPes(self, host):
+        self._check_host(host)
+        return self._npes
+
+    def getHostFirstPe(self, host):
+        self._check_host(host)
+        return 0
+
+    def getPeHostRank(self, pe):
+        self._check_pe(pe)
+        return pe
+
+    def _check_host(self, host):
+        if host != 0:
+            raise ValueError(f"host {host!r} does not exist: this job runs on 1 host (0)")
+
+    def _check_pe(self, pe):
+        if not isinstance(pe, int) or not 0 <= pe < self._npes:
+            raise ValueError(f"PE {pe!r} does not exist: PEs are 0 to {self._npes - 1}")
+
+    def getTopoTreeEdges(self, pe, root_pe, pes=None, bfactor=4):
+        """(parent, children) of `pe` in the bfactor-ary spanning tree over
+        `pes` (all PEs by default) rooted at root_pe."""
+        order = self._tree_order(root_pe, pes)
+        pos = order.index(pe)
+        parent = None if pos == 0 else order[(pos - 1) // bfactor]
+        children = order[pos * bfactor + 1: pos * bfactor + 1 + bfactor]
+        return parent, children
+
+    def getTopoSubtrees(self, root_pe, pes, bfactor=4):
+        """The PEs of each subtree under root_pe, one list per child."""
+        order = self._tree_order(root_pe, pes)
+        out = []
+        for c in range(1, min(bfactor, len(order) - 1) + 1):
+            sub, level = [], [c]
+            while level:
+                sub.extend(order[i] for i in level)
+                level = [j for i in level for j in range(i * bfactor + 1, i * bfactor + 1 + bfactor)
+                         if j < len(order)]
+            out.append(sub)
+        return out
+
+    def _tree_order(self, root_pe, pes):
+        pes = list(range(self._npes)) if pes is None else list(pes)
+        if root_pe not in pes:
+            raise ValueError(f"root PE {root_pe} is not among the PEs given")
+        pes.remove(root_pe)
+        return [root_pe] + pes
 
     # ---- coroutines ----------------------------------------------------------
     def _in_coroutine(self):
@@ -827,6 +899,32 @@ class _Charm:
         sys.stderr.write(f"charmpy: PE {self._pe}: uncaught exception in {where}:\n{text}")
         sys.stderr.flush()
         _charmpy.abort(f"uncaught exception in {where}: {type(exc).__name__}: {exc}")
+
+
+class _CharmRemote(Chare):
+    """The runtime on every PE, as a group: charm.thisProxy."""
+
+    def exit(self, exit_code=0):
+        charm.exit(exit_code)
+
+    def updateGlobals(self, global_dict, module_name="__main__"):
+        sys.modules[module_name].__dict__.update(global_dict)
+
+    def _check_remote_exec(self):
+        if not charm.options.remote_exec:
+            raise PermissionError("remote code execution is off: set "
+                                  "charm.options.remote_exec = True before charm.start")
+
+    def exec(self, code, module_name="__main__"):
+        self._check_remote_exec()
+        exec(code, sys.modules[module_name].__dict__)
+
+    def rexec(self, code, module_name="__main__"):
+        self.exec(code, module_name)
+
+    def eval(self, expression, module_name="__main__"):
+        self._check_remote_exec()
+        return eval(expression, sys.modules[module_name].__dict__)
 
 
 class _Coll:

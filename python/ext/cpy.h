@@ -56,7 +56,7 @@ typedef struct cpy_state {
     PyObject *entries;       /* dict: class -> dict entry name -> flags */
     PyObject *held;          /* dict: id(chare) -> chare, for chares holding
                                 messages (@when) or waiting coroutines */
-    int exit_code;
+    int local_optim;         /* same-PE arguments by reference (the default) */
 } cpy_state;
 
 /* The state of the one imported _charmpy module (borrowed). */

@@ -467,8 +467,10 @@ static void on_timer(cp_ctx *ctx, void *arg) {
 static PyObject *mod_init(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     PyObject *runtime, *argv;
-    if (!PyArg_ParseTuple(args, "OO!", &runtime, &PyList_Type, &argv))
+    int local_optim = 1;
+    if (!PyArg_ParseTuple(args, "OO!|p", &runtime, &PyList_Type, &argv, &local_optim))
         return NULL;
+    st->local_optim = local_optim;
     if (st->ctx) {
         PyErr_SetString(PyExc_RuntimeError, "charm.start() was already called in this process");
         return NULL;

@@ -155,7 +155,7 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_
     PyObject *pair = PyTuple_Pack(2, args, kwargs ? kwargs : Py_None);
     if (!pair)
         return -1;
-    int byref = pe == cp_my_pe(st->ctx);
+    int byref = pe == cp_my_pe(st->ctx) && st->local_optim;
     cp_msg *msg;
     if (byref) {
         /* Same PE: the arguments travel by reference (the message owns one). */
