@@ -877,17 +877,21 @@ class _Charm:
             f._deliver(None, value, None)
 
     def _entry_names(self, cls):
+        """The entry methods of cls for the C side: (codes, names, flags)
+        with names sorted, so that every PE numbers them alike."""
         base = vars(Chare)
-        names = {}
-        for n in dir(cls):
+        names = []
+        flags = []
+        for n in sorted(dir(cls)):
             if n.startswith("_"):
                 continue
             f = getattr(cls, n, None)
             if not callable(f) or (n in base and f is base[n]):
                 continue
-            names[n] = ((ENTRY_CORO if getattr(f, "_charmpy_coro", False) else 0)
-                        | (ENTRY_WHEN if hasattr(f, "_charmpy_when") else 0))
-        return names
+            names.append(n)
+            flags.append((ENTRY_CORO if getattr(f, "_charmpy_coro", False) else 0)
+                         | (ENTRY_WHEN if hasattr(f, "_charmpy_when") else 0))
+        return ({n: i for i, n in enumerate(names)}, tuple(names), tuple(flags))
 
     # ---- errors --------------------------------------------------------------
     def _report_error(self, exc, where):

@@ -27,15 +27,14 @@ enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8 };
  * Python side sets them from the decorators). */
 enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
 
-/* The start of an entry-method message's payload. After it: the method
- * name (name_len bytes), padding to 8, then the arguments: pickled
- * (args, kwargs) bytes, or with EM_BYREF a PyObject * to that tuple that
- * the message owns (a strong reference). */
+/* The start of an entry-method message's payload. After it come the
+ * arguments: pickled (args, kwargs) bytes, or with EM_BYREF a PyObject * to
+ * that tuple that the message owns (a strong reference). */
 typedef struct em_hdr {
     uint64_t coll;      /* collection id */
     uint32_t flags;
     uint16_t ndims;     /* index dimensions used by idx */
-    uint16_t name_len;
+    uint16_t method;    /* index in the class's sorted entry methods */
     int32_t idx[CPY_MAXDIMS];
     uint64_t fut_id;    /* EM_RET/EM_AWAIT: the future to fulfil ... */
     int32_t fut_pe;     /* ... which lives on this PE */
@@ -53,7 +52,10 @@ typedef struct cpy_state {
     PyObject *runtime;       /* the Python-side runtime object */
     PyObject *dumps, *loads; /* pickle.dumps / pickle.loads */
     PyObject *proxy_type, *caller_type;
-    PyObject *entries;       /* dict: class -> dict entry name -> flags */
+    PyObject *entries;       /* dict: class -> (codes, names, flags): see
+                                cpy_entries() */
+    unsigned long long last_coll; /* the collection of the last message ... */
+    PyObject *last_members;  /* ... and its members (or NULL) */
     PyObject *held;          /* dict: id(chare) -> chare, for chares holding
                                 messages (@when) or waiting coroutines */
     int local_optim;         /* same-PE arguments by reference (the default) */
@@ -64,16 +66,29 @@ cpy_state *cpy_get_state(void);
 
 /* proxy.c */
 int cpy_proxy_types_init(PyObject *module, cpy_state *st);
-/* Entry methods of `cls`: a dict name -> ENTRY_* flags (borrowed, cached);
- * NULL with an exception. */
-PyObject *cpy_entry_names(cpy_state *st, PyObject *cls);
+/* The entry methods of `cls` (borrowed, cached), as the Python side lists
+ * them: a tuple (codes, names, flags) where names is the sorted tuple of
+ * entry-method names (every PE numbers them alike), codes a dict name ->
+ * index and flags a tuple of ENTRY_* per index. NULL with an exception. */
+PyObject *cpy_entries(cpy_state *st, PyObject *cls);
 /* Send an entry-method call; `args` (tuple) and `kwargs` (dict or NULL) are
  * borrowed. pe < 0 broadcasts to every PE. Returns 0 or -1 with an
  * exception set. */
 int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims,
-                   const int32_t *idx, PyObject *name, PyObject *args,
+                   const int32_t *idx, int method, PyObject *name, PyObject *args,
                    PyObject *kwargs, uint32_t fut_flags, int fut_pe,
                    uint64_t fut_id);
+
+/* args.c: the arguments of a call inside a message, after `off` bytes.
+ * Encoded: cpy_encode_args allocates the message (NULL with an exception);
+ * cpy_decode_args gives new references (kwargs NULL when none). By
+ * reference (same PE): cpy_byref_size bytes holding strong references. */
+cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwargs);
+int cpy_decode_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
+                    PyObject **kwargs);
+size_t cpy_byref_size(void);
+void cpy_byref_store(void *dst, PyObject *args, PyObject *kwargs);
+void cpy_byref_take(const void *src, PyObject **args, PyObject **kwargs);
 
 /* reducers.c: built-in reducers over typed vectors of numbers */
 extern PyMethodDef cpy_reducer_methods[];

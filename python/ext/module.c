@@ -98,26 +98,17 @@ static int buffer_message(cpy_state *st, PyObject *key, cp_msg *msg) {
     return rc;
 }
 
-/* The (args, kwargs) pair of a message; frees the message. New reference. */
-static PyObject *take_args(cpy_state *st, cp_msg *msg) {
+/* The arguments of a message, as new references (kwargs NULL when there
+ * are none); frees the message. */
+static int take_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs) {
     em_hdr *h = cp_msg_data(msg);
-    size_t off = align8(sizeof *h + h->name_len);
-    PyObject *pair;
-    if (h->flags & EM_BYREF) {
-        memcpy(&pair, (char *)h + off, sizeof pair); /* the message's reference */
-    } else {
-        PyObject *view = PyMemoryView_FromMemory((char *)h + off,
-                                                 (Py_ssize_t)(msg->size - off), PyBUF_READ);
-        pair = view ? PyObject_CallOneArg(st->loads, view) : NULL;
-        Py_XDECREF(view);
-    }
+    int rc = 0;
+    if (h->flags & EM_BYREF)
+        cpy_byref_take(h + 1, args, kwargs); /* the message's references */
+    else
+        rc = cpy_decode_args(st, msg, sizeof *h, args, kwargs);
     cp_msg_free(st->ctx, msg);
-    if (pair && (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2)) {
-        Py_DECREF(pair);
-        PyErr_SetString(PyExc_RuntimeError, "corrupt entry-method message");
-        return NULL;
-    }
-    return pair;
+    return rc;
 }
 
 static void describe_target(char *buf, size_t n, PyObject *obj, PyObject *key,
@@ -147,17 +138,26 @@ static void recheck_held(cpy_state *st, PyObject *obj) {
     Py_DECREF(r);
 }
 
-/* Run entry method `name` of `obj`. `reply` (borrowed, or NULL) is the
- * future to fulfil: (fut_pe, fut_id, key, flags). Plain methods are called
- * here; coroutines and @when methods go through the Python side. */
-static void invoke(cpy_state *st, PyObject *obj, PyObject *key, PyObject *name,
-                   PyObject *args, PyObject *kwargs, PyObject *reply) {
-    PyObject *entries = cpy_entry_names(st, (PyObject *)Py_TYPE(obj));
-    PyObject *fl = entries ? PyDict_GetItemWithError(entries, name) : NULL;
-    long flags = fl ? PyLong_AsLong(fl) : 0;
-    PyObject *r = NULL;
-    if (!entries || (!fl && PyErr_Occurred()))
+/* Run entry method number `method` of `obj`. `reply` (borrowed, or NULL)
+ * is the future to fulfil: (fut_pe, fut_id, flags). Plain methods are
+ * called here; coroutines and @when methods go through the Python side. */
+static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyObject *args,
+                   PyObject *kwargs, PyObject *reply) {
+    PyObject *ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
+    PyObject *name = NULL, *r = NULL;
+    long flags = 0;
+    if (!ent)
         goto error;
+    PyObject *names = PyTuple_GET_ITEM(ent, 1);
+    if (method >= PyTuple_GET_SIZE(names)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "message for entry method #%d of %s, which has %zd: the PEs disagree "
+                     "on the class (is the same program running everywhere?)",
+                     method, Py_TYPE(obj)->tp_name, PyTuple_GET_SIZE(names));
+        goto error;
+    }
+    name = PyTuple_GET_ITEM(names, method); /* borrowed */
+    flags = PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(ent, 2), method));
     if (flags & (ENTRY_CORO | ENTRY_WHEN)) {
         r = PyObject_CallMethod(st->runtime, "_invoke_special", "OOOOOOl", obj, key, name,
                                 args, kwargs ? kwargs : Py_None, reply ? reply : Py_None,
@@ -168,9 +168,19 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, PyObject *name,
         recheck_held(st, obj);
         return;
     }
-    PyObject *meth = PyObject_GetAttr(obj, name);
-    r = meth ? PyObject_Call(meth, args, kwargs) : NULL;
-    Py_XDECREF(meth);
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (!kwargs && nargs < 8) {
+        /* The common case: obj.name(*args) without a bound-method object. */
+        PyObject *stack[9];
+        stack[0] = obj;
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            stack[i + 1] = PyTuple_GET_ITEM(args, i);
+        r = PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), NULL);
+    } else {
+        PyObject *meth = PyObject_GetAttr(obj, name);
+        r = meth ? PyObject_Call(meth, args, kwargs) : NULL;
+        Py_XDECREF(meth);
+    }
     if (reply) {
         /* The caller holds a future: it gets the value or the exception. */
         PyObject *exc = r ? NULL : take_exception();
@@ -192,7 +202,9 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, PyObject *name,
 error: {
     char where[512];
     PyObject *exc = take_exception();
-    describe_target(where, sizeof where, obj, key, name, cp_my_pe(st->ctx));
+    PyObject *nm = name ? Py_NewRef(name) : PyUnicode_FromFormat("#%d", method);
+    describe_target(where, sizeof where, obj, key, nm, cp_my_pe(st->ctx));
+    Py_XDECREF(nm);
     restore_exception(exc);
     report_error(st, where);
 }
@@ -202,9 +214,10 @@ error: {
 static void discard_message(cpy_state *st, cp_msg *msg) {
     em_hdr *h = cp_msg_data(msg);
     if (h->flags & EM_BYREF) {
-        PyObject *pair;
-        memcpy(&pair, (char *)h + align8(sizeof *h + h->name_len), sizeof pair);
-        Py_DECREF(pair);
+        PyObject *args, *kwargs;
+        cpy_byref_take(h + 1, &args, &kwargs);
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
     }
     cp_msg_free(st->ctx, msg);
 }
@@ -234,7 +247,8 @@ static void deliver_entry(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
     int bcast = h->flags & EM_BCAST;
     unsigned long long coll = (unsigned long long)h->coll;
-    PyObject *name = NULL, *key = NULL, *obj = NULL, *reply = NULL, *pair = NULL;
+    int method = h->method;
+    PyObject *key = NULL, *obj = NULL, *reply = NULL, *args = NULL, *kwargs = NULL;
     if (!bcast) {
         key = message_key(h);
         if (!key)
@@ -262,36 +276,33 @@ static void deliver_entry(cpy_state *st, cp_msg *msg, PyObject *members) {
         }
         Py_INCREF(obj);
     }
-    name = PyUnicode_FromStringAndSize((char *)(h + 1), h->name_len);
-    if (h->flags & (EM_RET | EM_AWAIT))
+    if (h->flags & (EM_RET | EM_AWAIT)) {
         reply = Py_BuildValue("iKl", h->fut_pe, (unsigned long long)h->fut_id,
                               (long)(h->flags & (EM_RET | EM_AWAIT | EM_BCAST)));
-    if (!name || (!reply && (h->flags & (EM_RET | EM_AWAIT))))
-        goto error_msg;
-    pair = take_args(st, msg); /* msg is gone from here on */
+        if (!reply)
+            goto error_msg;
+    }
+    int rc = take_args(st, msg, &args, &kwargs); /* msg is gone from here on */
     msg = NULL;
-    if (!pair)
+    if (rc < 0)
         goto error;
-    PyObject *args = PyTuple_GET_ITEM(pair, 0), *kwargs = PyTuple_GET_ITEM(pair, 1);
-    if (kwargs == Py_None)
-        kwargs = NULL;
     if (bcast) {
         PyObject *items = PyDict_Items(members); /* members may change meanwhile */
         if (!items)
             goto error;
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
             PyObject *kv = PyList_GET_ITEM(items, i);
-            invoke(st, PyTuple_GET_ITEM(kv, 1), PyTuple_GET_ITEM(kv, 0), name, args, kwargs,
+            invoke(st, PyTuple_GET_ITEM(kv, 1), PyTuple_GET_ITEM(kv, 0), method, args, kwargs,
                    reply);
         }
         Py_DECREF(items);
     } else {
-        invoke(st, obj, key, name, args, kwargs, reply);
+        invoke(st, obj, key, method, args, kwargs, reply);
     }
     Py_XDECREF(obj);
-    Py_XDECREF(name);
     Py_XDECREF(reply);
-    Py_DECREF(pair);
+    Py_DECREF(args);
+    Py_XDECREF(kwargs);
     Py_XDECREF(key);
     return;
 error_msg:
@@ -299,9 +310,9 @@ error_msg:
         discard_message(st, msg);
 error:
     Py_XDECREF(obj);
-    Py_XDECREF(name);
     Py_XDECREF(reply);
-    Py_XDECREF(pair);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
     Py_XDECREF(key);
     char where[128];
     snprintf(where, sizeof where, "delivering a message to collection %llx on PE %d", coll,
@@ -313,20 +324,28 @@ static void on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
     cpy_state *st = user;
     em_hdr *h = cp_msg_data(msg);
-    PyObject *key = PyLong_FromUnsignedLongLong(h->coll);
-    PyObject *members = key ? PyDict_GetItemWithError(st->colls, key) : NULL;
-    if (!members) {
-        /* Not created here yet: keep the message until it is. */
-        if (!PyErr_Occurred() && buffer_message(st, key, msg) == 0) {
-            Py_DECREF(key);
+    PyObject *members;
+    if (st->last_members && st->last_coll == h->coll) {
+        members = Py_NewRef(st->last_members);
+    } else {
+        PyObject *key = PyLong_FromUnsignedLongLong(h->coll);
+        members = key ? PyDict_GetItemWithError(st->colls, key) : NULL;
+        if (!members) {
+            /* Not created here yet: keep the message until it is. */
+            if (key && !PyErr_Occurred() && buffer_message(st, key, msg) == 0) {
+                Py_DECREF(key);
+                return;
+            }
+            Py_XDECREF(key);
+            discard_message(st, msg);
+            report_error(st, "queueing a message for a collection not created yet");
             return;
         }
-        Py_XDECREF(key);
-        report_error(st, "queueing a message for a collection not created yet");
-        return;
+        Py_DECREF(key);
+        Py_INCREF(members);
+        st->last_coll = h->coll;
+        Py_XSETREF(st->last_members, Py_NewRef(members));
     }
-    Py_INCREF(members);
-    Py_DECREF(key);
     deliver_entry(st, msg, members);
     Py_DECREF(members);
 }
@@ -530,6 +549,7 @@ static PyObject *mod_run(PyObject *module, PyObject *noargs) {
     if (PyErr_Occurred())
         return NULL;
     free_pending(st);
+    Py_CLEAR(st->last_members);
     PyDict_Clear(st->colls);
     int code = cp_finalize(st->ctx);
     st->ctx = NULL;
@@ -775,23 +795,19 @@ static PyObject *mod_forward(PyObject *module, PyObject *args) {
         return NULL;
     em_hdr *h = cp_msg_data(msg);
     if ((h->flags & EM_BYREF) && pe != cp_my_pe(st->ctx)) {
-        size_t off = align8(sizeof *h + h->name_len);
-        PyObject *pair;
-        memcpy(&pair, (char *)h + off, sizeof pair);
-        PyObject *pickled = PyObject_CallFunction(st->dumps, "Oi", pair, 5);
-        if (!pickled)
-            return NULL;
-        size_t plen = (size_t)PyBytes_GET_SIZE(pickled);
-        cp_msg *m2 = cp_msg_alloc(st->ctx, off + plen);
+        PyObject *a, *k;
+        cpy_byref_take(h + 1, &a, &k);
+        cp_msg *m2 = cpy_encode_args(st, sizeof *h, a, k);
         if (!m2) {
-            Py_DECREF(pickled);
-            return PyErr_NoMemory();
+            cpy_byref_store(h + 1, a, k); /* still the held message's */
+            Py_DECREF(a);
+            Py_XDECREF(k);
+            return NULL;
         }
-        memcpy(cp_msg_data(m2), h, off);
-        memcpy((char *)cp_msg_data(m2) + off, PyBytes_AS_STRING(pickled), plen);
-        Py_DECREF(pickled);
+        memcpy(cp_msg_data(m2), h, sizeof *h);
         ((em_hdr *)cp_msg_data(m2))->flags &= ~(uint32_t)EM_BYREF;
-        Py_DECREF(pair);
+        Py_DECREF(a);
+        Py_XDECREF(k);
         cp_msg_free(st->ctx, msg);
         msg = m2;
     }
@@ -901,6 +917,7 @@ static int mod_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->caller_type);
     Py_VISIT(st->entries);
     Py_VISIT(st->held);
+    Py_VISIT(st->last_members);
     return 0;
 }
 
@@ -915,6 +932,7 @@ static int mod_clear(PyObject *module) {
     Py_CLEAR(st->caller_type);
     Py_CLEAR(st->entries);
     Py_CLEAR(st->held);
+    Py_CLEAR(st->last_members);
     return 0;
 }
 

@@ -22,7 +22,8 @@ typedef struct {
     int32_t idx[CPY_MAXDIMS];  /* array element proxies: the index */
     int sparse;  /* arrays: elements are inserted (ckInsert), dims unused */
     PyObject *cls;     /* the chare class (strong) */
-    PyObject *entries; /* dict of its entry methods -> flags (strong) */
+    PyObject *entries; /* cpy_entries() of cls (strong) */
+    PyObject *callers; /* dict name -> entry-method caller, made on first use */
     PyObject *map;     /* arrays: the ArrayMap group proxy, or NULL (strong) */
     PyObject *map_obj; /* its member on this PE, once looked up (strong) */
 } ProxyObject;
@@ -31,24 +32,32 @@ typedef struct {
     PyObject_HEAD
     ProxyObject *proxy; /* strong */
     PyObject *name;     /* strong, the entry method's name */
+    int method;         /* its index in the class's entry methods */
 } CallerObject;
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-PyObject *cpy_entry_names(cpy_state *st, PyObject *cls) {
-    PyObject *names = PyDict_GetItemWithError(st->entries, cls);
-    if (names || PyErr_Occurred())
-        return names;
+PyObject *cpy_entries(cpy_state *st, PyObject *cls) {
+    PyObject *ent = PyDict_GetItemWithError(st->entries, cls);
+    if (ent || PyErr_Occurred())
+        return ent;
     if (!st->runtime) {
         PyErr_SetString(PyExc_RuntimeError, "charmpy is not initialised");
         return NULL;
     }
-    names = PyObject_CallMethod(st->runtime, "_entry_names", "O", cls);
-    if (!names)
+    ent = PyObject_CallMethod(st->runtime, "_entry_names", "O", cls);
+    if (!ent)
         return NULL;
-    int rc = PyDict_SetItem(st->entries, cls, names);
-    Py_DECREF(names);
-    return rc < 0 ? NULL : names; /* borrowed from the cache */
+    if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 3 ||
+        !PyDict_Check(PyTuple_GET_ITEM(ent, 0)) || !PyTuple_Check(PyTuple_GET_ITEM(ent, 1)) ||
+        !PyTuple_Check(PyTuple_GET_ITEM(ent, 2))) {
+        Py_DECREF(ent);
+        PyErr_SetString(PyExc_TypeError, "_entry_names must return (codes, names, flags)");
+        return NULL;
+    }
+    int rc = PyDict_SetItem(st->entries, cls, ent);
+    Py_DECREF(ent);
+    return rc < 0 ? NULL : ent; /* borrowed from the cache */
 }
 
 static PyObject *index_tuple(const ProxyObject *p);
@@ -136,50 +145,31 @@ done:
 }
 
 int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_t *idx,
-                   PyObject *name, PyObject *args, PyObject *kwargs, uint32_t fut_flags,
-                   int fut_pe, uint64_t fut_id) {
+                   int method, PyObject *name, PyObject *args, PyObject *kwargs,
+                   uint32_t fut_flags, int fut_pe, uint64_t fut_id) {
     if (!st->ctx) {
         PyErr_SetString(PyExc_RuntimeError,
                         "the charmpy runtime is not running: call charm.start(main) first");
         return -1;
     }
-    Py_ssize_t nlen;
-    const char *n = PyUnicode_AsUTF8AndSize(name, &nlen);
-    if (!n)
-        return -1;
-    if (nlen > 0xffff) {
-        PyErr_SetString(PyExc_ValueError, "entry-method name too long");
-        return -1;
-    }
-    size_t off = align8(sizeof(em_hdr) + (size_t)nlen);
-    PyObject *pair = PyTuple_Pack(2, args, kwargs ? kwargs : Py_None);
-    if (!pair)
-        return -1;
+    size_t off = sizeof(em_hdr);
     int byref = pe == cp_my_pe(st->ctx) && st->local_optim;
     cp_msg *msg;
     if (byref) {
-        /* Same PE: the arguments travel by reference (the message owns one). */
-        msg = cp_msg_alloc(st->ctx, off + sizeof pair);
-        if (msg)
-            memcpy((char *)cp_msg_data(msg) + off, &pair, sizeof pair);
-    } else {
-        PyObject *pickled = PyObject_CallFunction(st->dumps, "Oi", pair, 5);
-        Py_DECREF(pair);
-        pair = NULL;
-        if (!pickled) {
-            explain_unserializable(st, name, args, kwargs);
+        /* Same PE: the arguments travel by reference (the message owns them). */
+        msg = cp_msg_alloc(st->ctx, off + cpy_byref_size());
+        if (!msg) {
+            PyErr_NoMemory();
             return -1;
         }
-        size_t plen = (size_t)PyBytes_GET_SIZE(pickled);
-        msg = cp_msg_alloc(st->ctx, off + plen);
-        if (msg)
-            memcpy((char *)cp_msg_data(msg) + off, PyBytes_AS_STRING(pickled), plen);
-        Py_DECREF(pickled);
-    }
-    if (!msg) {
-        Py_XDECREF(pair);
-        PyErr_NoMemory();
-        return -1;
+        cpy_byref_store((char *)cp_msg_data(msg) + off, args, kwargs);
+    } else {
+        msg = cpy_encode_args(st, off, args, kwargs);
+        if (!msg) {
+            if (!PyErr_ExceptionMatches(PyExc_MemoryError))
+                explain_unserializable(st, name, args, kwargs);
+            return -1;
+        }
     }
     em_hdr *h = cp_msg_data(msg);
     memset(h, 0, sizeof *h);
@@ -188,13 +178,17 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_
     h->fut_pe = fut_pe;
     h->fut_id = fut_id;
     h->ndims = (uint16_t)ndims;
-    h->name_len = (uint16_t)nlen;
+    h->method = (uint16_t)method;
     memcpy(h->idx, idx, sizeof h->idx);
-    memcpy(h + 1, n, (size_t)nlen);
     int rc = pe < 0 ? cp_bcast(st->ctx, st->h_entry, msg)
                     : cp_send(st->ctx, pe, st->h_entry, msg);
     if (rc) {
-        Py_XDECREF(pair);
+        if (byref) {
+            PyObject *a, *k;
+            cpy_byref_take((char *)cp_msg_data(msg) + off, &a, &k);
+            Py_DECREF(a);
+            Py_XDECREF(k);
+        }
         cp_msg_free(st->ctx, msg);
         PyErr_Format(PyExc_RuntimeError, "cannot send %U to PE %d: %s", name, pe,
                      cp_strerror(rc));
@@ -271,7 +265,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
             return NULL;
         }
     }
-    if (cpy_send_entry(st, pe, p->coll, ndims, idx, self->name, args, kwargs,
+    if (cpy_send_entry(st, pe, p->coll, ndims, idx, self->method, self->name, args, kwargs,
                        (ret ? EM_RET : 0) | (awaitable ? EM_AWAIT : 0),
                        st->ctx ? cp_my_pe(st->ctx) : 0, fut_id) < 0) {
         Py_XDECREF(fut);
@@ -280,8 +274,20 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     return fut ? fut : Py_NewRef(Py_None);
 }
 
+static int caller_traverse(CallerObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->proxy);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int caller_clear(CallerObject *self) {
+    Py_CLEAR(self->proxy);
+    return 0;
+}
+
 static void caller_dealloc(CallerObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
     Py_XDECREF(self->proxy);
     Py_XDECREF(self->name);
     tp->tp_free(self);
@@ -295,6 +301,8 @@ static PyObject *caller_repr(CallerObject *self) {
 static PyType_Slot caller_slots[] = {
     {Py_tp_call, caller_call},
     {Py_tp_dealloc, caller_dealloc},
+    {Py_tp_traverse, caller_traverse},
+    {Py_tp_clear, caller_clear},
     {Py_tp_repr, caller_repr},
     {0, NULL},
 };
@@ -302,7 +310,8 @@ static PyType_Slot caller_slots[] = {
 static PyType_Spec caller_spec = {
     .name = "charmpy._charmpy.EntryMethod",
     .basicsize = sizeof(CallerObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = caller_slots,
 };
 
@@ -311,7 +320,7 @@ static PyType_Spec caller_spec = {
 static ProxyObject *proxy_alloc(PyTypeObject *tp, unsigned long long coll, int kind,
                                 PyObject *cls) {
     cpy_state *st = cpy_get_state();
-    PyObject *entries = cpy_entry_names(st, cls);
+    PyObject *entries = cpy_entries(st, cls);
     if (!entries)
         return NULL;
     ProxyObject *p = (ProxyObject *)tp->tp_alloc(tp, 0);
@@ -467,18 +476,41 @@ fail:
 }
 
 static PyObject *proxy_getattro(ProxyObject *self, PyObject *name) {
-    int is_entry = PyDict_Contains(self->entries, name);
-    if (is_entry < 0)
-        return NULL;
-    if (is_entry) {
+    if (self->callers) {
+        PyObject *c = PyDict_GetItemWithError(self->callers, name);
+        if (c)
+            return Py_NewRef(c);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    PyObject *code = PyDict_GetItemWithError(PyTuple_GET_ITEM(self->entries, 0), name);
+    if (code) {
         cpy_state *st = cpy_get_state();
-        CallerObject *c = PyObject_New(CallerObject, (PyTypeObject *)st->caller_type);
+        long method = PyLong_AsLong(code);
+        if (method < 0 || method > 0xffff)
+            return PyErr_Format(PyExc_ValueError, "%s has too many entry methods",
+                                ((PyTypeObject *)self->cls)->tp_name);
+        CallerObject *c = PyObject_GC_New(CallerObject, (PyTypeObject *)st->caller_type);
         if (!c)
             return NULL;
         c->proxy = (ProxyObject *)Py_NewRef(self);
         c->name = Py_NewRef(name);
+        c->method = (int)method;
+        /* Callers are immutable: keep one per name. The cycle proxy ->
+         * callers -> caller -> proxy is collected by the GC. */
+        if (!self->callers && !(self->callers = PyDict_New())) {
+            Py_DECREF(c);
+            return NULL;
+        }
+        PyObject_GC_Track(c);
+        if (PyDict_SetItem(self->callers, name, (PyObject *)c) < 0) {
+            Py_DECREF(c);
+            return NULL;
+        }
         return (PyObject *)c;
     }
+    if (PyErr_Occurred())
+        return NULL;
     PyObject *r = PyObject_GenericGetAttr((PyObject *)self, name);
     if (!r && PyErr_ExceptionMatches(PyExc_AttributeError)) {
         PyErr_Clear();
@@ -639,6 +671,7 @@ static PyMethodDef proxy_methods[] = {
 static int proxy_traverse(ProxyObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->cls);
     Py_VISIT(self->entries);
+    Py_VISIT(self->callers);
     Py_VISIT(self->map);
     Py_VISIT(self->map_obj);
     Py_VISIT(Py_TYPE(self));
@@ -648,6 +681,7 @@ static int proxy_traverse(ProxyObject *self, visitproc visit, void *arg) {
 static int proxy_clear(ProxyObject *self) {
     Py_CLEAR(self->cls);
     Py_CLEAR(self->entries);
+    Py_CLEAR(self->callers);
     Py_CLEAR(self->map);
     Py_CLEAR(self->map_obj);
     return 0;
