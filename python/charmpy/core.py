@@ -124,6 +124,15 @@ class Future:
     def __reduce__(self):
         return (_future_ref, (self.pe, self.fid, self.num_vals))
 
+    def _deliver_many(self, items):
+        for index, value, exc in items:
+            if exc is not None:
+                self._exc = exc
+            else:
+                self._indexed = True
+                self._values.append((index, value))
+        self._check_done()
+
     def _deliver(self, index, value, exc):
         if exc is not None:
             self._exc = exc
@@ -133,6 +142,9 @@ class Future:
                 self._values.append((index, value))
             else:
                 self._values.append(value)
+        self._check_done()
+
+    def _check_done(self):
         if self.ready():
             charm._futures.pop(self.fid, None)
             for g in (self._waiter, self._multi):
@@ -517,6 +529,8 @@ class _Charm:
         msg = pickle.loads(payload)
         if msg[0] == "F":
             self._deliver_future(*msg[1:])
+        elif msg[0] == "M":
+            self._deliver_many(*msg[1:])
         elif _charmpy.members(msg[1]) is None:
             # About a collection whose creation (which travels the broadcast
             # tree) has not reached this PE yet.
@@ -533,6 +547,32 @@ class _Charm:
             self._on_count(*msg[1:])
         elif msg[0] == "P":
             self._on_participants(*msg[1:])
+
+    def _reply_many(self, reply, results):
+        """The results of a broadcast's members on this PE, in one message:
+        results is a list of (index, value, exception)."""
+        fut_pe, fid, flags = reply
+        items = [(index, value if flags & EM_RET else None,
+                  None if exc is None else _remote_exception(exc, f"member {index} on PE "
+                                                                  f"{self._pe}"))
+                 for index, value, exc in results]
+        if fut_pe == self._pe:
+            _charmpy.call_soon(self._deliver_many, (fid, items))
+            return
+        try:
+            payload = pickle.dumps(("M", fid, items), 5)
+        except Exception as e:
+            payload = pickle.dumps(("M", fid, [(i, None, TypeError(
+                f"a broadcast's return value cannot be serialized: {e}")) for i, _, _ in items]),
+                5)
+        _charmpy.send_py(fut_pe, payload)
+
+    def _deliver_many(self, fid, items):
+        f = self._futures.get(fid)
+        if f is None:
+            raise RuntimeError(f"values arrived for future {fid} of PE {self._pe}, which "
+                               "is already done")
+        f._deliver_many(items)
 
     def _reply(self, reply, result, exc, obj):
         fut_pe, fid, flags = reply

@@ -142,7 +142,7 @@ static void recheck_held(cpy_state *st, PyObject *obj) {
  * is the future to fulfil: (fut_pe, fut_id, flags). Plain methods are
  * called here; coroutines and @when methods go through the Python side. */
 static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyObject *args,
-                   PyObject *kwargs, PyObject *reply) {
+                   PyObject *kwargs, PyObject *reply, PyObject *collect) {
     PyObject *ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
     PyObject *name = NULL, *r = NULL;
     long flags = 0;
@@ -180,6 +180,21 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
         PyObject *meth = PyObject_GetAttr(obj, name);
         r = meth ? PyObject_Call(meth, args, kwargs) : NULL;
         Py_XDECREF(meth);
+    }
+    if (collect) {
+        /* A broadcast with a future: this PE sends all its members' results
+         * in one message (see deliver_entry). */
+        PyObject *exc = r ? NULL : take_exception();
+        PyObject *item = PyTuple_Pack(3, key, r ? r : Py_None, exc ? exc : Py_None);
+        Py_XDECREF(exc);
+        Py_XDECREF(r);
+        if (!item || PyList_Append(collect, item) < 0) {
+            Py_XDECREF(item);
+            goto error;
+        }
+        Py_DECREF(item);
+        recheck_held(st, obj);
+        return;
     }
     if (reply) {
         /* The caller holds a future: it gets the value or the exception. */
@@ -287,17 +302,27 @@ static void deliver_entry(cpy_state *st, cp_msg *msg, PyObject *members) {
     if (rc < 0)
         goto error;
     if (bcast) {
-        PyObject *items = PyDict_Items(members); /* members may change meanwhile */
-        if (!items)
+        /* Handlers never run inside one another (a coroutine that suspends
+         * comes back here), so the members cannot change during the loop. */
+        PyObject *collect = reply ? PyList_New(0) : NULL;
+        if (reply && !collect)
             goto error;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
-            PyObject *kv = PyList_GET_ITEM(items, i);
-            invoke(st, PyTuple_GET_ITEM(kv, 1), PyTuple_GET_ITEM(kv, 0), method, args, kwargs,
-                   reply);
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(members, &pos, &k, &v))
+            invoke(st, v, k, method, args, kwargs, reply, collect);
+        if (collect) {
+            PyObject *r = PyList_GET_SIZE(collect)
+                              ? PyObject_CallMethod(st->runtime, "_reply_many", "OO", reply,
+                                                    collect)
+                              : Py_NewRef(Py_None);
+            Py_DECREF(collect);
+            if (!r)
+                goto error;
+            Py_DECREF(r);
         }
-        Py_DECREF(items);
     } else {
-        invoke(st, obj, key, method, args, kwargs, reply);
+        invoke(st, obj, key, method, args, kwargs, reply, NULL);
     }
     Py_XDECREF(obj);
     Py_XDECREF(reply);
