@@ -47,11 +47,11 @@ $(CHARMRUN): src/launcher/charmrun.c src/launcher/launcher.c $(RT_LIB) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) src/launcher/charmrun.c src/launcher/launcher.c $(RT_LIB) -o $@ $(LDLIBS_ALL)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(RT_LIB) $(HDRS)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(RT_LIB) $(HDRS) $(wildcard tests/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
 
-$(BUILD)/tests/pe/%: tests/pe/%.c $(RT_LIB) $(HDRS)
+$(BUILD)/tests/pe/%: tests/pe/%.c $(RT_LIB) $(HDRS) $(wildcard tests/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
 

@@ -113,7 +113,7 @@ int cp_handler_register(cp_ctx *ctx, cp_handler_fn fn, void *user);
 /* ---- messages ----------------------------------------------------------- */
 
 /* A message with room for `size` payload bytes, owned by the caller; NULL
- * when memory is exhausted (the shm transport reports how much it had). */
+ * when the transport's memory is exhausted. */
 cp_msg *cp_msg_alloc(cp_ctx *ctx, size_t size);
 
 /* Free a message the caller owns (it may have been sent by any PE). */

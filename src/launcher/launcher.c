@@ -42,6 +42,7 @@
 #define FAIL_TERM_MS 1000   /* after a failure: SIGTERM, then SIGKILL this late */
 #define SIGNAL_KILL_MS 2000 /* after a forwarded signal: SIGKILL */
 #define LINGER_MS 10000     /* after the first PE ended a job that asked to exit */
+#define EARLY_MS 1000       /* a PE left before the exit, others still in the runtime */
 
 typedef struct launch {
     const char *prog;    /* the program as the user named it, for messages */
@@ -60,6 +61,8 @@ typedef struct job {
     int fwd_sig; /* first signal passed on to the PEs, 0 if none */
     bool exit_before_sig;
     int64_t kill_at, linger_until; /* CLOCK_MONOTONIC ms, 0 when unarmed */
+    int early_pe;        /* first PE that ended with 0 before any exit request, or -1 */
+    int64_t early_at;    /* when to check whether it left the others waiting */
 } job;
 
 __attribute__((format(printf, 3, 4))) _Noreturn static void
@@ -288,6 +291,10 @@ static void on_pe_end(job *j, int pe, const siginfo_t *si) {
         /* The others are finishing on their own; give them time to. */
         if (asked && !j->linger_until && !j->failed && !j->fwd_sig)
             j->linger_until = now_ms() + LINGER_MS;
+        if (!asked && j->early_pe < 0 && j->nlive > 0) {
+            j->early_pe = pe;
+            j->early_at = now_ms() + EARLY_MS;
+        }
         return;
     }
     /* Once the job is being ended, PEs dying of it are no news. */
@@ -384,8 +391,34 @@ static void check_deadlines(job *j, int64_t now) {
     }
 }
 
+/* Some PE ended with code 0 although nobody asked the job to exit: fine for a
+ * program that does not use the runtime (`charmrun -n 2 hostname`), but PEs
+ * still running in the runtime a moment later would wait for it forever. */
+static void check_early_exit(job *j, int64_t now) {
+    if (j->early_pe < 0 || now < j->early_at || j->failed || j->fwd_sig)
+        return;
+    int pe = j->early_pe;
+    j->early_pe = -1;
+    if (atomic_load(&j->hdr->exit_flag))
+        return;
+    int waiting = 0;
+    for (int i = 0; i < j->npes; i++)
+        if (j->pids[i] > 0 &&
+            atomic_load(&cm_shm_pe_at(j->hdr, i)->state) == CM_PE_ATTACHED)
+            waiting++;
+    if (!waiting)
+        return;
+    fprintf(stderr, "charmrun: PE %d exited with code 0 before the job ended (no PE "
+                    "called exit), leaving %d PE%s waiting in the runtime; ending the "
+                    "other %d PE%s\n",
+            pe, waiting, waiting == 1 ? "" : "s", j->nlive, j->nlive == 1 ? "" : "s");
+    begin_failure(j, 1);
+}
+
 static int poll_timeout(const job *j, int64_t now) {
     int64_t next = j->kill_at;
+    if (j->early_pe >= 0 && (!next || j->early_at < next))
+        next = j->early_at;
     if (j->linger_until && (!next || j->linger_until < next))
         next = j->linger_until;
     if (!next)
@@ -397,6 +430,7 @@ static void run_job(job *j, int sfd) {
     for (reap(j); j->nlive > 0; reap(j)) {
         int64_t now = now_ms();
         check_deadlines(j, now);
+        check_early_exit(j, now);
         struct pollfd p = {.fd = sfd, .events = POLLIN};
         /* poll on one descriptor fails only for want of kernel memory: retry soon. */
         if (poll(&p, 1, poll_timeout(j, now)) < 0 && errno != EINTR)
@@ -510,7 +544,7 @@ static int job_result(const job *j) {
 }
 
 int cp_launcher_main(int argc, char **argv) {
-    job j = {.npes = 1};
+    job j = {.npes = 1, .early_pe = -1};
     launch l;
     int fd = -1, sfd = -1, rc, result = 1;
     char **prog = parse_args(argc, argv, &j);

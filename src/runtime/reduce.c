@@ -131,6 +131,20 @@ static cp_msg *combine(cp_ctx *ctx, cp_redn *r, cp_msg **parts, int n) {
     return parts[0];
 }
 
+/* A single contribution is the result: logical ops must still give 1 or 0. */
+static void normalize(const cp_redn *r, cp_msg *m) {
+    cp_op op = (cp_op)(r->reducer / CP_T_COUNT_);
+    if (op != CP_OP_LAND && op != CP_OP_LOR && op != CP_OP_LXOR)
+        return;
+    /* x lor 0 == (x != 0) for every type. */
+    cp_type type = (cp_type)(r->reducer % CP_T_COUNT_);
+    size_t count = m->size / cp_type_size(type);
+    for (size_t i = 0; i < count; i++) {
+        char zero[8] = {0};
+        apply(CP_OP_LOR, type, (char *)cp_msg_data(m) + i * cp_type_size(type), zero, 1);
+    }
+}
+
 static cp_redn *find(cp_ctx *ctx, uint64_t stream, uint64_t seq) {
     for (int i = 0; i < ctx->nredns; i++)
         if (ctx->redns[i].seq == seq && ctx->redns[i].stream == stream)
@@ -175,9 +189,14 @@ static void finish(cp_ctx *ctx, cp_redn *r) {
     res->red_handler = done.handler;
     int to = done.parent;
     if (to < 0) {
+        /* The top of the tree sends the result to the root the callers named
+         * (cp_reduce reduces along the tree of PE 0 whatever the root, so
+         * that contributions naming different roots meet and are reported). */
         res->kind = CP_KIND_PLAIN;
         res->handler = done.handler;
-        to = ctx->my_pe;
+        to = (int)done.root;
+        if (n == 1 && done.reducer < NBUILTIN)
+            normalize(&done, res);
     }
     if (cpM_transmit(ctx, to, res))
         cp_abort(ctx, "cannot pass on reduction %llu", (unsigned long long)done.seq);
@@ -290,9 +309,9 @@ int cp_reduce(cp_ctx *ctx, cp_msg *contrib, int reducer, int root, int handler) 
     if (root < 0 || root >= ctx->npes)
         return CP_ERANGE;
     int kids[CP_TREE_BFACTOR];
-    int nk = cpT_children(ctx->my_pe, root, ctx->npes, kids);
+    int nk = cpT_children(ctx->my_pe, 0, ctx->npes, kids);
     stamp(contrib, 0, next_seq(ctx, 0), reducer, root, handler);
-    contribute(ctx, contrib, 0, cpT_parent(ctx->my_pe, root, ctx->npes), kids, nk);
+    contribute(ctx, contrib, 0, cpT_parent(ctx->my_pe, 0, ctx->npes), kids, nk);
     return 0;
 }
 

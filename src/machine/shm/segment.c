@@ -73,6 +73,7 @@ int cm_shm_segment_create(int npes, uint64_t heap_bytes, int *fd_out,
         cm_queue_init(&pe->inbox, (char *)h);
         atomic_store(&pe->sleep, CM_AWAKE);
         atomic_store(&pe->pid, 0);
+        atomic_store(&pe->state, CM_PE_NONE);
         atomic_store(&pe->remote_free, 0);
         pe->heap_off = heap0 + (uint64_t)i * heap_bytes;
     }

@@ -39,10 +39,16 @@
 /* Sleep states of a PE (cm_shm_pe.sleep). */
 enum { CM_AWAKE = 0, CM_SLEEPING = 1 };
 
+/* Life of a PE (cm_shm_pe.state), for the launcher: a job whose PEs use the
+ * runtime must end with cp_exit; a PE that leaves before, while others wait
+ * in the runtime, would leave them waiting forever. */
+enum { CM_PE_NONE = 0, CM_PE_ATTACHED = 1, CM_PE_DONE = 2 };
+
 typedef struct cm_shm_pe {
     cm_queue inbox;                        /* messages to this PE (MPSC) */
     _Alignas(64) _Atomic uint32_t sleep;   /* futex word: CM_AWAKE/SLEEPING */
     _Atomic int32_t pid;                   /* process of this PE, 0 = none */
+    _Atomic int32_t state;                 /* CM_PE_* */
     _Alignas(64) _Atomic uint64_t remote_free; /* blocks of this heap freed
                                                   elsewhere (Treiber stack) */
     uint64_t heap_off;                     /* this PE's heap region */

@@ -162,6 +162,7 @@ static int shm_init(cm_machine **out, cm_job_info *info) {
     m->npes = (int)m->hdr->npes;
     m->me = cm_shm_pe_at(m->hdr, pe);
     atomic_store(&m->me->pid, (int32_t)getpid());
+    atomic_store(&m->me->state, CM_PE_ATTACHED);
     cm_heap_init(&m->heap, m->base, m->me->heap_off, m->hdr->heap_bytes,
                  (uint32_t)pe, &m->me->remote_free);
     int cpus = count_cpus();
@@ -307,6 +308,7 @@ static void shm_abort(cm_machine *m, int code, const char *message) {
 }
 
 static int shm_finalize(cm_machine *m) {
+    atomic_store(&m->me->state, CM_PE_DONE);
     atomic_store(&m->me->pid, 0);
     cm_shm_segment_detach(m->hdr);
     close(m->fd);
