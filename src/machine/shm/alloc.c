@@ -191,12 +191,17 @@ void cm_heap_free_local(cm_heap *h, void *p) {
     free_block(h, cm_block_of(p));
 }
 
-void cm_heap_free_remote(char *base, _Atomic uint64_t *remote, void *p) {
-    cm_block *b = cm_block_of(p);
-    uint64_t off = (uint64_t)((char *)b - base);
+void cm_heap_free_remote_chain(char *base, _Atomic uint64_t *remote, uint64_t first,
+                               uint64_t last) {
+    cm_block *tail = (cm_block *)(base + last);
     uint64_t head = atomic_load_explicit(remote, memory_order_relaxed);
     do {
-        atomic_store_explicit(&b->link, head, memory_order_relaxed);
+        atomic_store_explicit(&tail->link, head, memory_order_relaxed);
     } while (!atomic_compare_exchange_weak_explicit(
-        remote, &head, off, memory_order_release, memory_order_relaxed));
+        remote, &head, first, memory_order_release, memory_order_relaxed));
+}
+
+void cm_heap_free_remote(char *base, _Atomic uint64_t *remote, void *p) {
+    uint64_t off = (uint64_t)((char *)cm_block_of(p) - base);
+    cm_heap_free_remote_chain(base, remote, off, off);
 }

@@ -58,6 +58,12 @@ void cm_heap_free_local(cm_heap *h, void *p);
  * (any thread or process). */
 void cm_heap_free_remote(char *base, _Atomic uint64_t *remote, void *p);
 
+/* Push a chain of blocks of one heap, linked through their link fields from
+ * `first` to `last` (offsets), on that heap's remote stack with one atomic
+ * operation. */
+void cm_heap_free_remote_chain(char *base, _Atomic uint64_t *remote, uint64_t first,
+                               uint64_t last);
+
 /* Owner PE and header of a block from its caller pointer. */
 static inline cm_block *cm_block_of(void *p) {
     return (cm_block *)((char *)p - CM_BLOCK_HDR);

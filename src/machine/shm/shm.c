@@ -43,7 +43,19 @@
  * run instead of burning its time slice. */
 #define SPIN_SECONDS 3e-6
 #define YIELD_SECONDS 50e-6
-#define OVERSUB_YIELDS 4
+#define OVERSUB_YIELD_SECONDS 1e-3
+
+/* Blocks of another PE's heap freed here wait in a chain and go back in one
+ * atomic push once there are this many, when this PE goes idle, or before
+ * it sends to their owner: one compare-and-swap on the owner's cache line
+ * per batch instead of per message. */
+#define FREE_BATCH 32
+
+typedef struct free_chain {
+    uint64_t first, last; /* offsets; first == 0 when empty */
+    uint32_t count;
+    int listed;           /* in cm_machine.dirty */
+} free_chain;
 
 struct cm_machine {
     cm_shm_hdr *hdr;
@@ -52,7 +64,11 @@ struct cm_machine {
     int my_pe, npes;
     cm_shm_pe *me;
     int oversubscribed;
+    uint32_t sends;       /* since the last yield, when oversubscribed */
     cm_heap heap;
+    free_chain *frees;    /* [npes]: blocks to return to each PE */
+    int *dirty;           /* PEs whose chain is not empty ... */
+    int ndirty;           /* ... and how many */
 };
 
 static int futex_wait(_Atomic uint32_t *word, uint32_t val, double timeout) {
@@ -165,6 +181,12 @@ static int shm_init(cm_machine **out, cm_job_info *info) {
     atomic_store(&m->me->state, CM_PE_ATTACHED);
     cm_heap_init(&m->heap, m->base, m->me->heap_off, m->hdr->heap_bytes,
                  (uint32_t)pe, &m->me->remote_free);
+    m->frees = calloc((size_t)m->npes, sizeof *m->frees);
+    m->dirty = calloc((size_t)m->npes, sizeof *m->dirty);
+    if (!m->frees || !m->dirty) {
+        rc = CP_ENOMEM;
+        goto fail;
+    }
     int cpus = count_cpus();
     m->oversubscribed = m->npes > cpus;
     info->my_pe = pe;
@@ -176,6 +198,8 @@ static int shm_init(cm_machine **out, cm_job_info *info) {
 fail:
     if (m->hdr)
         cm_shm_segment_detach(m->hdr);
+    free(m->frees);
+    free(m->dirty);
     free(m);
     return rc;
 }
@@ -191,13 +215,43 @@ static cp_msg *shm_msg_alloc(cm_machine *m, size_t size) {
     return msg;
 }
 
+static void flush_frees_to(cm_machine *m, int owner) {
+    free_chain *c = &m->frees[owner];
+    if (!c->first)
+        return;
+    cm_heap_free_remote_chain(m->base, &cm_shm_pe_at(m->hdr, owner)->remote_free, c->first,
+                              c->last);
+    c->first = c->last = 0;
+    c->count = 0;
+}
+
+static void flush_frees(cm_machine *m) {
+    for (int i = 0; i < m->ndirty; i++) {
+        flush_frees_to(m, m->dirty[i]);
+        m->frees[m->dirty[i]].listed = 0;
+    }
+    m->ndirty = 0;
+}
+
 static void shm_msg_free(cm_machine *m, cp_msg *msg) {
-    uint32_t owner = cm_block_of(msg)->owner;
-    if (owner == (uint32_t)m->my_pe)
+    cm_block *b = cm_block_of(msg);
+    uint32_t owner = b->owner;
+    if (owner == (uint32_t)m->my_pe) {
         cm_heap_free_local(&m->heap, msg);
-    else
-        cm_heap_free_remote(m->base, &cm_shm_pe_at(m->hdr, (int)owner)->remote_free,
-                            msg);
+        return;
+    }
+    free_chain *c = &m->frees[owner];
+    uint64_t off = (uint64_t)((char *)b - m->base);
+    if (!c->first)
+        c->last = off;
+    if (!c->listed) {
+        c->listed = 1;
+        m->dirty[m->ndirty++] = (int)owner;
+    }
+    atomic_store_explicit(&b->link, c->first, memory_order_relaxed);
+    c->first = off;
+    if (++c->count == FREE_BATCH)
+        flush_frees_to(m, (int)owner);
 }
 
 static void wake(cm_shm_pe *pe) {
@@ -206,11 +260,25 @@ static void wake(cm_shm_pe *pe) {
         futex_wake(&pe->sleep, 1);
 }
 
+/* With more PEs than cores, a PE that sends without pause for a whole time
+ * slice builds a backlog its receivers, descheduled, cannot drain: the
+ * messages go cold and the heaps grow. Yielding every so often lets them
+ * run, which is what flow control would achieve here at no cost. */
+#define OVERSUB_SENDS_PER_YIELD 64
+
 static int shm_send(cm_machine *m, int pe, cp_msg *msg) {
     cm_shm_pe *dst = cm_shm_pe_at(m->hdr, pe);
+    /* Blocks freed here go back before our next message to their owner:
+     * a PE told that its memory was freed can count on it. */
+    if (m->frees[pe].first)
+        flush_frees_to(m, pe);
     cm_queue_push(&dst->inbox, m->base,
                   (uint64_t)((char *)cm_block_of(msg) - m->base));
     wake(dst);
+    if (m->oversubscribed && ++m->sends == OVERSUB_SENDS_PER_YIELD) {
+        m->sends = 0;
+        sched_yield();
+    }
     return 0;
 }
 
@@ -231,11 +299,16 @@ static int has_work(cm_machine *m) {
 }
 
 static void shm_wait(cm_machine *m, double timeout) {
+    flush_frees(m);
     if (timeout == 0)
         return;
     double start = now();
     if (m->oversubscribed) {
-        for (int i = 0; i < OVERSUB_YIELDS; i++) {
+        /* Yield for a while: the PEs that share our core run meanwhile, and a
+         * message from one of them needs no wake-up through the kernel. */
+        double limit = timeout >= 0 && timeout < OVERSUB_YIELD_SECONDS ? timeout
+                                                                       : OVERSUB_YIELD_SECONDS;
+        for (double t = 0; t < limit; t = now() - start) {
             if (has_work(m))
                 return;
             sched_yield();
@@ -308,6 +381,9 @@ static void shm_abort(cm_machine *m, int code, const char *message) {
 }
 
 static int shm_finalize(cm_machine *m) {
+    flush_frees(m);
+    free(m->frees);
+    free(m->dirty);
     atomic_store(&m->me->state, CM_PE_DONE);
     atomic_store(&m->me->pid, 0);
     cm_shm_segment_detach(m->hdr);
