@@ -3,7 +3,8 @@ remote method invocation, on a runtime written in C.
 
 The API is charm4py 1.1's; see README.md for what this version provides.
 """
-from .core import charm, Chare, Group, Array, ArrayMap, Future, coro, threaded, when
+from .core import (charm, Chare, Group, Array, ArrayMap, Future, coro, threaded, when,
+                   register, readonlies)
 from .reduction import Reducer
 
 __all__ = ["charm", "Chare", "Group", "Array", "ArrayMap", "Reducer", "Future", "coro", "threaded",

@@ -274,6 +274,33 @@ class ArrayMap(Chare):
         raise NotImplementedError(f"{type(self).__name__} must define procNum(self, index)")
 
 
+def register(cls):
+    """Class decorator for chare classes defined outside __main__ (charm4py
+    compatibility: charmpy finds classes by their module, so this only
+    checks that cls is a chare class)."""
+    _check_chare_class(cls, "register")
+    return cls
+
+
+class _Readonlies:
+    """readonlies: attributes set on PE 0 once the program runs (in main)
+    are sent to every PE, ahead of the chares created after them."""
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if charm._started and charm._pe == 0 and charm._npes > 1:
+            try:
+                blob = pickle.dumps(("R", name, value), 5)
+            except Exception as e:
+                raise TypeError(f"readonlies.{name} cannot be serialized: {e}") from e
+            # A broadcast from PE 0, like the creations that follow it, so it
+            # reaches every PE before them.
+            _charmpy.send_py(-1, blob)
+
+
+readonlies = _Readonlies()
+
+
 def _check_chare_class(cls, what):
     if not (isinstance(cls, type) and issubclass(cls, Chare)):
         raise TypeError(f"{what}() needs a subclass of Chare, got {cls!r}")
@@ -529,6 +556,9 @@ class _Charm:
         msg = pickle.loads(payload)
         if msg[0] == "F":
             self._deliver_future(*msg[1:])
+        elif msg[0] == "R":
+            if self._pe != 0:
+                object.__setattr__(readonlies, msg[1], msg[2])
         elif msg[0] == "M":
             self._deliver_many(*msg[1:])
         elif _charmpy.members(msg[1]) is None:
