@@ -1,10 +1,12 @@
 /*
  * The arguments of an entry-method call inside a message: how they are
- * written by the sender and read back by the receiver. Today they are a
- * pickle (protocol 5) of (args, kwargs); a call to a chare in the same
- * process keeps references instead (byref_*).
+ * written by the sender and read back by the receiver. They are encoded by
+ * codec.c (args tuple, then kwargs dict or None); a call to a chare in the
+ * same process keeps references instead (byref_*).
  */
 #include "cpy.h"
+
+#include "codec.h"
 
 #include <string.h>
 
@@ -27,45 +29,122 @@ void cpy_byref_take(const void *src, PyObject **args, PyObject **kwargs) {
     *kwargs = b.kwargs;
 }
 
+/* Where the encoding starts after `off` header bytes: 64-byte aligned, so
+ * that out-of-band buffers inside it are aligned in memory. */
+static size_t args_at(size_t off) { return (off + 63) & ~(size_t)63; }
+
 cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwargs) {
-    PyObject *pair = PyTuple_Pack(2, args, kwargs ? kwargs : Py_None);
-    if (!pair)
+    cpy_enc e;
+    cpy_enc_init(&e, st);
+    if (cpy_enc_add(&e, args) < 0 || cpy_enc_add(&e, kwargs ? kwargs : Py_None) < 0) {
+        cpy_enc_release(&e);
         return NULL;
-    PyObject *pickled = PyObject_CallFunction(st->dumps, "Oi", pair, 5);
-    Py_DECREF(pair);
-    if (!pickled)
-        return NULL;
-    size_t plen = (size_t)PyBytes_GET_SIZE(pickled);
-    cp_msg *msg = cp_msg_alloc(st->ctx, off + plen);
+    }
+    size_t at = args_at(off), n = cpy_enc_size(&e);
+    cp_msg *msg = cp_msg_alloc(st->ctx, at + n);
     if (msg)
-        memcpy((char *)cp_msg_data(msg) + off, PyBytes_AS_STRING(pickled), plen);
+        cpy_enc_write(&e, (char *)cp_msg_data(msg) + at);
     else
-        PyErr_Format(PyExc_MemoryError, "no memory for a message of %zu bytes", off + plen);
-    Py_DECREF(pickled);
+        PyErr_Format(PyExc_MemoryError, "no memory for a message of %zu bytes", at + n);
+    cpy_enc_release(&e);
     return msg;
 }
 
-int cpy_decode_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
-                    PyObject **kwargs) {
-    if (msg->size < off) {
+/* ---- the owner of a received message's memory ----------------------------
+ * Big arrays in a message are handed to the method as views of the message
+ * itself (no copy); this object owns the message while any view lives and
+ * frees it with the last one. */
+
+typedef struct {
+    PyObject_HEAD
+    cp_msg *msg;
+    Py_ssize_t exports;
+} MsgOwner;
+
+static int owner_getbuffer(MsgOwner *self, Py_buffer *view, int flags) {
+    if (PyBuffer_FillInfo(view, (PyObject *)self, cp_msg_data(self->msg),
+                          (Py_ssize_t)self->msg->size, 0, flags) < 0)
+        return -1;
+    self->exports++;
+    return 0;
+}
+
+static void owner_releasebuffer(MsgOwner *self, Py_buffer *view) {
+    (void)view;
+    self->exports--;
+}
+
+static void owner_dealloc(MsgOwner *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    cpy_state *st = cpy_get_state();
+    /* After the runtime ended, its memory went with it. */
+    if (st && st->ctx)
+        cp_msg_free(st->ctx, self->msg);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot owner_slots[] = {
+    {Py_bf_getbuffer, owner_getbuffer},
+    {Py_bf_releasebuffer, owner_releasebuffer},
+    {Py_tp_dealloc, owner_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec owner_spec = {
+    .name = "charmpy._charmpy.MessageMemory",
+    .basicsize = sizeof(MsgOwner),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = owner_slots,
+};
+
+static PyObject *owner_type;
+
+int cpy_args_init(PyObject *module) {
+    owner_type = PyType_FromModuleAndSpec(module, &owner_spec, NULL);
+    return owner_type ? 0 : -1;
+}
+
+int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
+                  PyObject **kwargs) {
+    size_t at = args_at(off);
+    if (msg->size < at) {
+        cp_msg_free(st->ctx, msg);
         PyErr_SetString(PyExc_RuntimeError, "corrupt entry-method message (too short)");
         return -1;
     }
-    PyObject *view = PyMemoryView_FromMemory((char *)cp_msg_data(msg) + off,
-                                             (Py_ssize_t)(msg->size - off), PyBUF_READ);
-    PyObject *pair = view ? PyObject_CallOneArg(st->loads, view) : NULL;
-    Py_XDECREF(view);
-    if (!pair)
-        return -1;
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-        !PyTuple_Check(PyTuple_GET_ITEM(pair, 0))) {
-        Py_DECREF(pair);
-        PyErr_SetString(PyExc_RuntimeError, "corrupt entry-method message");
+    const char *p = (const char *)cp_msg_data(msg) + at, *end = (const char *)cp_msg_data(msg) +
+                                                                msg->size;
+    /* Only a message big enough to carry out-of-band data gets an owner:
+     * then its arrays are views, and the owner frees it. */
+    MsgOwner *owner = NULL;
+    if (msg->size - at >= CPY_OOB_MIN) {
+        owner = PyObject_New(MsgOwner, (PyTypeObject *)owner_type);
+        if (!owner) {
+            cp_msg_free(st->ctx, msg);
+            return -1;
+        }
+        owner->msg = msg;
+        owner->exports = 0;
+    }
+    *args = cpy_dec_value(st, &p, end, (PyObject *)owner);
+    PyObject *kw = *args ? cpy_dec_value(st, &p, end, (PyObject *)owner) : NULL;
+    if (owner)
+        Py_DECREF(owner); /* frees msg unless views of it live on */
+    else
+        cp_msg_free(st->ctx, msg);
+    if (!kw || !PyTuple_Check(*args) || (kw != Py_None && !PyDict_Check(kw))) {
+        if (kw)
+            PyErr_SetString(PyExc_RuntimeError, "corrupt entry-method message");
+        Py_XDECREF(*args);
+        Py_XDECREF(kw);
+        *args = NULL;
         return -1;
     }
-    *args = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
-    PyObject *kw = PyTuple_GET_ITEM(pair, 1);
-    *kwargs = kw == Py_None ? NULL : Py_NewRef(kw);
-    Py_DECREF(pair);
+    if (kw == Py_None) {
+        Py_DECREF(kw);
+        kw = NULL;
+    }
+    *kwargs = kw;
     return 0;
 }

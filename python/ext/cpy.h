@@ -81,14 +81,19 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims,
 
 /* args.c: the arguments of a call inside a message, after `off` bytes.
  * Encoded: cpy_encode_args allocates the message (NULL with an exception);
- * cpy_decode_args gives new references (kwargs NULL when none). By
- * reference (same PE): cpy_byref_size bytes holding strong references. */
+ * cpy_take_args decodes them (new references, kwargs NULL when none) and
+ * takes the message: it frees it, or leaves it to the arrays that view it.
+ * By reference (same PE): cpy_byref_size bytes holding strong references. */
+int cpy_args_init(PyObject *module);
 cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwargs);
-int cpy_decode_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
-                    PyObject **kwargs);
+int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
+                  PyObject **kwargs);
 size_t cpy_byref_size(void);
 void cpy_byref_store(void *dst, PyObject *args, PyObject *kwargs);
 void cpy_byref_take(const void *src, PyObject **args, PyObject **kwargs);
+
+/* codec.c: encode/decode/decode_zerocopy for Python (C API in codec.h) */
+extern PyMethodDef cpy_codec_methods[];
 
 /* reducers.c: built-in reducers over typed vectors of numbers */
 extern PyMethodDef cpy_reducer_methods[];

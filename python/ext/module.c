@@ -76,7 +76,6 @@ static void report_error(cpy_state *st, const char *where) {
 
 /* ---- entry-method messages ---------------------------------------------- */
 
-static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 static int buffer_message(cpy_state *st, PyObject *key, cp_msg *msg) {
     PyObject *list = PyDict_GetItemWithError(st->pending, key); /* borrowed */
@@ -99,16 +98,15 @@ static int buffer_message(cpy_state *st, PyObject *key, cp_msg *msg) {
 }
 
 /* The arguments of a message, as new references (kwargs NULL when there
- * are none); frees the message. */
+ * are none); takes the message. */
 static int take_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs) {
     em_hdr *h = cp_msg_data(msg);
-    int rc = 0;
-    if (h->flags & EM_BYREF)
+    if (h->flags & EM_BYREF) {
         cpy_byref_take(h + 1, args, kwargs); /* the message's references */
-    else
-        rc = cpy_decode_args(st, msg, sizeof *h, args, kwargs);
-    cp_msg_free(st->ctx, msg);
-    return rc;
+        cp_msg_free(st->ctx, msg);
+        return 0;
+    }
+    return cpy_take_args(st, msg, sizeof *h, args, kwargs);
 }
 
 static void describe_target(char *buf, size_t n, PyObject *obj, PyObject *key,
@@ -925,7 +923,8 @@ static int mod_exec(PyObject *module) {
         return -1;
     if (cpy_proxy_types_init(module, st) < 0)
         return -1;
-    if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0)
+    if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0 ||
+        PyModule_AddFunctions(module, cpy_codec_methods) < 0 || cpy_args_init(module) < 0)
         return -1;
     the_state = st;
     return 0;

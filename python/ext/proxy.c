@@ -11,6 +11,8 @@
 
 #include "structmember.h"
 
+#include "codec.h"
+
 typedef struct {
     PyObject_HEAD
     unsigned long long coll;
@@ -35,7 +37,6 @@ typedef struct {
     int method;         /* its index in the class's entry methods */
 } CallerObject;
 
-static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 PyObject *cpy_entries(cpy_state *st, PyObject *cls) {
     PyObject *ent = PyDict_GetItemWithError(st->entries, cls);
@@ -101,7 +102,17 @@ static int home_pe(ProxyObject *p, int npes) {
     return (int)(lin * (unsigned)npes / total);
 }
 
-/* Name the argument that pickle refuses, for the TypeError at the call site. */
+/* Does the codec take `v`? (0, or -1 with its exception set.) */
+static int encodable(cpy_state *st, PyObject *v) {
+    cpy_enc e;
+    cpy_enc_init(&e, st);
+    int rc = cpy_enc_add(&e, v);
+    cpy_enc_release(&e);
+    return rc;
+}
+
+/* The arguments could not be encoded: name the argument, for the TypeError
+ * at the call site. */
 static void explain_unserializable(cpy_state *st, PyObject *name, PyObject *args,
                                    PyObject *kwargs) {
     PyObject *cause = NULL, *t, *tb;
@@ -111,30 +122,31 @@ static void explain_unserializable(cpy_state *st, PyObject *name, PyObject *args
     Py_XDECREF(tb);
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
         PyObject *a = PyTuple_GET_ITEM(args, i);
-        PyObject *r = PyObject_CallOneArg(st->dumps, a);
-        if (r) {
-            Py_DECREF(r);
+        if (encodable(st, a) == 0)
             continue;
-        }
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError,
-                     "argument %zd of %U (of type %s) cannot be serialized: %S", i + 1,
-                     name, Py_TYPE(a)->tp_name, cause ? cause : Py_None);
+        PyObject *t2, *v2, *tb2;
+        PyErr_Fetch(&t2, &v2, &tb2);
+        PyErr_Format(PyExc_TypeError, "argument %zd of %U (of type %s) cannot be serialized: %S",
+                     i + 1, name, Py_TYPE(a)->tp_name, v2 ? v2 : Py_None);
+        Py_XDECREF(t2);
+        Py_XDECREF(v2);
+        Py_XDECREF(tb2);
         goto done;
     }
     if (kwargs) {
         PyObject *k, *v;
         Py_ssize_t pos = 0;
         while (PyDict_Next(kwargs, &pos, &k, &v)) {
-            PyObject *r = PyObject_CallOneArg(st->dumps, v);
-            if (r) {
-                Py_DECREF(r);
+            if (encodable(st, v) == 0)
                 continue;
-            }
-            PyErr_Clear();
+            PyObject *t2, *v2, *tb2;
+            PyErr_Fetch(&t2, &v2, &tb2);
             PyErr_Format(PyExc_TypeError,
-                         "argument '%U' of %U (of type %s) cannot be serialized: %S", k,
-                         name, Py_TYPE(v)->tp_name, cause ? cause : Py_None);
+                         "argument '%U' of %U (of type %s) cannot be serialized: %S", k, name,
+                         Py_TYPE(v)->tp_name, v2 ? v2 : Py_None);
+            Py_XDECREF(t2);
+            Py_XDECREF(v2);
+            Py_XDECREF(tb2);
             goto done;
         }
     }
