@@ -14,6 +14,7 @@ from ._charmpy import Proxy
 from .reduction import Reducer, _Reducer, _reducer_by_name
 
 CHARE, GROUP, ARRAY = 0, 1, 2
+_encode = _charmpy.encode   # the C codec: runtime messages between PEs
 MAX_DIMS = 6
 
 
@@ -290,7 +291,7 @@ class _Readonlies:
         object.__setattr__(self, name, value)
         if charm._started and charm._pe == 0 and charm._npes > 1:
             try:
-                blob = pickle.dumps(("R", name, value), 5)
+                blob = _encode(("R", name, value))
             except Exception as e:
                 raise TypeError(f"readonlies.{name} cannot be serialized: {e}") from e
             # A broadcast from PE 0, like the creations that follow it, so it
@@ -539,10 +540,10 @@ class _Charm:
             _charmpy.call_soon(self._deliver_future, (fid, index, value, exc))
             return
         try:
-            payload = pickle.dumps(("F", fid, index, value, exc), 5)
+            payload = _encode(("F", fid, index, value, exc))
         except Exception as e:
-            payload = pickle.dumps(("F", fid, index, None, TypeError(
-                f"the value for the future cannot be serialized: {e}")), 5)
+            payload = _encode(("F", fid, index, None, TypeError(
+                f"the value for the future cannot be serialized: {e}")))
         _charmpy.send_py(pe, payload)
 
     def _deliver_future(self, fid, index, value, exc):
@@ -553,7 +554,7 @@ class _Charm:
         f._deliver(index, value, exc)
 
     def _on_py(self, payload):
-        msg = pickle.loads(payload)
+        msg = _charmpy.decode(payload)
         if msg[0] == "F":
             self._deliver_future(*msg[1:])
         elif msg[0] == "R":
@@ -590,11 +591,10 @@ class _Charm:
             _charmpy.call_soon(self._deliver_many, (fid, items))
             return
         try:
-            payload = pickle.dumps(("M", fid, items), 5)
+            payload = _encode(("M", fid, items))
         except Exception as e:
-            payload = pickle.dumps(("M", fid, [(i, None, TypeError(
-                f"a broadcast's return value cannot be serialized: {e}")) for i, _, _ in items]),
-                5)
+            payload = _encode(("M", fid, [(i, None, TypeError(
+                f"a broadcast's return value cannot be serialized: {e}")) for i, _, _ in items]))
         _charmpy.send_py(fut_pe, payload)
 
     def _deliver_many(self, fid, items):
@@ -684,8 +684,8 @@ class _Charm:
         proxy = Proxy(coll, kind, cls, pe, dims, None, ndims, map)
         done = Future(1 if kind == CHARE else self._npes)
         try:
-            payload = pickle.dumps((coll, kind, cls, args, pe, dims, ndims, map, self._pe,
-                                    done.fid), 5)
+            payload = _encode((coll, kind, cls, args, pe, dims, ndims, map, self._pe,
+                               done.fid))
         except Exception as e:
             self._futures.pop(done.fid, None)
             raise TypeError(f"the constructor arguments of {cls.__name__} cannot be "
@@ -695,7 +695,7 @@ class _Charm:
         return proxy
 
     def _on_create(self, payload):
-        coll, kind, cls, args, pe, dims, ndims, map, creator, done_fid = pickle.loads(payload)
+        coll, kind, cls, args, pe, dims, ndims, map, creator, done_fid = _charmpy.decode(payload)
         proxy = Proxy(coll, kind, cls, pe, dims, None, ndims, map)
         info = _Coll()
         if kind == CHARE:
@@ -775,13 +775,13 @@ class _Charm:
         if not isinstance(pe, int) or not 0 <= pe < self._npes:
             raise ValueError(f"onPE={onPE!r}: give a PE from 0 to {self._npes - 1} or -1")
         try:
-            blob = pickle.dumps(("I", proxy.coll, index, tuple(args or ()), home), 5)
+            blob = _encode(("I", proxy.coll, index, tuple(args or ()), home))
         except Exception as e:
             raise TypeError(f"the constructor arguments of {proxy.cls.__name__} cannot "
                             f"be serialized: {e}") from e
         _charmpy.send_py(pe, blob)
         if pe != home:
-            _charmpy.send_py(home, pickle.dumps(("L", proxy.coll, index, pe), 5))
+            _charmpy.send_py(home, _encode(("L", proxy.coll, index, pe)))
 
     def _on_insert(self, coll, index, args, home):
         members = _charmpy.members(coll)
@@ -826,7 +826,7 @@ class _Charm:
         self._reply(reply, None, err, None)
 
     def _done_inserting(self, proxy):
-        blob = pickle.dumps(("D", proxy.coll), 5)
+        blob = _encode(("D", proxy.coll))
         for pe in range(self._npes):
             _charmpy.send_py(pe, blob)
 
@@ -838,7 +838,7 @@ class _Charm:
                 _charmpy.discard(ptr)
             raise LookupError(f"message for element {key} of a sparse array, which was "
                               "never inserted (ckDoneInserting was called)")
-        _charmpy.send_py(0, pickle.dumps(("C", coll, self._pe, info.nlocal), 5))
+        _charmpy.send_py(0, _encode(("C", coll, self._pe, info.nlocal)))
 
     def _on_count(self, coll, pe, n):
         counts = self._counts.setdefault(coll, {})
@@ -846,7 +846,7 @@ class _Charm:
         if len(counts) == self._npes:
             del self._counts[coll]
             pes = tuple(p for p in range(self._npes) if counts[p]) or (0,)
-            blob = pickle.dumps(("P", coll, pes), 5)
+            blob = _encode(("P", coll, pes))
             for p in range(self._npes):
                 _charmpy.send_py(p, blob)
 
@@ -936,7 +936,7 @@ class _Charm:
             value = None
         if info.allfuts.get(seq) is not None or rec.target is None:
             # allreduce: every participant PE gets the value.
-            blob = pickle.dumps(("A", coll, seq, value), 5)
+            blob = _encode(("A", coll, seq, value))
             for pe in info.pes:
                 _charmpy.send_py(pe, blob)
             return
