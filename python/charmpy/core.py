@@ -68,6 +68,7 @@ def when(condition):
 
     def decorate(func):
         func._charmpy_when = (condition, code)
+        func._charmpy_when_test = _condition_function(func, condition, code)
         return func
     return decorate
 
@@ -93,6 +94,7 @@ class Future:
         self.pe = charm._pe
         self.num_vals = num_vals
         self._values = []
+        self._nrecv = 0         # values and exceptions received
         self._indexed = False
         self._exc = None
         self._waiter = None
@@ -101,7 +103,7 @@ class Future:
         charm._futures[self.fid] = self
 
     def ready(self):
-        return self._exc is not None or len(self._values) >= self.num_vals
+        return self._nrecv >= self.num_vals
 
     def get(self):
         if not self.ready():
@@ -127,23 +129,25 @@ class Future:
 
     def _deliver_many(self, items):
         for index, value, exc in items:
-            if exc is not None:
-                self._exc = exc
-            else:
-                self._indexed = True
-                self._values.append((index, value))
+            self._deliver_one(index, value, exc)
         self._check_done()
 
     def _deliver(self, index, value, exc):
-        if exc is not None:
-            self._exc = exc
-        else:
-            if index is not None:
-                self._indexed = True
-                self._values.append((index, value))
-            else:
-                self._values.append(value)
+        self._deliver_one(index, value, exc)
         self._check_done()
+
+    def _deliver_one(self, index, value, exc):
+        # An exception takes a value's place, so a broadcast's future is done
+        # when every member has answered; get() then raises the first one.
+        self._nrecv += 1
+        if exc is not None:
+            if self._exc is None:
+                self._exc = exc
+        elif index is not None:
+            self._indexed = True
+            self._values.append((index, value))
+        else:
+            self._values.append(value)
 
     def _check_done(self):
         if self.ready():
@@ -474,7 +478,7 @@ class _Charm:
                 return
             except BaseException as e:
                 if reply is not None:
-                    self._reply(reply, None, e, obj)
+                    self._reply(reply, None, e, obj, _where(obj, fn))
                     return
                 self._report_error(e, _where(obj, fn))
                 return
@@ -581,12 +585,12 @@ class _Charm:
 
     def _reply_many(self, reply, results):
         """The results of a broadcast's members on this PE, in one message:
-        results is a list of (index, value, exception)."""
+        results is a list of (index, value, exception, where the exception
+        was raised)."""
         fut_pe, fid, flags = reply
         items = [(index, value if flags & EM_RET else None,
-                  None if exc is None else _remote_exception(exc, f"member {index} on PE "
-                                                                  f"{self._pe}"))
-                 for index, value, exc in results]
+                  None if exc is None else _remote_exception(exc, where))
+                 for index, value, exc, where in results]
         if fut_pe == self._pe:
             _charmpy.call_soon(self._deliver_many, (fid, items))
             return
@@ -604,11 +608,11 @@ class _Charm:
                                "is already done")
         f._deliver_many(items)
 
-    def _reply(self, reply, result, exc, obj):
+    def _reply(self, reply, result, exc, obj, where=None):
         fut_pe, fid, flags = reply
         index = None
         if exc is not None:
-            exc = _remote_exception(exc, _where(obj, None))
+            exc = _remote_exception(exc, where or _where(obj, None))
         if flags & EM_BCAST:
             index = obj.thisIndex
         self._send_future(fut_pe, fid, index, result if flags & EM_RET else None, exc)
@@ -636,7 +640,7 @@ class _Charm:
         except Exception as e:
             if reply is None:
                 raise
-            self._reply(reply, None, e, obj)
+            self._reply(reply, None, e, obj, _where(obj, meth))
             return
         if reply is not None:
             self._reply(reply, result, None, obj)
@@ -1071,14 +1075,35 @@ def _remote_exception(exc, where):
 
 
 def _when_true(obj, meth, args, kwargs):
-    cond, code = meth.__func__._charmpy_when
-    try:
-        bound = inspect.signature(meth).bind(*args, **kwargs)
-    except TypeError as e:
-        raise TypeError(f"{meth.__qualname__}: {e}") from None
-    env = dict(bound.arguments)
-    env["self"] = obj
-    return eval(code, meth.__func__.__globals__, env)
+    return meth.__func__._charmpy_when_test(obj, *args, **kwargs)
+
+
+def _condition_function(func, condition, code):
+    """A function with func's parameters that evaluates `condition`, so that
+    Python binds the arguments (no inspect on the message path)."""
+    sig = inspect.signature(func)
+    params, env = [], {"__code": code, "__globals": func.__globals__}
+    for i, p in enumerate(sig.parameters.values()):
+        text = p.name
+        if p.kind is p.VAR_POSITIONAL:
+            text = "*" + p.name
+        elif p.kind is p.VAR_KEYWORD:
+            text = "**" + p.name
+        elif p.kind is p.KEYWORD_ONLY and not any(
+                q.kind is q.VAR_POSITIONAL for q in sig.parameters.values()):
+            if "*" not in params:
+                params.append("*")
+        if p.default is not p.empty:
+            env[f"__d{i}"] = p.default
+            text += f"=__d{i}"
+        if p.kind is p.POSITIONAL_ONLY:
+            pass
+        params.append(text)
+    names = [p.name for p in sig.parameters.values()]
+    src = (f"def __test({', '.join(params)}):\n"
+           f"    return eval(__code, __globals, {{{', '.join(repr(n) + ': ' + n for n in names)}}})\n")
+    exec(src, env)
+    return env["__test"]
 
 
 charm = _Charm()

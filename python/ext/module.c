@@ -31,6 +31,10 @@ static PyObject *take_exception(void) {
 }
 
 static void restore_exception(PyObject *v) {
+    if (!v) {
+        PyErr_SetString(PyExc_SystemError, "charmpy: an error was lost on its way");
+        return;
+    }
     PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(v)), v, PyException_GetTraceback(v));
 }
 
@@ -49,7 +53,9 @@ static int need_runtime(cpy_state *st) {
  * the Python side works as it should. */
 static void report_error(cpy_state *st, const char *where) {
     PyObject *exc = take_exception();
-    if (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit)) {
+    if (!exc) /* a bug of ours: still end the job with what we know */
+        exc = PyObject_CallFunction(PyExc_SystemError, "s", "an error was lost on its way");
+    if (exc && PyErr_GivenExceptionMatches(exc, PyExc_SystemExit)) {
         /* sys.exit() inside an entry method ends the job like charm.exit(). */
         PyObject *code = PyObject_GetAttrString(exc, "code");
         long c = code && PyLong_Check(code) ? PyLong_AsLong(code) : (code == Py_None ? 0 : 1);
@@ -182,9 +188,16 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
     if (collect) {
         /* A broadcast with a future: this PE sends all its members' results
          * in one message (see deliver_entry). */
-        PyObject *exc = r ? NULL : take_exception();
-        PyObject *item = PyTuple_Pack(3, key, r ? r : Py_None, exc ? exc : Py_None);
+        PyObject *exc = r ? NULL : take_exception(), *where_s = NULL;
+        if (exc) {
+            char where[512];
+            describe_target(where, sizeof where, obj, key, name, cp_my_pe(st->ctx));
+            where_s = PyUnicode_FromString(where);
+        }
+        PyObject *item = PyTuple_Pack(4, key, r ? r : Py_None, exc ? exc : Py_None,
+                                      where_s ? where_s : Py_None);
         Py_XDECREF(exc);
+        Py_XDECREF(where_s);
         Py_XDECREF(r);
         if (!item || PyList_Append(collect, item) < 0) {
             Py_XDECREF(item);
@@ -196,9 +209,16 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
     }
     if (reply) {
         /* The caller holds a future: it gets the value or the exception. */
-        PyObject *exc = r ? NULL : take_exception();
-        PyObject *rr = PyObject_CallMethod(st->runtime, "_reply", "OOOO", reply,
-                                           r ? r : Py_None, exc ? exc : Py_None, obj);
+        PyObject *exc = r ? NULL : take_exception(), *where_s = NULL;
+        if (exc) {
+            char where[512];
+            describe_target(where, sizeof where, obj, key, name, cp_my_pe(st->ctx));
+            where_s = PyUnicode_FromString(where);
+        }
+        PyObject *rr = PyObject_CallMethod(st->runtime, "_reply", "OOOOO", reply,
+                                           r ? r : Py_None, exc ? exc : Py_None, obj,
+                                           where_s ? where_s : Py_None);
+        Py_XDECREF(where_s);
         Py_XDECREF(exc);
         Py_XDECREF(r);
         if (!rr)
@@ -399,9 +419,10 @@ static void on_call(cp_ctx *ctx, cp_msg *msg, void *user) {
     PyObject *r = PyObject_CallObject(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
     if (!r) {
         PyObject *fn = PyTuple_GET_ITEM(pair, 0);
+        PyObject *exc = take_exception(); /* before anything else runs Python */
         PyObject *qn = PyObject_GetAttrString(fn, "__qualname__");
+        PyErr_Clear();
         char where[256];
-        PyObject *exc = take_exception();
         snprintf(where, sizeof where, "%s on PE %d",
                  qn && PyUnicode_Check(qn) ? PyUnicode_AsUTF8(qn) : "a function",
                  cp_my_pe(st->ctx));

@@ -53,16 +53,22 @@ static PyObject *new_vector(const tred_hdr *h, char **data) {
 static int encode_seq(PyObject *seq, tred_hdr *h, PyObject **out) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
-    int any_float = 0, all_bool = 1;
+    int any_float = 0, any_int = 0, any_bool = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *o = items[i];
         if (PyFloat_CheckExact(o))
-            any_float = 1, all_bool = 0;
+            any_float = 1;
         else if (PyLong_CheckExact(o))
-            all_bool = 0;
-        else if (!PyBool_Check(o))
+            any_int = 1;
+        else if (PyBool_Check(o))
+            any_bool = 1;
+        else
             return 0;
     }
+    /* Floats mixed with ints or bools keep their types only in Python. */
+    if (any_float && (any_int || any_bool))
+        return 0;
+    int all_bool = any_bool && !any_int;
     h->type = any_float ? CP_T_FLOAT64 : CP_T_INT64;
     h->elbool = (uint8_t)(all_bool && n > 0);
     h->count = (uint64_t)n;
@@ -202,12 +208,16 @@ static int combine_into(char *acc, const char *in, size_t in_len) {
     }
     memcpy(&b, in, sizeof b);
     if (b.magic != TRED_MAGIC || a.op != b.op || a.type != b.type || a.count != b.count) {
+        static const char *const ops[] = {"sum", "product", "min", "max", "logical_and",
+                                          "logical_or", "logical_xor", "?"};
+        static const char *const types[] = {"int32", "int64", "float32", "float64", "?"};
         PyErr_Format(PyExc_ValueError,
-                     "reduction contributions do not match: %llu numbers of type %d with "
-                     "op %d and %llu numbers of type %d with op %d (every member must "
-                     "contribute the same kind and length of data with the same reducer)",
-                     (unsigned long long)a.count, a.type, a.op, (unsigned long long)b.count,
-                     b.type, b.op);
+                     "reduction contributions do not match: %llu %s numbers for %s and "
+                     "%llu %s numbers for %s (every member must contribute the same kind "
+                     "and length of data with the same reducer)",
+                     (unsigned long long)a.count, types[a.type < 4 ? a.type : 4],
+                     ops[a.op < 7 ? a.op : 7], (unsigned long long)b.count,
+                     types[b.type < 4 ? b.type : 4], ops[b.op < 7 ? b.op : 7]);
         return -1;
     }
     cp_reduce_apply((cp_op)a.op, (cp_type)a.type, acc + sizeof a, in + sizeof b, a.count);

@@ -1,0 +1,6 @@
+from charmpy import *
+
+def main(args)
+    charm.exit()
+
+charm.start(main)

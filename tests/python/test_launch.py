@@ -1,0 +1,54 @@
+"""The ways to launch a program and what it sees: `python app.py` (1 PE),
+`charmrun -n N`, `charmrun +pN`, `python -m charmpy.run -n N`; runtime
+flags charm4py users pass are removed from argv, program arguments kept;
+charm.exit(code) is the launcher's exit code."""
+import pytest
+
+from conftest import CHARMRUN, NONZERO, PYTHON, assert_ok, program_path, run_command
+
+PROG = program_path("launch_info")
+
+
+def launched(cmd, pes, args):
+    res = run_command(cmd, timeout=30)
+    assert_ok(res, "launch_info")
+    assert f"PES {pes}\n" in res.stdout, res.stdout
+    assert f"ARGS {args!r}\n" in res.stdout, res.stdout
+    return res
+
+
+def test_plain_python_is_one_pe():
+    launched([PYTHON, PROG, "a", "-b"], 1, ["a", "-b"])
+
+
+def test_charmrun_n(npes):
+    launched([CHARMRUN, "-n", npes, PROG, "x", "--y=1"], npes, ["x", "--y=1"])
+
+
+def test_charmrun_plus_p(npes):
+    launched([CHARMRUN, f"+p{npes}", PROG, "z"], npes, ["z"])
+
+
+def test_python_m_charmpy_run():
+    launched([PYTHON, "-m", "charmpy.run", "-n", 3, PROG, "-n", "5"], 3, ["-n", "5"])
+
+
+def test_runtime_flags_removed_from_argv():
+    launched([CHARMRUN, "-n", 2, PROG, "++local", "a", "++quiet", "+balancer", "GreedyLB",
+              "+LBDebug", "1", "b"], 2, ["a", "b"])
+
+
+@pytest.mark.parametrize("mode,code", [("exit_code", 7), ("exit_main", 5), ("sys_exit", 3)])
+def test_exit_code(npes, mode, code):
+    rc, out, err = run_command([CHARMRUN, "-n", npes, program_path("fatal"), mode],
+                               timeout=30, expect_rc=code)
+    assert "still running" not in out
+
+
+def test_exit_code_plain_python():
+    run_command([PYTHON, program_path("fatal"), "exit_main"], timeout=30, expect_rc=5)
+
+
+def test_missing_program_fails():
+    run_command([CHARMRUN, "-n", 2, program_path("launch_info").parent / "no_such.py"],
+                timeout=30, expect_rc=NONZERO)
