@@ -395,18 +395,23 @@ static void on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
 
 /* ---- creation and calls ------------------------------------------------- */
 
-static void on_create(cp_ctx *ctx, cp_msg *msg, void *user) {
-    (void)ctx;
-    cpy_state *st = user;
+/* Hand a message's bytes to a method of the Python runtime; frees msg. */
+static void bytes_to_runtime(cpy_state *st, cp_msg *msg, const char *method,
+                             const char *what) {
     PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size);
     cp_msg_free(st->ctx, msg);
-    PyObject *r = b ? PyObject_CallMethod(st->runtime, "_on_create", "O", b) : NULL;
+    PyObject *r = b ? PyObject_CallMethod(st->runtime, method, "O", b) : NULL;
     Py_XDECREF(b);
     if (!r) {
-        report_error(st, "creating a chare collection");
+        report_error(st, what);
         return;
     }
     Py_DECREF(r);
+}
+
+static void on_create(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    bytes_to_runtime(user, msg, "_on_create", "creating a chare collection");
 }
 
 /* A message carrying (callable, args) by reference, for this PE only. */
@@ -437,19 +442,10 @@ static void on_call(cp_ctx *ctx, cp_msg *msg, void *user) {
 }
 
 /* A runtime message for the Python side (future values, acknowledgements):
- * pickled bytes handed to runtime._on_py. */
+ * bytes handed to runtime._on_py. */
 static void on_py(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
-    cpy_state *st = user;
-    PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size);
-    cp_msg_free(st->ctx, msg);
-    PyObject *r = b ? PyObject_CallMethod(st->runtime, "_on_py", "O", b) : NULL;
-    Py_XDECREF(b);
-    if (!r) {
-        report_error(st, "handling a runtime message");
-        return;
-    }
-    Py_DECREF(r);
+    bytes_to_runtime(user, msg, "_on_py", "handling a runtime message");
 }
 
 /* Combine partial results of Python values: runtime._combine(list of bytes)
@@ -676,10 +672,9 @@ static PyObject *mod_call_soon(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* send_create(pe, payload): deliver a creation request (bytes) to the
- * Python runtime's _on_create on PE pe, or on every PE when pe < 0. */
-static PyObject *mod_send_create(PyObject *module, PyObject *args) {
-    cpy_state *st = PyModule_GetState(module);
+/* The bytes of args[1] in a message to `handler` on PE args[0] (every PE
+ * when it is negative). */
+static PyObject *send_bytes(cpy_state *st, PyObject *args, int handler) {
     int pe;
     Py_buffer b;
     if (!PyArg_ParseTuple(args, "iy*", &pe, &b))
@@ -695,32 +690,21 @@ static PyObject *mod_send_create(PyObject *module, PyObject *args) {
     }
     memcpy(cp_msg_data(msg), b.buf, (size_t)b.len);
     PyBuffer_Release(&b);
-    if (send_or_bcast(st, pe, st->h_create, msg) < 0)
+    if (send_or_bcast(st, pe, handler, msg) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
-/* send_py(pe, payload): deliver bytes to runtime._on_py on PE pe. */
+/* send_create(pe, payload): a creation request for runtime._on_create. */
+static PyObject *mod_send_create(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    return send_bytes(st, args, st->h_create);
+}
+
+/* send_py(pe, payload): a runtime message for runtime._on_py. */
 static PyObject *mod_send_py(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
-    int pe;
-    Py_buffer b;
-    if (!PyArg_ParseTuple(args, "iy*", &pe, &b))
-        return NULL;
-    if (need_runtime(st)) {
-        PyBuffer_Release(&b);
-        return NULL;
-    }
-    cp_msg *msg = cp_msg_alloc(st->ctx, (size_t)b.len);
-    if (!msg) {
-        PyBuffer_Release(&b);
-        return PyErr_NoMemory();
-    }
-    memcpy(cp_msg_data(msg), b.buf, (size_t)b.len);
-    PyBuffer_Release(&b);
-    if (send_or_bcast(st, pe, st->h_py, msg) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    return send_bytes(st, args, st->h_py);
 }
 
 /* reduce_among(stream, payload, pes): contribute payload (bytes of a Python
