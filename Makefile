@@ -15,6 +15,28 @@ LDLIBS_ALL = -lm -lpthread $(LDLIBS)
 
 RT_SRC   = $(wildcard src/runtime/*.c) $(wildcard src/machine/*.c) $(wildcard src/machine/shm/*.c)
 RT_OBJ   = $(RT_SRC:%.c=$(BUILD)/obj/%.o)
+
+# MPI, when this host has it (found by src/machine/mpi/mpi-flags.sh through
+# mpicc or pkg-config; `make MPI=no` builds without): the mpi machine layer
+# joins the library, select.c is told it exists, and everything that links
+# the library links MPI. The flags are kept in a stamp file so that MPI
+# appearing or going away rebuilds what depends on it.
+MPI ?= auto
+ifneq ($(MPI),no)
+MPI_CFLAGS := $(shell CC="$(CC)" sh src/machine/mpi/mpi-flags.sh cflags)
+endif
+ifneq ($(strip $(MPI_CFLAGS)),)
+MPI_LIBS := $(shell sh src/machine/mpi/mpi-flags.sh libs)
+RT_SRC += $(wildcard src/machine/mpi/*.c)
+LDLIBS_ALL += $(MPI_LIBS) -ldl
+$(BUILD)/obj/src/machine/mpi/%.o: CFLAGS_ALL += $(MPI_CFLAGS)
+$(BUILD)/obj/src/machine/select.o: CFLAGS_ALL += -DCP_HAVE_MPI
+else
+$(info note: no MPI found (mpicc, pkg-config ompi/mpich) or MPI=no: building without the mpi machine layer)
+endif
+MPI_STAMP = $(BUILD)/obj/mpi-flags
+$(shell mkdir -p $(BUILD)/obj && { echo '$(MPI_CFLAGS)' | cmp -s - $(MPI_STAMP) || echo '$(MPI_CFLAGS)' >$(MPI_STAMP); })
+$(BUILD)/obj/src/machine/select.o: $(MPI_STAMP)
 RT_LIB   = $(BUILD)/lib/libcharmpy_rt.a
 HDRS     = $(wildcard include/charmpy/*.h) $(wildcard src/*/*.h) $(wildcard src/machine/*/*.h)
 
@@ -32,7 +54,8 @@ PY      = $(VENV)/bin/python
 PY_SRC  = $(shell find python -name '*.py' -o -name '*.c' -o -name '*.h') \
           $(RT_SRC) $(HDRS) src/launcher/launcher.c setup.py setup.cfg pyproject.toml
 
-.PHONY: all test ctest ctest-asan ctest-tsan pytest venv run bench clean format
+.PHONY: mpitest mpitest-progs
+.PHONY: all test ctest ctest-asan ctest-tsan pytest venv run bench clean format print-ldlibs
 all: $(RT_LIB) $(CHARMRUN) $(UNIT_BIN) $(PE_BIN) $(EX_BIN)
 
 $(BUILD)/obj/%.o: %.c $(HDRS)
@@ -59,9 +82,38 @@ $(BUILD)/examples/%: examples/c/%.c $(RT_LIB) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
 
+# Programs only the MPI tests run (tests/mpi/). dlhost loads libdljob.so
+# (a job, the runtime and MPI) with dlopen(RTLD_LOCAL), as Python loads the
+# extension, and links no MPI itself.
+MPI_TEST_SRC = $(filter-out tests/mpi/dl%.c,$(wildcard tests/mpi/*.c))
+MPI_TEST_BIN = $(MPI_TEST_SRC:tests/mpi/%.c=$(BUILD)/tests/mpi/%) \
+               $(BUILD)/tests/mpi/dlhost $(BUILD)/tests/mpi/libdljob.so
+
+$(BUILD)/tests/mpi/%: tests/mpi/%.c $(RT_LIB) $(HDRS) $(wildcard tests/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests $< $(RT_LIB) -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/mpi/dlhost: tests/mpi/dlhost.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< -o $@ -ldl
+
+$(BUILD)/tests/mpi/libdljob.so: tests/mpi/dljob.c $(RT_OBJ) $(HDRS) $(wildcard tests/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests -shared $< $(RT_OBJ) -o $@ $(LDLIBS_ALL)
+
 # The C tests of one build directory: unit tests, then multi-PE programs.
 ctest: all
 	tests/run-c-tests.sh $(BUILD)
+
+# The C programs under mpirun (tests/run-mpi-tests.sh). When Open MPI is
+# missing it is installed first (as root; otherwise the tests are skipped)
+# and the build is redone with it.
+mpitest:
+	tests/run-mpi-tests.sh --install
+	$(MAKE) --no-print-directory all mpitest-progs
+	tests/run-mpi-tests.sh $(BUILD)
+
+mpitest-progs: $(MPI_TEST_BIN)
 
 ctest-asan:
 	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -89,9 +141,13 @@ venv: $(VENV)/.installed
 pytest: venv
 	$(PY) -m pytest tests/python -q -p no:cacheprovider
 
+# MPI first (installed as root when missing), so that everything after it
+# builds with the mpi machine layer.
 test:
+	tests/run-mpi-tests.sh --install
 	$(MAKE) --no-print-directory ctest
 	$(MAKE) --no-print-directory pytest
+	$(MAKE) --no-print-directory mpitest
 	$(MAKE) --no-print-directory ctest-asan
 	$(MAKE) --no-print-directory ctest-tsan
 
@@ -99,8 +155,13 @@ run: all venv
 	$(CHARMRUN) -n $$(nproc) $(BUILD)/examples/showcase
 	$(VENV)/bin/charmrun -n $$(nproc) examples/python/stencil.py
 
-bench: all
+bench: all venv
 	bench/run.sh
+	bench/py/run.sh
+
+# The flags a program linking the library needs (bench/run.sh uses them).
+print-ldlibs:
+	@echo $(LDLIBS_ALL)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

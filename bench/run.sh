@@ -104,9 +104,10 @@ setup_cp() {
             return
         fi
     fi
+    # The library's link flags (MPI's too, when it has the mpi layer).
     if ! ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Iinclude \
-        bench/cp_bench.c "$RT_LIB" -lm -lpthread -o "$BIN/cp_bench" \
-        2>"$RES/cp_build.log"; then
+        bench/cp_bench.c "$RT_LIB" $(make -s --no-print-directory print-ldlibs) \
+        -o "$BIN/cp_bench" 2>"$RES/cp_build.log"; then
         CP_OK=0 CP_WHY="cp_bench did not compile or link (see $RES/cp_build.log)"
     fi
 }

@@ -94,8 +94,16 @@ int cp_finalize(cp_ctx *ctx);
 
 int cp_my_pe(const cp_ctx *ctx);
 int cp_num_pes(const cp_ctx *ctx);
-/* Name of the machine layer in use ("shm"). */
+/* Name of the machine layer in use ("shm" or "mpi"). */
 const char *cp_transport(const cp_ctx *ctx);
+/* The hosts (machines) of the job, numbered 0..cp_num_hosts()-1 in the
+ * order of their lowest PE; a host's PEs need not be consecutive. A shm job
+ * runs on 1 host; under mpi, PEs whose processes report the same processor
+ * name share a host. cp_host_of returns CP_ERANGE for a PE that does not
+ * exist. */
+int cp_num_hosts(const cp_ctx *ctx);
+int cp_my_host(const cp_ctx *ctx);
+int cp_host_of(const cp_ctx *ctx, int pe);
 /* Seconds since an arbitrary fixed point (monotonic clock). */
 double cp_wall_time(void);
 

@@ -331,6 +331,7 @@ class _Charm:
         self._started = False
         self._pe = 0
         self._npes = 1
+        self._my_host, self._num_hosts, self._pe_host = 0, 1, (0,)
         self._ncreated = 0
         self._last_fid = 0
         self._futures = {}      # fid -> Future created on this PE, not done
@@ -352,6 +353,7 @@ class _Charm:
         self._pe, self._npes, argv = _charmpy.init(self, list(sys.argv),
                                                    bool(self.options.local_msg_optim))
         sys.argv[:] = argv
+        self._my_host, self._num_hosts, self._pe_host = _charmpy.host_table()
         self._sched = getcurrent()
         # charm.thisProxy: collection 0, built on every PE without messages.
         self.thisProxy = Proxy(0, GROUP, _CharmRemote)
@@ -385,36 +387,34 @@ class _Charm:
     def wallTime(self):
         return _charmpy.wall_time()
 
-    # ---- hosts and trees (shared memory: one host) ----------------------------
+    # ---- hosts and trees --------------------------------------------------------
     def numHosts(self):
-        return 1
+        return self._num_hosts
 
     def myHost(self):
-        return 0
+        return self._my_host
 
     def getHostPes(self, host):
         self._check_host(host)
-        return list(range(self._npes))
+        return [pe for pe, h in enumerate(self._pe_host) if h == host]
 
     def getPeHost(self, pe):
         self._check_pe(pe)
-        return 0
+        return self._pe_host[pe]
 
     def getHostNumPes(self, host):
-        self._check_host(host)
-        return self._npes
+        return len(self.getHostPes(host))
 
     def getHostFirstPe(self, host):
-        self._check_host(host)
-        return 0
+        return self.getHostPes(host)[0]
 
     def getPeHostRank(self, pe):
-        self._check_pe(pe)
-        return pe
+        return self.getHostPes(self.getPeHost(pe)).index(pe)
 
     def _check_host(self, host):
-        if host != 0:
-            raise ValueError(f"host {host!r} does not exist: this job runs on 1 host (0)")
+        if not isinstance(host, int) or not 0 <= host < self._num_hosts:
+            raise ValueError(f"host {host!r} does not exist: this job runs on "
+                             f"{self._num_hosts} host(s), 0 to {self._num_hosts - 1}")
 
     def _check_pe(self, pe):
         if not isinstance(pe, int) or not 0 <= pe < self._npes:

@@ -632,6 +632,35 @@ static PyObject *mod_num_pes(PyObject *module, PyObject *noargs) {
     return PyLong_FromLong(st->ctx ? cp_num_pes(st->ctx) : 1);
 }
 
+static PyObject *mod_transport(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    if (need_runtime(st))
+        return NULL;
+    return PyUnicode_FromString(cp_transport(st->ctx));
+}
+
+/* host_table() -> (my_host, num_hosts, tuple of each PE's host) */
+static PyObject *mod_host_table(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    if (need_runtime(st))
+        return NULL;
+    int n = cp_num_pes(st->ctx);
+    PyObject *t = PyTuple_New(n);
+    for (int pe = 0; t && pe < n; pe++) {
+        PyObject *h = PyLong_FromLong(cp_host_of(st->ctx, pe));
+        if (!h) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, pe, h);
+    }
+    if (!t)
+        return NULL;
+    return Py_BuildValue("iiN", cp_my_host(st->ctx), cp_num_hosts(st->ctx), t);
+}
+
 static PyObject *mod_wall_time(PyObject *module, PyObject *noargs) {
     (void)module;
     (void)noargs;
@@ -895,6 +924,8 @@ static PyMethodDef mod_methods[] = {
     {"my_pe", mod_my_pe, METH_NOARGS, NULL},
     {"num_pes", mod_num_pes, METH_NOARGS, NULL},
     {"wall_time", mod_wall_time, METH_NOARGS, NULL},
+    {"host_table", mod_host_table, METH_NOARGS, "(my_host, num_hosts, host of each PE)"},
+    {"transport", mod_transport, METH_NOARGS, "the machine layer in use: shm or mpi"},
     {"call_soon", mod_call_soon, METH_VARARGS, NULL},
     {"send_create", mod_send_create, METH_VARARGS, NULL},
     {"register_collection", mod_register_collection, METH_VARARGS, NULL},

@@ -39,6 +39,14 @@ typedef struct cm_job_info {
     int num_pes;
     int num_cpus;        /* cores this host offers to the job */
     int oversubscribed;  /* more PEs on this host than cores */
+    /* The hosts (machines) of the job, numbered 0..num_hosts-1 in the order
+     * of their lowest PE. num_hosts 0 means one host holding every PE (what
+     * shm leaves, as cp_init zeroes this struct). pe_host, when not NULL, has
+     * num_pes entries, the host of each PE; the transport owns the array and
+     * keeps it valid until its finalize. */
+    int my_host;
+    int num_hosts;
+    const int *pe_host;
 } cm_job_info;
 
 typedef struct cm_ops {
@@ -87,12 +95,16 @@ typedef struct cm_ops {
     int (*finalize)(cm_machine *m);
 } cm_ops;
 
-/* The transports built into this library. */
+/* The transports built into this library. cm_mpi_ops exists only in builds
+ * that found MPI (CP_HAVE_MPI, see src/machine/mpi/). */
 const cm_ops *cm_shm_ops(void);
+const cm_ops *cm_mpi_ops(void);
 
-/* Pick the transport for this process: CHARMPY_TRANSPORT if set, else shm.
- * Returns NULL and sets *rc (CP_ENOTRANSPORT) for an unknown or absent
- * transport, after printing which one was asked for and which exist. */
+/* Pick the transport for this process: CHARMPY_TRANSPORT (shm or mpi) if
+ * set; else shm for a PE started by charmrun; else mpi when an MPI launcher
+ * (mpirun, mpiexec, srun) started the process; else shm. Returns NULL and
+ * sets *rc (CP_ENOTRANSPORT) for an unknown or absent transport, after
+ * printing which one was asked for, which exist and what to install. */
 const cm_ops *cm_select(int *rc);
 
 #endif /* CHARMPY_MACHINE_H */

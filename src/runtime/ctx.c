@@ -115,6 +115,19 @@ int cp_my_pe(const cp_ctx *ctx) { return ctx->my_pe; }
 int cp_num_pes(const cp_ctx *ctx) { return ctx->npes; }
 const char *cp_transport(const cp_ctx *ctx) { return ctx->ops->name; }
 
+/* A transport that leaves the host fields zero (shm) runs on one host. */
+int cp_num_hosts(const cp_ctx *ctx) {
+    return ctx->info.num_hosts > 0 ? ctx->info.num_hosts : 1;
+}
+
+int cp_my_host(const cp_ctx *ctx) { return ctx->info.my_host; }
+
+int cp_host_of(const cp_ctx *ctx, int pe) {
+    if (pe < 0 || pe >= ctx->npes)
+        return CP_ERANGE;
+    return ctx->info.pe_host ? ctx->info.pe_host[pe] : 0;
+}
+
 int cp_handler_register(cp_ctx *ctx, cp_handler_fn fn, void *user) {
     if (!fn)
         return CP_EINVAL;

@@ -1,0 +1,85 @@
+"""The Python layer over the mpi machine layer, under a real mpirun (issue 4):
+the programs of the CharmPy paper, an exception, a rank killed with SIGKILL,
+a 256 MiB numpy argument and the host queries, at 1 to 4 ranks, over Open
+MPI's shared memory (vader) and over TCP (the path between hosts).
+Skipped, saying why, when there is no mpirun or the extension was built
+without MPI."""
+import shutil
+import subprocess
+
+import numpy
+import pytest
+
+from conftest import NONZERO, PYTHON, program_path, run_command
+
+MPIRUN = shutil.which("mpirun")
+SUM_OUTPUT = str(numpy.arange(20) * 100) + "\n"
+
+
+def _transport_available():
+    if not MPIRUN:
+        return "no mpirun on PATH (Debian: apt-get install openmpi-bin libopenmpi-dev)"
+    probe = subprocess.run(
+        [MPIRUN, "--allow-run-as-root", "-np", "1", str(PYTHON), "-c",
+         "from charmpy import *\n"
+         "from charmpy import _charmpy\n"
+         "def main(a):\n"
+         "    print(_charmpy.transport()); charm.exit()\n"
+         "charm.start(main)\n"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    if probe.returncode != 0 or probe.stdout.strip() != "mpi":
+        return ("the charmpy extension has no mpi machine layer (built without MPI?): "
+                + (probe.stderr.strip()[-300:] or probe.stdout.strip()))
+    return None
+
+
+WHY_NOT = _transport_available()
+pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
+
+BTLS = ("self,vader", "self,tcp")
+
+
+def mpirun(prog, np, btl, *args, timeout=90, expect_rc=0):
+    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(np),
+           "--mca", "btl", btl, str(PYTHON), str(program_path(prog)), *map(str, args)]
+    return run_command(cmd, timeout=timeout, expect_rc=expect_rc)
+
+
+@pytest.fixture(params=(1, 2, 3, 4), ids=lambda n: f"np{n}")
+def ranks(request):
+    return request.param
+
+
+@pytest.fixture(params=BTLS, ids=("vader", "tcp"))
+def btl(request):
+    return request.param
+
+
+def test_hello(ranks, btl):
+    rc, out, err = mpirun("paper_hello", ranks, btl)
+    assert out.endswith("Hello\n"), (out, err)
+
+
+def test_array_sum(ranks, btl):
+    rc, out, err = mpirun("paper_sum", ranks, btl)
+    assert SUM_OUTPUT in out, (out, err)
+
+
+def test_exception_ends_job(ranks, btl):
+    rc, out, err = mpirun("fatal", ranks, btl, "entry", expect_rc=NONZERO)
+    assert "FATAL-MARKER-entry" in err, err
+
+
+def test_rank_killed(btl):
+    rc, out, err = mpirun("rank_killed", 3, btl, expect_rc=NONZERO, timeout=60)
+    assert "kills itself" in out, (out, err)
+
+
+def test_big_numpy(btl):
+    rc, out, err = mpirun("big_numpy", 2, btl, timeout=180)
+    assert "OK" in out, (out, err)
+
+
+def test_hosts(ranks):
+    rc, out, err = mpirun("hosts_info", ranks, "self,vader")
+    assert "OK" in out, (out, err)
