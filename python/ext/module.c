@@ -580,6 +580,13 @@ static void free_pending(cpy_state *st) {
     PyDict_Clear(st->pending);
 }
 
+static void flush_std(const char *name) {
+    PyObject *f = PySys_GetObject(name); /* borrowed */
+    PyObject *r = f ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+    Py_XDECREF(r);
+    PyErr_Clear();
+}
+
 static PyObject *mod_run(PyObject *module, PyObject *noargs) {
     (void)noargs;
     cpy_state *st = PyModule_GetState(module);
@@ -591,6 +598,10 @@ static PyObject *mod_run(PyObject *module, PyObject *noargs) {
     free_pending(st);
     Py_CLEAR(st->last_members);
     PyDict_Clear(st->colls);
+    /* Python's buffered output first: under mpirun, a non-zero exit of one
+     * rank gets the others killed as soon as it leaves. */
+    flush_std("stdout");
+    flush_std("stderr");
     int code = cp_finalize(st->ctx);
     st->ctx = NULL;
     if (rc < 0)
