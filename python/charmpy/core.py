@@ -532,7 +532,7 @@ class _Charm:
             f.get()
 
     # ---- futures across PEs --------------------------------------------------
-    def _call_future(self, nvals, ret, bcast):
+    def _call_future(self, nvals, ret):
         f = Future(nvals)
         f._awaitable = not ret
         return f
@@ -1096,8 +1096,6 @@ def _condition_function(func, condition, code):
         if p.default is not p.empty:
             env[f"__d{i}"] = p.default
             text += f"=__d{i}"
-        if p.kind is p.POSITIONAL_ONLY:
-            pass
         params.append(text)
     names = [p.name for p in sig.parameters.values()]
     src = (f"def __test({', '.join(params)}):\n"

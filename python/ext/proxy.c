@@ -267,8 +267,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     PyObject *fut = NULL;
     uint64_t fut_id = 0;
     if (ret || awaitable) {
-        fut = PyObject_CallMethod(st->runtime, "_call_future", "lii", nvals, ret,
-                                  pe < 0);
+        fut = PyObject_CallMethod(st->runtime, "_call_future", "li", nvals, ret);
         PyObject *fid = fut ? PyObject_GetAttrString(fut, "fid") : NULL;
         fut_id = fid ? PyLong_AsUnsignedLongLong(fid) : 0;
         Py_XDECREF(fid);

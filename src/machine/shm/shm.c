@@ -264,9 +264,7 @@ static void wake(cm_shm_pe *pe) {
  * slice builds a backlog its receivers, descheduled, cannot drain: the
  * messages go cold and the heaps grow. Yielding every so often lets them
  * run, which is what flow control would achieve here at no cost. */
-#ifndef OVERSUB_SENDS_PER_YIELD
 #define OVERSUB_SENDS_PER_YIELD 64
-#endif
 
 static int shm_send(cm_machine *m, int pe, cp_msg *msg) {
     cm_shm_pe *dst = cm_shm_pe_at(m->hdr, pe);
