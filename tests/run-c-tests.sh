@@ -324,6 +324,7 @@ run_pe() {
     for p in "${PS[@]}"; do
         expect_ok pingpong "$p" "OK pingpong P=$p" pingpong
         expect_ok storm "$p" "OK storm P=$p" storm
+        expect_ok "segs (cp_send_segs, copied)" "$p" "OK segs P=$p" segs
         expect_ok bcast "$p" "OK bcast P=$p" bcast
         expect_ok reduce "$p" "OK reduce P=$p" reduce
         expect_ok bigmsg "$p" "OK bigmsg P=$p" bigmsg

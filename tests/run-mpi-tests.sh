@@ -250,6 +250,7 @@ run_btl() {
     local p
     for p in "${PS[@]}"; do
         expect_ok storm "$p" "OK storm P=$p" -- "$PEBIN/storm"
+        expect_ok "segs (cp_send_segs, in place)" "$p" "OK segs P=$p (" -- "$PEBIN/segs"
         expect_ok bcast "$p" "OK bcast P=$p" -- "$PEBIN/bcast"
         expect_ok reduce "$p" "OK reduce P=$p" -- "$PEBIN/reduce"
         expect_ok "bigmsg (256 MiB)" "$p" "OK bigmsg P=$p" -- "$PEBIN/bigmsg"
@@ -285,6 +286,8 @@ run_btl() {
         CHARMPY_MPI_LARGE_BYTES=200 -- "$PEBIN/storm"
     expect_ok "bigmsg 64 MiB, derived datatypes above 64 KiB" 3 "OK bigmsg P=3" \
         CHARMPY_MPI_LARGE_BYTES=65536 -- "$PEBIN/bigmsg" 64
+    expect_ok "segs, segments as derived datatypes above 64 KiB" 3 "OK segs P=3" \
+        CHARMPY_MPI_LARGE_BYTES=65536 -- "$PEBIN/segs"
 }
 
 # Hosts laid out by CHARMPY_HOSTNAME=h<rank % k>, as a hostfile would.

@@ -136,6 +136,43 @@ int cp_send(cp_ctx *ctx, int pe, int handler, cp_msg *msg);
  * before calling its handler). */
 int cp_bcast(cp_ctx *ctx, int handler, cp_msg *msg);
 
+/*
+ * Sending memory that stays where it is. A cp_seg names `len` bytes at
+ * `base` in the caller's memory.
+ *
+ * cp_send_segs() sends `msg` to `handler` on PE `pe` with more payload than
+ * the message holds: the destination receives one ordinary message whose
+ * payload is msg's `size` bytes followed by the segments in order, each
+ * starting at the next multiple of 64 bytes of the payload (the bytes in
+ * between are zero), and whose `size` is the length of all of it. Segments
+ * of 0 bytes are skipped: they take no place and no alignment. So the
+ * receiver, like any handler, sees one contiguous message.
+ *
+ * Over a transport that can (cp_sends_in_place(): mpi), the segments are
+ * sent from where they lie, without a copy, and the caller must keep them
+ * valid and unchanged until release(arg) is called. Otherwise (shm, or `pe`
+ * is this PE) the runtime copies them into the message during the call.
+ *
+ * release(arg), when not NULL, is called exactly once, when the runtime no
+ * longer reads the segments: before cp_send_segs returns, or later on this
+ * PE's thread from inside a runtime call (the scheduler, a send, a barrier,
+ * cp_finalize at the latest). On success ownership of msg passes as with
+ * cp_send. On an error return the caller still owns msg (its payload
+ * unchanged), and release has not been called. `segs` is read during the call only.
+ */
+typedef struct cp_seg {
+    const void *base;
+    size_t len;
+} cp_seg;
+typedef void (*cp_release_fn)(void *arg);
+
+int cp_send_segs(cp_ctx *ctx, int pe, int handler, cp_msg *msg, const cp_seg *segs,
+                 int nseg, cp_release_fn release, void *arg);
+
+/* Non-zero when cp_send_segs() sends segments to other PEs without copying
+ * them (the transport reads them in place). */
+int cp_sends_in_place(const cp_ctx *ctx);
+
 /* ---- reductions --------------------------------------------------------- */
 
 typedef enum cp_op {

@@ -29,7 +29,7 @@
 
 #include "charmpy/runtime.h"
 
-#define CM_OPS_VERSION 1
+#define CM_OPS_VERSION 2
 
 typedef struct cm_machine cm_machine; /* a transport's private state */
 
@@ -67,6 +67,20 @@ typedef struct cm_ops {
     /* Queue `msg` for PE `pe` (never this PE: the core delivers those
      * itself). Never blocks. Messages from one PE to one PE stay in order. */
     int (*send)(cm_machine *m, int pe, cp_msg *msg);
+
+    /* Optional (NULL: the core copies the segments into one message and
+     * calls send). Like send, for a message whose payload goes on in
+     * segs[0..nseg-1] (nseg >= 1, each at least 1 byte), laid out as
+     * cp_send_segs (runtime.h) says; `total` is the payload size of the
+     * message the destination's poll returns. The segments are read in
+     * place. On return 0 the transport owns msg and calls release(arg)
+     * (when not NULL) exactly once when it no longer reads the segments: before sendv
+     * returns or from a later call on this PE (send, sendv, poll, wait,
+     * barrier, finalize). On a negative return nothing was sent, the
+     * caller owns msg unchanged, and release was not called. segs is read
+     * during the call only. Never blocks. */
+    int (*sendv)(cm_machine *m, int pe, cp_msg *msg, const cp_seg *segs, int nseg,
+                 uint64_t total, cp_release_fn release, void *arg);
 
     /* Take up to `max` arrived messages into out[]; returns how many (0 when
      * none). Never blocks. */

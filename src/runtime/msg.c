@@ -97,3 +97,100 @@ int cp_send(cp_ctx *ctx, int pe, int handler, cp_msg *msg) {
     msg->kind = CP_KIND_PLAIN;
     return cpM_transmit(ctx, pe, msg);
 }
+
+/* The payload size a message with these segments has at its destination
+ * (see cp_send_segs); CP_ETOOBIG when it does not fit in 64 bits. */
+static int segs_total(uint64_t head, const cp_seg *segs, int nseg, uint64_t *total) {
+    uint64_t n = head;
+    for (int i = 0; i < nseg; i++) {
+        if (segs[i].len == 0)
+            continue;
+        uint64_t at = (n + 63) & ~(uint64_t)63;
+        if (at < n || at + segs[i].len < at)
+            return CP_ETOOBIG;
+        n = at + segs[i].len;
+    }
+    *total = n;
+    return 0;
+}
+
+/* The message cp_send_segs sends when the segments are copied: msg's
+ * header and payload, then the segments with their zero padding. */
+static cp_msg *segs_gather(cp_ctx *ctx, const cp_msg *msg, const cp_seg *segs, int nseg,
+                           uint64_t total) {
+    if (total > SIZE_MAX)
+        return NULL;
+    cp_msg *full = cp_msg_alloc(ctx, (size_t)total);
+    if (!full)
+        return NULL;
+    memcpy(full, msg, sizeof *msg + msg->size);
+    full->size = total;
+    char *p = cp_msg_data(full);
+    uint64_t n = msg->size;
+    for (int i = 0; i < nseg; i++) {
+        if (segs[i].len == 0)
+            continue;
+        uint64_t at = (n + 63) & ~(uint64_t)63;
+        memset(p + n, 0, (size_t)(at - n));
+        memcpy(p + at, segs[i].base, segs[i].len);
+        n = at + segs[i].len;
+    }
+    return full;
+}
+
+int cp_send_segs(cp_ctx *ctx, int pe, int handler, cp_msg *msg, const cp_seg *segs,
+                 int nseg, cp_release_fn release, void *arg) {
+    if (!msg || nseg < 0 || (nseg > 0 && !segs))
+        return CP_EINVAL;
+    if (pe < 0 || pe >= ctx->npes || handler < 0 || handler >= ctx->nhandlers)
+        return CP_ERANGE;
+    uint64_t total;
+    int rc = segs_total(msg->size, segs, nseg, &total);
+    if (rc)
+        return rc;
+    int nonempty = 0;
+    for (int i = 0; i < nseg; i++)
+        nonempty += segs[i].len > 0;
+    if (nonempty > 0 && pe != ctx->my_pe && ctx->ops->sendv) {
+        /* In place. The transport wants only the segments that carry bytes:
+         * compact them into a small array when some are empty. */
+        cp_seg one[8], *use = (cp_seg *)segs, *heap = NULL;
+        if (nonempty < nseg) {
+            use = nonempty <= 8 ? one : (heap = malloc((size_t)nonempty * sizeof *heap));
+            if (!use)
+                return CP_ENOMEM;
+            for (int i = 0, j = 0; i < nseg; i++)
+                if (segs[i].len)
+                    use[j++] = segs[i];
+        }
+        msg->handler = (uint32_t)handler;
+        msg->kind = CP_KIND_PLAIN;
+        msg->src_pe = (uint32_t)ctx->my_pe;
+        rc = ctx->ops->sendv(ctx->m, pe, msg, use, nonempty, total, release, arg);
+        free(heap);
+        if (rc == 0) {
+            ctx->counters.msgs_sent++;
+            ctx->counters.bytes_sent += total;
+        }
+        return rc;
+    }
+    cp_msg *full = msg;
+    if (nonempty > 0) {
+        full = segs_gather(ctx, msg, segs, nseg, total);
+        if (!full)
+            return CP_ENOMEM;
+    }
+    rc = cp_send(ctx, pe, handler, full);
+    if (rc) {
+        if (full != msg)
+            cp_msg_free(ctx, full);
+        return rc;
+    }
+    if (full != msg)
+        cp_msg_free(ctx, msg);
+    if (release)
+        release(arg);
+    return 0;
+}
+
+int cp_sends_in_place(const cp_ctx *ctx) { return ctx->ops->sendv != NULL; }
