@@ -12,6 +12,11 @@
  * read a segment after releasing it would deliver wrong bytes. Under mpi
  * the segments must go in place (cp_sends_in_place), under shm copied.
  *
+ * First, every PE sends every other PE a plain message and then a big
+ * message with segments, all at once: under mpi each PE waits in
+ * cp_send_segs for its peer to take the data while its own queue holds
+ * the peer's messages, which must not deadlock.
+ *
  *   segs [ROUNDS] [BIG_BYTES]   defaults 4 rounds, 3 MiB
  */
 #include "pe_test.h"
@@ -42,7 +47,8 @@ typedef struct state {
     int me, npes;
     long rounds;
     size_t big;
-    int h_data, h_ack;
+    int h_data, h_ack, h_cross;
+    long cross_got;
     /* PE 0 */
     long sends, releases, acks;
     /* receivers */
@@ -94,6 +100,58 @@ static void never_release(void *arg) {
     (void)arg;
     fprintf(stderr, "TESTFAIL segs: a release ran for a send that failed\n");
     abort();
+}
+
+/* Sends `len` bytes of pattern from (src, dst) as the one segment of a
+ * message to h_cross. */
+static void send_cross(cp_ctx *ctx, state *s, int dst) {
+    cp_msg *m = pt_alloc(ctx, 16);
+    uint64_t *h = cp_msg_data(m);
+    h[0] = (uint64_t)s->me;
+    h[1] = 0;
+    pt_send(ctx, dst, s->h_cross, m);
+    pending *p = calloc(1, sizeof *p);
+    PT_CHECK(ctx, p != NULL, "out of memory");
+    p->s = s;
+    p->ctx = ctx;
+    p->nseg = 1;
+    p->len[0] = s->big;
+    p->buf[0] = malloc(s->big);
+    PT_CHECK(ctx, p->buf[0] != NULL, "out of memory");
+    pt_fill(p->buf[0], s->big, seed_of(dst, 1000000 + s->me, 0));
+    cp_seg seg = {p->buf[0], s->big};
+    m = pt_alloc(ctx, 16);
+    h = cp_msg_data(m);
+    h[0] = (uint64_t)s->me;
+    h[1] = 1;
+    int rc = cp_send_segs(ctx, dst, s->h_cross, m, &seg, 1, on_release, p);
+    PT_CHECK(ctx, rc == 0, "cp_send_segs to PE %d: %s", dst, cp_strerror(rc));
+    s->sends++;
+}
+
+static void maybe_ack(cp_ctx *ctx, state *s) {
+    if (s->next_seq == s->rounds * (NSHAPES + 1) && s->cross_got == 2 * (s->npes - 1)) {
+        s->cross_got++; /* once */
+        pt_send(ctx, 0, s->h_ack, pt_alloc(ctx, 0));
+    }
+}
+
+static void on_cross(cp_ctx *ctx, cp_msg *m, void *user) {
+    state *s = user;
+    uint64_t *h = cp_msg_data(m);
+    PT_CHECK(ctx, m->size >= 16 && h[0] < (uint64_t)s->npes, "a bad cross message");
+    if (h[1] == 1) {
+        uint64_t want = ((16 + 63) & ~(uint64_t)63) + s->big;
+        PT_CHECK(ctx, m->size == want, "cross message from PE %d: size %llu, expected %llu",
+                 (int)h[0], (unsigned long long)m->size, (unsigned long long)want);
+        size_t bad = pt_verify((char *)cp_msg_data(m) + 64, s->big,
+                               seed_of(s->me, 1000000 + (long)h[0], 0));
+        PT_CHECK(ctx, bad == s->big, "cross message from PE %d differs at byte %zu",
+                 (int)h[0], bad);
+    }
+    cp_msg_free(ctx, m);
+    s->cross_got++;
+    maybe_ack(ctx, s);
 }
 
 static void send_round(cp_ctx *ctx, state *s, int dst, long *seq) {
@@ -163,10 +221,7 @@ static void on_data(cp_ctx *ctx, cp_msg *m, void *user) {
         }
     }
     cp_msg_free(ctx, m);
-    if (s->next_seq == s->rounds * (NSHAPES + 1)) {
-        cp_msg *a = pt_alloc(ctx, 0);
-        pt_send(ctx, 0, s->h_ack, a);
-    }
+    maybe_ack(ctx, s);
 }
 
 /* Every message arrived; the releases are due once the transport has
@@ -201,9 +256,15 @@ int main(int argc, char **argv) {
     s.big = (size_t)pt_arg(argc, argv, 2, 3 << 20);
     s.h_data = pt_handler(ctx, on_data, &s);
     s.h_ack = pt_handler(ctx, on_ack, &s);
+    s.h_cross = pt_handler(ctx, on_cross, &s);
     int mpi = strcmp(cp_transport(ctx), "mpi") == 0;
     PT_CHECK(ctx, cp_sends_in_place(ctx) == mpi, "cp_sends_in_place is %d under %s",
              cp_sends_in_place(ctx), cp_transport(ctx));
+    int rc = cp_barrier(ctx); /* every PE's handlers are registered */
+    PT_CHECK(ctx, rc == 0, "cp_barrier: %s", cp_strerror(rc));
+    for (int dst = 0; dst < s.npes; dst++)
+        if (dst != s.me)
+            send_cross(ctx, &s, dst);
     if (s.me == 0) {
         /* Errors: the caller keeps the message and no release runs. */
         cp_msg *m = pt_alloc(ctx, 16);

@@ -152,6 +152,9 @@ typedef struct recv_ent {
     int tag;          /* TAG_MSG, or TAG_HEAD: segments follow */
     int stage;        /* 0: receiving req; 1: receiving segments */
     uint64_t off;     /* stage 1: payload bytes matched so far */
+    MPI_Request *sreqs; /* stage 1: the segment receives (the array stays
+                           with the ring slot for reuse) */
+    int nsreq, capsreq;
     int done;
 } recv_ent;
 
@@ -162,6 +165,7 @@ typedef struct seg_send {
     cp_release_fn release;
     void *arg;
     struct seg_send *next;   /* in reap_sends' list of those due */
+    int *finished;           /* set when released */
 } seg_send;
 
 /* What completing a data send does: free msg, count g down (either may
@@ -195,9 +199,10 @@ struct cm_machine {
     recv_ent *rq;          /* ring of MAX_RECVS, FIFO in match order */
     int rhead, rcount;
     MPI_Count rbytes;      /* bytes of the messages in rq */
-    MPI_Request *segreq;   /* the segment receives of the FIFO's head (only
-                              the head receives segments) */
-    int nsegreq, capsegreq;
+    int nheads;            /* entries of rq with tag TAG_HEAD not done */
+    uint64_t *held;        /* per source: == pass when an earlier head of
+                              that source still waits for its segments */
+    uint64_t pass;         /* advance_heads' pass number */
 
     /* Messages (data and control) sent to / received from each rank, and at
      * finalize the number each rank sent us. */
@@ -422,6 +427,8 @@ static void reap_sends(cm_machine *m) {
     while (due) {
         seg_send *g = due;
         due = g->next;
+        if (g->finished)
+            *g->finished = 1;
         if (g->release)
             g->release(g->arg);
         free(g);
@@ -475,6 +482,8 @@ static int mpi_send(cm_machine *m, int pe, cp_msg *msg) {
  * of one host). The receiver learns each segment's length from its probe.
  * Only sizes can make a send fail, and they are checked before anything is
  * posted. */
+static void wait_released(cm_machine *m, const int *finished);
+
 static int mpi_sendv(cm_machine *m, int pe, cp_msg *msg, const cp_seg *segs, int nseg,
                      uint64_t total, cp_release_fn release, void *arg) {
     MPI_Count limit = (MPI_Count)INT_MAX * BIG_BLOCK;
@@ -489,7 +498,7 @@ static int mpi_sendv(cm_machine *m, int pe, cp_msg *msg, const cp_seg *segs, int
     seg_send *g = malloc(sizeof *g);
     if (!g)
         return CP_ENOMEM;
-    *g = (seg_send){1 + nseg, release, arg, NULL};
+    *g = (seg_send){1 + nseg, release, arg, NULL, NULL};
     MPI_Count head = (MPI_Count)(sizeof(cp_msg) + msg->size);
     msg->size = total;
     if (post_send(m, msg, head, pe, TAG_HEAD, m->comm, (send_ent){msg, g}))
@@ -498,6 +507,9 @@ static int mpi_sendv(cm_machine *m, int pe, cp_msg *msg, const cp_seg *segs, int
         if (post_send(m, segs[i].base, (MPI_Count)segs[i].len, pe, TAG_SEG, m->segcomm,
                       (send_ent){NULL, g}))
             fatal(m, "MPI_Isend of a %zu-byte segment to PE %d failed", segs[i].len, pe);
+    int finished = 0;
+    g->finished = &finished;
+    wait_released(m, &finished);
     return 0;
 }
 
@@ -539,19 +551,7 @@ static void recv_control(cm_machine *m, MPI_Message *mh, int src) {
     }
 }
 
-/* Receives the control messages that have arrived, and only those. */
-static void service_control(cm_machine *m) {
-    for (;;) {
-        int flag = 0;
-        MPI_Message mh;
-        MPI_Status st;
-        MPI_Improbe(MPI_ANY_SOURCE, TAG_CTL, m->comm, &flag, &mh, &st);
-        if (!flag)
-            return;
-        m->recvd[st.MPI_SOURCE]++;
-        recv_control(m, &mh, st.MPI_SOURCE);
-    }
-}
+static void take_data(cm_machine *m);
 
 static void mpi_request_exit(cm_machine *m, int code) {
     if (m->decided)
@@ -566,11 +566,12 @@ static void mpi_request_exit(cm_machine *m, int code) {
         m->ctl_req[1] = code;
         send_control(m, 0, m->ctl_req);
     }
-    /* Wait for the arbiter. Data messages stay in MPI meanwhile. */
+    /* Wait for the arbiter, taking data meanwhile (a peer may wait in
+     * sendv for this PE). */
     idle_state idle;
     idle_begin(&idle, m->oversubscribed);
     for (;;) {
-        service_control(m);
+        take_data(m);
         if (m->decided)
             return;
         reap_sends(m);
@@ -614,6 +615,7 @@ static void match_message(cm_machine *m, MPI_Message *mh, MPI_Status *st) {
     e->src = src;
     e->tag = st->MPI_TAG;
     e->stage = 0;
+    e->nsreq = 0;
     e->done = 0;
     m->rcount++;
     m->rbytes += bytes;
@@ -622,20 +624,23 @@ static void match_message(cm_machine *m, MPI_Message *mh, MPI_Status *st) {
 /* Matches the messages that have arrived: control messages are handled,
  * data messages enter the receive FIFO (see MAX_RECVS). `just_one`: stop
  * after the first data message (wait needs no more, and one more probe
- * that finds nothing costs as much as the message). */
-static void progress(cm_machine *m, int just_one) {
+ * that finds nothing costs as much as the message). `eager`: match data
+ * beyond MAX_RECV_BYTES too (a PE waiting in sendv must not leave a peer
+ * that waits on it in turn without its data). */
+static void progress(cm_machine *m, int just_one, int eager) {
     for (;;) {
         int flag = 0;
         MPI_Message mh;
         MPI_Status st;
         int room = m->rcount == 0 ||
-                   (m->rcount < MAX_RECVS && m->rbytes < MAX_RECV_BYTES);
+                   (m->rcount < MAX_RECVS && (eager || m->rbytes < MAX_RECV_BYTES));
         int tag = room ? MPI_ANY_TAG : TAG_CTL;
         MPI_Improbe(MPI_ANY_SOURCE, tag, m->comm, &flag, &mh, &st);
         if (!flag)
             return;
         m->recvd[st.MPI_SOURCE]++;
         if (st.MPI_TAG == TAG_MSG || st.MPI_TAG == TAG_HEAD) {
+            m->nheads += st.MPI_TAG == TAG_HEAD;
             match_message(m, &mh, &st);
             if (just_one)
                 return;
@@ -668,12 +673,12 @@ static void grow_to_total(cm_machine *m, recv_ent *e) {
     e->bytes += (MPI_Count)(total - head);
 }
 
-/* Stage 1 of the FIFO's head e: match the segments of its sender that have
- * arrived, each at the next multiple of 64 bytes (zeroing the gap).
- * Returns non-zero once all of them are in. A sender's segments arrive in
- * the order it sent them, and only the FIFO's head takes segments, so the
- * next ones from e->src on segcomm are e's. */
-static int take_segments(cm_machine *m, recv_ent *e) {
+/* Matches the segments of e's sender that have arrived, each at the next
+ * multiple of 64 bytes of e's payload (zeroing the gap). The caller makes
+ * sure that every earlier head of that sender has all its segments matched:
+ * a sender's segments arrive in the order it sent them, so the next ones
+ * are e's. */
+static void match_segments(cm_machine *m, recv_ent *e) {
     char *p = cp_msg_data(e->msg);
     while (e->off < e->msg->size) {
         int flag = 0;
@@ -681,7 +686,7 @@ static int take_segments(cm_machine *m, recv_ent *e) {
         MPI_Status st;
         MPI_Improbe(e->src, TAG_SEG, m->segcomm, &flag, &mh, &st);
         if (!flag)
-            break;
+            return;
         m->recvd[e->src]++;
         MPI_Count len = 0;
         MPI_Get_elements_x(&st, MPI_BYTE, &len);
@@ -690,13 +695,13 @@ static int take_segments(cm_machine *m, recv_ent *e) {
             fatal(m, "a %lld-byte segment from PE %d does not fit its %llu-byte message "
                   "at offset %llu", (long long)len, e->src,
                   (unsigned long long)e->msg->size, (unsigned long long)at);
-        if (m->nsegreq == m->capsegreq) {
-            int cap = m->capsegreq ? 2 * m->capsegreq : 8;
-            MPI_Request *r = realloc(m->segreq, (size_t)cap * sizeof *r);
+        if (e->nsreq == e->capsreq) {
+            int cap = e->capsreq ? 2 * e->capsreq : 4;
+            MPI_Request *r = realloc(e->sreqs, (size_t)cap * sizeof *r);
             if (!r)
                 fatal(m, "out of memory for the segments of a message from PE %d", e->src);
-            m->segreq = r;
-            m->capsegreq = cap;
+            e->sreqs = r;
+            e->capsreq = cap;
         }
         MPI_Datatype type;
         int count;
@@ -704,42 +709,65 @@ static int take_segments(cm_machine *m, recv_ent *e) {
             fatal(m, "a %lld-byte segment from PE %d is too large for MPI", (long long)len,
                   e->src);
         memset(p + e->off, 0, (size_t)(at - e->off));
-        MPI_Imrecv(p + at, count, type, &mh, &m->segreq[m->nsegreq++]);
+        MPI_Imrecv(p + at, count, type, &mh, &e->sreqs[e->nsreq++]);
         if (type != MPI_BYTE)
             MPI_Type_free(&type);
         e->off = at + (uint64_t)len;
     }
-    int all = 0;
-    MPI_Testall(m->nsegreq, m->segreq, &all, MPI_STATUSES_IGNORE);
-    if (!all || e->off < e->msg->size)
-        return 0;
-    m->nsegreq = 0;
-    return 1;
+}
+
+/* Moves every sendv message in the FIFO along, wherever it stands: heads
+ * received, segments matched in each sender's order, completion tested.
+ * Not only the FIFO's head: a PE waiting in sendv takes the data of a peer
+ * that waits in sendv too, whatever else its FIFO holds. */
+static void advance_heads(cm_machine *m) {
+    if (m->nheads == 0)
+        return;
+    m->pass++;
+    for (int i = 0; i < m->rcount; i++) {
+        recv_ent *e = &m->rq[(m->rhead + i) % MAX_RECVS];
+        if (e->tag != TAG_HEAD || e->done || m->held[e->src] == m->pass)
+            continue;
+        if (e->stage == 0) {
+            int flag = 0;
+            MPI_Test(&e->req, &flag, MPI_STATUS_IGNORE);
+            if (!flag) {
+                m->held[e->src] = m->pass; /* its segments come first */
+                continue;
+            }
+            grow_to_total(m, e);
+        }
+        match_segments(m, e);
+        if (e->off < e->msg->size) {
+            m->held[e->src] = m->pass;
+            continue;
+        }
+        int all = 0;
+        MPI_Testall(e->nsreq, e->sreqs, &all, MPI_STATUSES_IGNORE);
+        if (all) {
+            e->nsreq = 0;
+            e->done = 1;
+            m->nheads--;
+        }
+    }
 }
 
 static int head_ready(cm_machine *m) {
     if (m->rcount == 0)
         return 0;
     recv_ent *e = &m->rq[m->rhead];
-    if (e->done)
-        return 1;
-    if (e->stage == 0) {
-        int flag = 0;
-        MPI_Test(&e->req, &flag, MPI_STATUS_IGNORE);
-        if (!flag)
-            return 0;
-        if (e->tag == TAG_HEAD) {
-            grow_to_total(m, e);
-        } else {
-            if (e->msg->size != (uint64_t)(e->bytes - (MPI_Count)sizeof(cp_msg)))
-                fatal(m, "message from PE %d: %lld bytes arrived, its header says "
-                      "%llu payload bytes", e->src, (long long)e->bytes,
-                      (unsigned long long)e->msg->size);
-            e->done = 1;
-            return 1;
-        }
+    if (e->tag == TAG_HEAD) {
+        if (!e->done)
+            advance_heads(m);
+        return e->done;
     }
-    e->done = take_segments(m, e);
+    if (!e->done) {
+        MPI_Test(&e->req, &e->done, MPI_STATUS_IGNORE);
+        if (e->done && e->msg->size != (uint64_t)(e->bytes - (MPI_Count)sizeof(cp_msg)))
+            fatal(m, "message from PE %d: %lld bytes arrived, its header says "
+                  "%llu payload bytes", e->src, (long long)e->bytes,
+                  (unsigned long long)e->msg->size);
+    }
     return e->done;
 }
 
@@ -752,6 +780,28 @@ static cp_msg *pop_head(cm_machine *m) {
     return msg;
 }
 
+/* Matches every data message that has arrived and moves sendv messages
+ * along, without handing anything out: what a PE does while it waits in
+ * the transport, so that a peer waiting for it to take its data is not
+ * stuck. */
+static void take_data(cm_machine *m) {
+    progress(m, 0, 1);
+    advance_heads(m);
+}
+
+/* sendv's wait: until its sends have completed (see Sending in place). */
+static void wait_released(cm_machine *m, const int *finished) {
+    idle_state idle;
+    idle_begin(&idle, m->oversubscribed);
+    for (;;) {
+        reap_sends(m);
+        if (*finished)
+            return;
+        take_data(m);
+        idle_step(&idle, -1, 1);
+    }
+}
+
 /* Hands out what the FIFO has ready; only when that is nothing does it
  * match more (the scheduler polls again at once after handling a batch, so
  * nothing waits long, and a ping-pong saves a probe per message). */
@@ -762,7 +812,7 @@ static int mpi_poll(cm_machine *m, cp_msg **out, int max) {
         out[n++] = pop_head(m);
     if (n > 0)
         return n;
-    progress(m, 0);
+    progress(m, 0, 0);
     while (n < max && head_ready(m))
         out[n++] = pop_head(m);
     return n;
@@ -775,7 +825,7 @@ static void mpi_wait(cm_machine *m, double timeout) {
     idle_begin(&idle, m->oversubscribed);
     do {
         reap_sends(m);
-        progress(m, 1);
+        progress(m, 1, 0);
         if (head_ready(m) || m->decided)
             return;
     } while (idle_step(&idle, timeout, m->nsend > 0 || m->rcount > 0));
@@ -795,7 +845,7 @@ static int mpi_barrier(cm_machine *m) {
         MPI_Test(&req, &done, MPI_STATUS_IGNORE);
         if (done)
             return 0;
-        service_control(m);
+        take_data(m);
         idle_step(&idle, -1, m->nsend > 0 || m->rcount > 0);
     }
 }
@@ -923,7 +973,9 @@ static void free_machine(cm_machine *m) {
         }
     free(m->sreq);
     free(m->sown);
-    free(m->segreq);
+    for (int i = 0; m->rq && i < MAX_RECVS; i++)
+        free(m->rq[i].sreqs);
+    free(m->held);
     free(m->sidx);
     free(m->rq);
     free(m->sent);
@@ -980,7 +1032,8 @@ static int mpi_init(cm_machine **out, cm_job_info *info) {
     m->sent = calloc((size_t)m->npes, sizeof *m->sent);
     m->recvd = calloc((size_t)m->npes, sizeof *m->recvd);
     m->expect = calloc((size_t)m->npes, sizeof *m->expect);
-    if (!m->rq || !m->sent || !m->recvd || !m->expect || reserve_send(m, 1))
+    m->held = calloc((size_t)m->npes, sizeof *m->held);
+    if (!m->rq || !m->sent || !m->recvd || !m->expect || !m->held || reserve_send(m, 1))
         goto fail;
     rc = find_hosts(m, info);
     if (rc)
@@ -1004,7 +1057,7 @@ fail_nocomm:
 /* Takes whatever arrives and drops it (see Finalize above). */
 static void drain(cm_machine *m) {
     reap_sends(m);
-    progress(m, 0);
+    progress(m, 0, 0);
     while (head_ready(m))
         mpi_msg_free(m, pop_head(m));
 }
