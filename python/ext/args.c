@@ -33,21 +33,86 @@ void cpy_byref_take(const void *src, PyObject **args, PyObject **kwargs) {
  * that out-of-band buffers inside it are aligned in memory. */
 static size_t args_at(size_t off) { return (off + 63) & ~(size_t)63; }
 
-cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwargs) {
+/* The out-of-band buffers of a call's arguments while they are sent from
+ * where they lie: their views keep the objects alive (and bytearrays from
+ * resizing) until the runtime releases them. Raw memory: the release may
+ * come from any runtime call, and takes the GIL itself. */
+struct cpy_argsegs {
+    Py_ssize_t n;
+    cp_seg *segs;        /* n entries, after the views */
+    Py_buffer views[];
+};
+
+static void argsegs_release(void *arg) {
+    cpy_argsegs *a = arg;
+    PyGILState_STATE g = PyGILState_Ensure();
+    for (Py_ssize_t i = 0; i < a->n; i++)
+        PyBuffer_Release(&a->views[i]);
+    PyGILState_Release(g);
+    PyMem_RawFree(a);
+}
+
+/* The encoding's out-of-band buffers as segments: NULL (no exception)
+ * when there are none or one must be gathered, or NULL with MemoryError. */
+static cpy_argsegs *take_segs(cpy_enc *e) {
+    Py_ssize_t n = cpy_enc_contiguous_oob(e);
+    if (n <= 0)
+        return NULL;
+    size_t views = (size_t)n * sizeof(Py_buffer);
+    cpy_argsegs *a = PyMem_RawMalloc(sizeof *a + views + (size_t)n * sizeof(cp_seg));
+    if (!a) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    a->n = n;
+    a->segs = (cp_seg *)((char *)a->views + views);
+    cpy_enc_take_oob(e, a->views);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        a->segs[i].base = a->views[i].buf;
+        a->segs[i].len = (size_t)a->views[i].len;
+    }
+    return a;
+}
+
+cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwargs,
+                        cpy_argsegs **segs) {
     cpy_enc e;
     cpy_enc_init(&e, st);
+    if (segs)
+        *segs = NULL;
     if (cpy_enc_add(&e, args) < 0 || cpy_enc_add(&e, kwargs ? kwargs : Py_None) < 0) {
         cpy_enc_release(&e);
         return NULL;
     }
-    size_t at = args_at(off), n = cpy_enc_size(&e);
+    size_t at = args_at(off);
+    /* Big buffers go in place when the transport reads them there; else
+     * they are copied into the message, once. */
+    int in_place = segs && cp_sends_in_place(st->ctx) && cpy_enc_contiguous_oob(&e) > 0;
+    size_t n = in_place ? cpy_enc_inline_size(&e) : cpy_enc_size(&e);
     cp_msg *msg = cp_msg_alloc(st->ctx, at + n);
-    if (msg)
-        cpy_enc_write(&e, (char *)cp_msg_data(msg) + at);
-    else
+    if (!msg) {
         PyErr_Format(PyExc_MemoryError, "no memory for a message of %zu bytes", at + n);
+    } else if (!in_place) {
+        cpy_enc_write(&e, (char *)cp_msg_data(msg) + at);
+    } else {
+        cpy_enc_write_inline(&e, (char *)cp_msg_data(msg) + at);
+        if (!(*segs = take_segs(&e))) {
+            cp_msg_free(st->ctx, msg);
+            msg = NULL;
+        }
+    }
     cpy_enc_release(&e);
     return msg;
+}
+
+int cpy_send_args(cpy_state *st, int pe, int handler, cp_msg *msg, cpy_argsegs *segs) {
+    if (!segs)
+        return cp_send(st->ctx, pe, handler, msg);
+    int rc = cp_send_segs(st->ctx, pe, handler, msg, segs->segs, (int)segs->n,
+                          argsegs_release, segs);
+    if (rc)
+        argsegs_release(segs); /* not called on failure: ours to release */
+    return rc;
 }
 
 /* ---- the owner of a received message's memory ----------------------------

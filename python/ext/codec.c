@@ -740,18 +740,45 @@ size_t cpy_enc_size(const cpy_enc *e) {
     return n;
 }
 
-void cpy_enc_write(const cpy_enc *e, char *dst) {
+void cpy_enc_write_inline(const cpy_enc *e, char *dst) {
     memcpy(dst, e->buf, e->len);
     size_t n = e->len;
     for (size_t i = 0; i < e->noob; i++) {
         const struct cpy_enc_oob *rec = e->oob[i];
         size_t at = align64(n);
-        memset(dst + n, 0, at - n);
         uint64_t rel = (uint64_t)(at - rec->pos);
         memcpy(dst + rec->pos, &rel, 8);
+        n = at + (size_t)rec->view.len;
+    }
+}
+
+void cpy_enc_write(const cpy_enc *e, char *dst) {
+    cpy_enc_write_inline(e, dst);
+    size_t n = e->len;
+    for (size_t i = 0; i < e->noob; i++) {
+        const struct cpy_enc_oob *rec = e->oob[i];
+        size_t at = align64(n);
+        memset(dst + n, 0, at - n);
         copy_view(dst + at, &rec->view, rec->gather);
         n = at + (size_t)rec->view.len;
     }
+}
+
+size_t cpy_enc_inline_size(const cpy_enc *e) { return e->len; }
+
+Py_ssize_t cpy_enc_contiguous_oob(const cpy_enc *e) {
+    for (size_t i = 0; i < e->noob; i++)
+        if (e->oob[i]->gather)
+            return -1;
+    return (Py_ssize_t)e->noob;
+}
+
+void cpy_enc_take_oob(cpy_enc *e, Py_buffer *views) {
+    for (size_t i = 0; i < e->noob; i++) {
+        views[i] = e->oob[i]->view;
+        PyMem_Free(e->oob[i]);
+    }
+    e->noob = 0;
 }
 
 void cpy_enc_release(cpy_enc *e) {

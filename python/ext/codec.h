@@ -99,6 +99,20 @@ size_t cpy_enc_size(const cpy_enc *e);
  * (e.g. once per destination) before it is released. */
 void cpy_enc_write(const cpy_enc *e, char *dst);
 
+/* Sending the out-of-band buffers from where they lie (cp_send_segs, whose
+ * layout is the one above: each buffer at the next multiple of 64 bytes):
+ * cpy_enc_write_inline writes only the inline stream, cpy_enc_inline_size
+ * bytes, with the buffers' offsets as cpy_enc_write gives them.
+ * cpy_enc_contiguous_oob returns the number of out-of-band buffers, or -1
+ * when one of them is not contiguous (it must be gathered by a copy).
+ * cpy_enc_take_oob moves the buffers' views into views[] (that many
+ * entries): the caller releases them with PyBuffer_Release, and the
+ * encoder holds none after it, so call it after cpy_enc_write_inline. */
+void cpy_enc_write_inline(const cpy_enc *e, char *dst);
+size_t cpy_enc_inline_size(const cpy_enc *e);
+Py_ssize_t cpy_enc_contiguous_oob(const cpy_enc *e);
+void cpy_enc_take_oob(cpy_enc *e, Py_buffer *views);
+
 /* Release the references, views and memory the encoder holds. Safe after
  * an error, and more than once. */
 void cpy_enc_release(cpy_enc *e);

@@ -85,7 +85,15 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims,
  * takes the message: it frees it, or leaves it to the arrays that view it.
  * By reference (same PE): cpy_byref_size bytes holding strong references. */
 int cpy_args_init(PyObject *module);
-cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwargs);
+/* When `segs` is not NULL and the transport sends memory in place
+ * (cp_sends_in_place), big contiguous buffers are left out of the message
+ * and *segs receives them (else NULL); the message must then go with
+ * cpy_send_args, which sends it (cp_send, or cp_send_segs with *segs) and
+ * takes *segs in every case. Returns 0 or a CP_E* code, like cp_send. */
+typedef struct cpy_argsegs cpy_argsegs;
+cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwargs,
+                        cpy_argsegs **segs);
+int cpy_send_args(cpy_state *st, int pe, int handler, cp_msg *msg, cpy_argsegs *segs);
 int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
                   PyObject **kwargs);
 size_t cpy_byref_size(void);

@@ -865,7 +865,7 @@ static PyObject *mod_forward(PyObject *module, PyObject *args) {
     if ((h->flags & EM_BYREF) && pe != cp_my_pe(st->ctx)) {
         PyObject *a, *k;
         cpy_byref_take(h + 1, &a, &k);
-        cp_msg *m2 = cpy_encode_args(st, sizeof *h, a, k);
+        cp_msg *m2 = cpy_encode_args(st, sizeof *h, a, k, NULL);
         if (!m2) {
             cpy_byref_store(h + 1, a, k); /* still the held message's */
             Py_DECREF(a);

@@ -167,6 +167,7 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_
     size_t off = sizeof(em_hdr);
     int byref = pe == cp_my_pe(st->ctx) && st->local_optim;
     cp_msg *msg;
+    cpy_argsegs *segs = NULL; /* big buffers sent in place (mpi) */
     if (byref) {
         /* Same PE: the arguments travel by reference (the message owns them). */
         msg = cp_msg_alloc(st->ctx, off + cpy_byref_size());
@@ -176,7 +177,7 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_
         }
         cpy_byref_store((char *)cp_msg_data(msg) + off, args, kwargs);
     } else {
-        msg = cpy_encode_args(st, off, args, kwargs);
+        msg = cpy_encode_args(st, off, args, kwargs, pe >= 0 ? &segs : NULL);
         if (!msg) {
             if (!PyErr_ExceptionMatches(PyExc_MemoryError))
                 explain_unserializable(st, name, args, kwargs);
@@ -193,7 +194,7 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_
     h->method = (uint16_t)method;
     memcpy(h->idx, idx, sizeof h->idx);
     int rc = pe < 0 ? cp_bcast(st->ctx, st->h_entry, msg)
-                    : cp_send(st->ctx, pe, st->h_entry, msg);
+                    : cpy_send_args(st, pe, st->h_entry, msg, segs);
     if (rc) {
         if (byref) {
             PyObject *a, *k;

@@ -80,6 +80,15 @@ def test_big_numpy(btl):
     assert "OK" in out, (out, err)
 
 
+@pytest.mark.parametrize("np_", (2, 3), ids=("np2", "np3"))
+def test_big_arguments_sent_in_place(np_, btl):
+    """Big buffers go from the caller's memory (cp_send_segs), every PE to
+    every other at once, and stay passed by value: the sender changes them
+    right after the call."""
+    rc, out, err = mpirun("big_args", np_, btl, timeout=120)
+    assert f"in_place=1 P={np_}\nOK big_args\n" in out, (out, err)
+
+
 def test_hosts(ranks):
     rc, out, err = mpirun("hosts_info", ranks, "self,vader")
     assert "OK" in out, (out, err)
