@@ -113,9 +113,9 @@ setup_peers() { # install=1|0
             return
         fi
     fi
-    local btl=vader
-    ompi_info 2>/dev/null | grep -q 'MCA btl: vader' || btl=sm
-    MPI_FLAGS=(-n 2 --oversubscribe --mca pml ob1 --mca btl "self,$btl")
+    SHM_BTL=vader
+    ompi_info 2>/dev/null | grep -q 'MCA btl: vader' || SHM_BTL=sm
+    MPI_FLAGS=(-n 2 --oversubscribe --mca pml ob1)
     if [[ $(id -u) == 0 ]]; then
         MPI_FLAGS+=(--allow-run-as-root)
         export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -128,12 +128,21 @@ run_cp() { # name npes args...
     timeout -k 5 "$TMO" "$CHARMRUN" -n "$np" "$HERE/charm_bench.py" "$@" \
         2>"$RES/$name.err" </dev/null
 }
-run_mpi() { # name args...
-    local name=$1
-    shift
-    timeout -k 5 "$TMO" mpirun "${MPI_FLAGS[@]}" "$PV/bin/python" "$HERE/mpi_bench.py" "$@" \
-        2>"$RES/$name.err" </dev/null
+# Under mpirun over Open MPI's shared memory (BTL shm) or TCP (tcp, the
+# path between hosts): mpi4py, and charmpy itself (its mpi machine layer).
+run_mpi() { # name shm|tcp args...
+    local name=$1 btl=$2
+    shift 2
+    timeout -k 5 "$TMO" mpirun "${MPI_FLAGS[@]}" --mca btl "self,$(btl_of "$btl")" \
+        "$PV/bin/python" "$HERE/mpi_bench.py" "$@" 2>"$RES/$name.err" </dev/null
 }
+run_cpm() { # name shm|tcp args...
+    local name=$1 btl=$2
+    shift 2
+    timeout -k 5 "$TMO" mpirun "${MPI_FLAGS[@]}" --mca btl "self,$(btl_of "$btl")" \
+        "$CPY" "$HERE/charm_bench.py" "$@" 2>"$RES/$name.err" </dev/null
+}
+btl_of() { if [[ $1 == shm ]]; then echo "$SHM_BTL"; else echo "$1"; fi; }
 
 # ---- smoke ----------------------------------------------------------------------
 if ((SMOKE)); then
@@ -159,9 +168,11 @@ if ((SMOKE)); then
     check "charmpy mem array" run_cp smoke-cp-mem-array 1 mem 2000 array
     check "charmpy mem plain" run_cp smoke-cp-mem-plain 1 mem 2000 plain
     if ((PEER_OK)); then
-        check "mpi4py latency" run_mpi smoke-mpi-latency latency 20
-        check "mpi4py rate" run_mpi smoke-mpi-rate rate 1000
-        check "mpi4py bw" run_mpi smoke-mpi-bw bw 65536 3
+        check "mpi4py latency" run_mpi smoke-mpi-latency shm latency 20
+        check "mpi4py rate" run_mpi smoke-mpi-rate shm rate 1000
+        check "mpi4py bw" run_mpi smoke-mpi-bw shm bw 65536 3
+        check "charmpy (mpi layer) latency" run_cpm smoke-cpm-latency shm latency 20
+        check "charmpy (mpi layer) bw over tcp" run_cpm smoke-cpm-bw tcp bw 65536 3
     else
         echo "skip mpi4py: $PEER_WHY"
     fi
@@ -180,7 +191,9 @@ if [[ $MODE != all ]]; then
         run_cp one-cp 2 "$MODE" "$@" || { rc=$?; log "charmpy exited $rc (see $RES/one-cp.err)"; }
         if ((PEER_OK)); then
             echo "== mpi4py, 2 ranks"
-            run_mpi one-mpi "$MODE" "$@" || { rc=$?; log "mpi4py exited $rc (see $RES/one-mpi.err)"; }
+            run_mpi one-mpi shm "$MODE" "$@" || { rc=$?; log "mpi4py exited $rc (see $RES/one-mpi.err)"; }
+            echo "== charmpy over its mpi layer, 2 ranks"
+            run_cpm one-cpm shm "$MODE" "$@" || { rc=$?; log "charmpy (mpi) exited $rc (see $RES/one-cpm.err)"; }
         else
             echo "== no mpi4py: $PEER_WHY"
         fi
@@ -259,11 +272,11 @@ run_once() {
     children_ticks
     m0=$(machine_ticks) c0=$CT t0=$(date +%s%N)
     RC=0
-    if [[ $side == cp ]]; then
-        OUT=$(run_cp "$name" "$np" "$@") || RC=$?
-    else
-        OUT=$(run_mpi "$name" "$@") || RC=$?
-    fi
+    case $side in
+    cp) OUT=$(run_cp "$name" "$np" "$@") || RC=$? ;;
+    mpi:*) OUT=$(run_mpi "$name" "${side#mpi:}" "$@") || RC=$? ;;
+    cpm:*) OUT=$(run_cpm "$name" "${side#cpm:}" "$@") || RC=$? ;;
+    esac
     children_ticks
     m1=$(machine_ticks) c1=$CT t1=$(date +%s%N)
     OTHER=$(awk -v m=$((m1 - m0)) -v c=$((c1 - c0)) -v ns=$((t1 - t0)) \
@@ -326,12 +339,22 @@ step() {
 MEM_N=1000000
 t_start=$(date +%s)
 step cp_lat cp cp-latency 2 "$LAUNCHES" latency
-((PEER_OK)) && step mpi_lat mpi mpi-latency 2 "$LAUNCHES" latency
+((PEER_OK)) && step mpi_lat mpi:shm mpi-latency 2 "$LAUNCHES" latency
 step cp_rate cp cp-rate 2 "$LAUNCHES" rate 200000
-((PEER_OK)) && step mpi_rate mpi mpi-rate 2 "$LAUNCHES" rate 200000
+((PEER_OK)) && step mpi_rate mpi:shm mpi-rate 2 "$LAUNCHES" rate 200000
 step cp_rate1 cp cp-rate-same 1 "$LAUNCHES" rate 200000
 step cp_bw cp cp-bw 2 "$LAUNCHES" bw $((8 << 20))
-((PEER_OK)) && step mpi_bw mpi mpi-bw 2 "$LAUNCHES" bw $((8 << 20))
+((PEER_OK)) && step mpi_bw mpi:shm mpi-bw 2 "$LAUNCHES" bw $((8 << 20))
+# charmpy over its mpi machine layer, beside mpi4py under the same mpirun
+# flags: shared memory, then TCP (what crosses between hosts).
+if ((PEER_OK)); then
+    step cpm_lat cpm:shm cpm-latency 2 "$LAUNCHES" latency
+    step cpm_bw cpm:shm cpm-bw 2 "$LAUNCHES" bw $((8 << 20))
+    step cpm_lat_tcp cpm:tcp cpm-latency-tcp 2 "$LAUNCHES" latency
+    step mpi_lat_tcp mpi:tcp mpi-latency-tcp 2 "$LAUNCHES" latency
+    step cpm_bw_tcp cpm:tcp cpm-bw-tcp 2 "$LAUNCHES" bw $((8 << 20))
+    step mpi_bw_tcp mpi:tcp mpi-bw-tcp 2 "$LAUNCHES" bw $((8 << 20))
+fi
 step cp_mem cp cp-mem-array 1 "$MEM_LAUNCHES" mem $MEM_N array
 step plain_mem cp cp-mem-plain 1 "$MEM_LAUNCHES" mem $MEM_N plain
 elapsed=$(($(date +%s) - t_start))
@@ -389,6 +412,14 @@ trap 'rm -f "$TIMES_F" "$TABLE" "$GEN"' EXIT
     echo "| (d) runtime bookkeeping per array element, 1,000,000 elements, 1 PE (B) | $per_elem | — | — | < 200 | $(met "$per_elem" lt 200) |"
     echo "| (d) RSS growth per element: array element vs plain instance (B) | $mem_b | $plain_b | $(ratio "$mem_b" "$plain_b") | — (reported) | — |"
     echo "| (d) creating 1,000,000 elements: \`Array\` + \`awaitCreation\` vs a loop making plain instances (s) | $mem_t | $plain_t | $(ratio "$mem_t" "$plain_t") | — (reported) | — |"
+    for t in "shm:shared memory (\`--mca btl self,$SHM_BTL\`)" "tcp:TCP (\`--mca btl self,tcp\`)"; do
+        k=${t%%:*} label=${t#*:} sfx=""
+        [[ $k == tcp ]] && sfx=_tcp
+        a=$(cp_cell "cpm_lat$sfx") b=$(peer_cell "mpi_lat$sfx") r=$(ratio "$a" "$b")
+        echo "| (e) mpi layer, $label: latency of a small call (µs, one-way); peer: mpi4py \`comm.send\`/\`recv\` | $a | $b | $r | ≤ 1.2 × mpi4py | $(met "$r" lt 1.2000001) |"
+        a=$(cp_cell "cpm_bw$sfx") b=$(peer_cell "mpi_bw$sfx") r=$(ratio "$a" "$b")
+        echo "| (e) mpi layer, $label: bandwidth, 8 MiB float64 numpy argument (GB/s); peer: mpi4py \`Send\`/\`Recv\` | $a | $b | $r | ≥ 0.90 × mpi4py | $(met "$r" ge 0.9) |"
+    done
 } >"$TABLE"
 
 cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
@@ -404,7 +435,7 @@ git diff --quiet HEAD -- python src include setup.py 2>/dev/null || rev="$rev + 
     if ((PEER_OK)); then
         shown=()
         for f in "${MPI_FLAGS[@]}"; do [[ $f == --allow-run-as-root ]] || shown+=("$f"); done
-        echo "- peers: mpi4py $("$PV/bin/python" -c 'import mpi4py; print(mpi4py.__version__)'), numpy $("$PV/bin/python" -c 'import numpy; print(numpy.__version__)') (bench/py/.peers-venv), $(mpirun --version 2>&1 | head -n1), \`mpirun ${shown[*]}\`"
+        echo "- peers: mpi4py $("$PV/bin/python" -c 'import mpi4py; print(mpi4py.__version__)'), numpy $("$PV/bin/python" -c 'import numpy; print(numpy.__version__)') (bench/py/.peers-venv), $(mpirun --version 2>&1 | head -n1), \`mpirun ${shown[*]} --mca btl self,$SHM_BTL\` (or \`self,tcp\` where the row says TCP)"
     else
         echo "- peers: **mpi4py unavailable**: $PEER_WHY"
     fi
