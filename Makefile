@@ -54,7 +54,7 @@ PY      = $(VENV)/bin/python
 PY_SRC  = $(shell find python -name '*.py' -o -name '*.c' -o -name '*.h') \
           $(RT_SRC) $(HDRS) src/launcher/launcher.c setup.py setup.cfg pyproject.toml
 
-.PHONY: mpitest mpitest-progs
+.PHONY: mpitest mpitest-progs mpitest-mpich
 .PHONY: all test ctest ctest-asan ctest-tsan pytest venv run bench clean format print-ldlibs
 all: $(RT_LIB) $(CHARMRUN) $(UNIT_BIN) $(PE_BIN) $(EX_BIN)
 
@@ -115,6 +115,11 @@ mpitest:
 
 mpitest-progs: $(MPI_TEST_BIN)
 
+# The same C tests over MPICH, installed beside Open MPI (as root; skipped
+# otherwise, saying why) and built into build-mpich.
+mpitest-mpich:
+	tests/run-mpi-tests.sh --mpich
+
 ctest-asan:
 	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" ctest
@@ -148,6 +153,7 @@ test:
 	$(MAKE) --no-print-directory ctest
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory mpitest
+	$(MAKE) --no-print-directory mpitest-mpich
 	$(MAKE) --no-print-directory ctest-asan
 	$(MAKE) --no-print-directory ctest-tsan
 
@@ -167,4 +173,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-tsan $(VENV)
+	rm -rf build build-asan build-tsan build-mpich $(VENV)

@@ -6,6 +6,13 @@
 #                                       mpirun or the MPI headers are missing
 #   tests/run-mpi-tests.sh BUILD_DIR    run the tests of BUILD_DIR (built
 #                                       with MPI: `make mpitest` does both)
+#   tests/run-mpi-tests.sh --mpich      the same over MPICH, installed beside
+#                                       Open MPI as root when missing: builds
+#                                       build-mpich with mpicc.mpich and runs
+#                                       its tests under mpiexec.mpich
+#
+# MPIEXEC (default mpirun) and MPICC (default mpicc) name the launcher and
+# the compiler wrapper of the MPI to test.
 #
 # Without mpirun and not root, the tests are skipped (exit 0) with the reason.
 # The multi-PE programs of tests/pe and tests/mpi run under
@@ -26,13 +33,43 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 FLAGS_SH=$ROOT/src/machine/mpi/mpi-flags.sh
 
+MPIEXEC=${MPIEXEC:-mpirun}
+
 usage() {
-    echo "usage: $0 --install | BUILD_DIR" >&2
+    echo "usage: $0 --install | --mpich | BUILD_DIR" >&2
     exit 2
 }
 
 have_mpi() {
-    command -v mpirun >/dev/null 2>&1 && [ -n "$(sh "$FLAGS_SH" cflags)" ]
+    command -v "$MPIEXEC" >/dev/null 2>&1 && [ -n "$(sh "$FLAGS_SH" cflags)" ]
+}
+
+# MPICH beside Open MPI: Debian's alternatives keep Open MPI the default
+# (mpirun, mpicc); MPICH answers to mpiexec.mpich and mpicc.mpich.
+mpich() {
+    export MPIEXEC=mpiexec.mpich MPICC=mpicc.mpich
+    if ! have_mpi; then
+        if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+            echo "MPICH tests skipped: MPICH (mpiexec.mpich, mpicc.mpich) is missing" \
+                "and only root may install it (Debian/Ubuntu: apt-get install mpich libmpich-dev)"
+            exit 0
+        fi
+        echo "installing MPICH (mpich libmpich-dev) with apt-get"
+        if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq mpich libmpich-dev >/dev/null; } || ! have_mpi; then
+            echo "MPICH tests skipped: apt-get could not install a usable mpich libmpich-dev"
+            exit 0
+        fi
+    fi
+    echo "building build-mpich against MPICH"
+    if ! make -C "$ROOT" --no-print-directory -j2 BUILD=build-mpich all mpitest-progs \
+        >"${TMPDIR:-/tmp}/charmpy-mpich-build.log" 2>&1; then
+        tail -n 20 "${TMPDIR:-/tmp}/charmpy-mpich-build.log"
+        echo "FAIL build against MPICH"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+    exec "$0" "$ROOT/build-mpich"
 }
 
 # Installs Open MPI as root with apt-get. Returns non-zero, having said why,
@@ -67,6 +104,7 @@ if [ "$1" = --install ]; then
     ensure_mpi
     exit 0
 fi
+[ "$1" = --mpich ] && mpich
 BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "$0: no directory $1" >&2; exit 2; }
 ensure_mpi || exit 0
 
@@ -82,7 +120,7 @@ SKIPPED=0
 LIMIT=0
 BTL=""
 
-if mpirun --version 2>/dev/null | grep -q "Open MPI"; then
+if "$MPIEXEC" --version 2>/dev/null | grep -q "Open MPI"; then
     OPENMPI=1
     BTLS=(self,vader self,tcp)
 else
@@ -102,13 +140,17 @@ mpirun_cmd() {
         [ "$BTL" = default ] || [ -z "$BTL" ] || MPIRUN+=(--mca btl "$BTL")
         for kv in "$@"; do MPIRUN+=(-x "$kv"); done
     else
-        MPIRUN=(mpiexec -n "$p")
+        MPIRUN=("$MPIEXEC" -n "$p")
         for kv in "$@"; do MPIRUN+=(-genv "${kv%%=*}" "${kv#*=}"); done
     fi
 }
 
 
-label_btl() { [ -n "$BTL" ] && [ "$BTL" != default ] && echo " btl=$BTL"; }
+label_btl() {
+    [ "$OPENMPI" = 1 ] || printf ' mpi=%s' "$(basename "$MPIEXEC")"
+    [ -n "$BTL" ] && [ "$BTL" != default ] && printf ' btl=%s' "$BTL"
+    echo
+}
 
 report() {
     local label="$1$(label_btl)"
@@ -234,6 +276,14 @@ fault_kill() {
     [ "$v" -ge "$p" ] && v=$((p - 1))
     mpi_job "$p" 60 -- "$PEBIN/kill" "$victim" "$how" "$mode"
     expect_failure_fast
+    if [ "$OPENMPI" != 1 ]; then
+        # MPICH's launcher (Hydra) reports on stdout, by PID, and the
+        # signal it ended the other ranks with: the job ending is the test.
+        [ "$how" != signal ] || grep -Eiq "signal 9|killed" "$TMP/out" "$TMP/err" ||
+            reason "the launcher does not name the signal (SIGKILL / signal 9)"
+        report "kill victim=$v $how $mode P=$p"
+        return
+    fi
     names_pe "$v" || reason "stderr does not name rank $v"
     if [ "$how" = signal ]; then
         grep -Eiq "SIGKILL|signal 9|killed" "$TMP/err" ||
