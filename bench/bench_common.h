@@ -10,6 +10,8 @@
  *   PROG rate                8-byte message rate, windows of RATE_WINDOW
  *   PROG bw [SIZE]           bandwidth, windows of BW_WINDOW (default 4 MiB)
  *   PROG storm [TOTAL]       all-to-all storm of TOTAL 64-byte messages
+ *   PROG coll [SIZE...]      PE 0 broadcasts SIZE bytes to every PE, each
+ *                            contributes a float64 to a sum at PE 0; repeat
  * Environment: BENCH_TIME seconds per repetition (default 0.3), BENCH_REPS
  * repetitions (default 5, the median is reported).
  *
@@ -18,6 +20,7 @@
  *   rate MESSAGES_PER_SECOND       (median)
  *   bw SIZE GB_PER_SECOND          (10^9 payload bytes per second, median)
  *   storm NPES TOTAL SECONDS       (median, after one warm-up storm)
+ *   coll NPES SIZE MICROSECONDS    (one broadcast + reduction, median)
  * and '#' lines with every repetition, for a reader judging the noise.
  */
 #ifndef CHARMPY_BENCH_COMMON_H
@@ -38,11 +41,14 @@
 #define STORM_TOTAL 2000000L
 #define WARMUP_SECONDS 0.03
 
+static const size_t bench_coll_sizes[] = {8, 65536};
+#define N_COLL_SIZES (sizeof bench_coll_sizes / sizeof bench_coll_sizes[0])
+
 static const size_t bench_lat_sizes[] = {8,     64,     512,        4096,
                                          32768, 262144, 1u << 20, 4u << 20};
 #define N_LAT_SIZES (sizeof bench_lat_sizes / sizeof bench_lat_sizes[0])
 
-enum bench_mode { B_ALL, B_LATENCY, B_RATE, B_BW, B_STORM };
+enum bench_mode { B_ALL, B_LATENCY, B_RATE, B_BW, B_STORM, B_COLL };
 
 typedef struct bench_args {
     enum bench_mode mode;
@@ -61,7 +67,8 @@ static inline double bench_now(void) {
 
 static inline void bench_usage(const char *prog) {
     fprintf(stderr,
-            "usage: %s [latency [SIZE...] | rate | bw [SIZE] | storm [TOTAL]]\n"
+            "usage: %s [latency [SIZE...] | rate | bw [SIZE] | storm [TOTAL] |"
+            " coll [SIZE...]]\n"
             "  env BENCH_TIME=seconds per repetition (0.3), "
             "BENCH_REPS=repetitions (5)\n",
             prog);
@@ -90,6 +97,8 @@ static inline int bench_parse(bench_args *a, int argc, char **argv, int loud) {
         a->mode = B_BW;
     else if (!strcmp(m, "storm"))
         a->mode = B_STORM;
+    else if (!strcmp(m, "coll"))
+        a->mode = B_COLL;
     else if (!strcmp(m, "all"))
         a->mode = B_ALL;
     else {

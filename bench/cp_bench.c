@@ -4,6 +4,7 @@
  *   build/bin/charmrun -n 2 build/bench/cp_bench [latency [SIZE...] | rate |
  *                                               bw [SIZE]]
  *   build/bin/charmrun -n 8 build/bench/cp_bench storm [TOTAL]
+ *   build/bin/charmrun -n 4 build/bench/cp_bench coll [SIZE...]
  * See bench_common.h for the output lines. BENCH_VERIFY=1 makes PE 0 check
  * that every echo of the ping-pong carries the payload it sent (slower);
  * BENCH_PIN=1 binds each PE to one CPU (see pin_to_cpu).
@@ -29,7 +30,7 @@
 typedef struct bench {
     cp_ctx *ctx;
     int me, np;
-    int h_ping, h_pong, h_win, h_ack, h_storm, h_done;
+    int h_ping, h_pong, h_win, h_ack, h_storm, h_done, h_coll, h_coll_done;
     char *ubuf;         /* user buffer every send copies from */
     size_t size;        /* payload of the current batch */
     int window;         /* messages per window (rate, bw) */
@@ -125,6 +126,38 @@ static void on_done(cp_ctx *ctx, cp_msg *msg, void *user) {
     b->done++;
 }
 
+/* PE 0: one broadcast of b->size bytes from the user's buffer. */
+static void coll_send(bench *b) {
+    cp_msg *m = alloc_or_die(b, b->size);
+    memcpy(cp_msg_data(m), b->ubuf, b->size);
+    int rc = cp_bcast(b->ctx, b->h_coll, m);
+    if (rc != 0)
+        cp_abort(b->ctx, "cp_bench: cp_bcast: %s", cp_strerror(rc));
+}
+
+/* Every PE: the broadcast arrived; contribute 1.0 to the sum at PE 0. */
+static void on_coll(cp_ctx *ctx, cp_msg *msg, void *user) {
+    bench *b = user;
+    bench_consume(cp_msg_data(msg), (size_t)msg->size);
+    cp_msg_free(ctx, msg);
+    cp_msg *c = alloc_or_die(b, sizeof(double));
+    *(double *)cp_msg_data(c) = 1.0;
+    int rc = cp_reduce(ctx, c, cp_reducer_builtin(CP_OP_SUM, CP_T_FLOAT64), 0, b->h_coll_done);
+    if (rc != 0)
+        cp_abort(ctx, "cp_bench: cp_reduce: %s", cp_strerror(rc));
+}
+
+/* PE 0: the sum is in; broadcast again. */
+static void on_coll_done(cp_ctx *ctx, cp_msg *msg, void *user) {
+    bench *b = user;
+    if (*(double *)cp_msg_data(msg) != (double)b->np)
+        cp_abort(ctx, "cp_bench: the sum of %d contributions of 1.0 is %g", b->np,
+                 *(double *)cp_msg_data(msg));
+    cp_msg_free(ctx, msg);
+    if (--b->remaining > 0)
+        coll_send(b);
+}
+
 /* ---- drivers (PE 0) ----------------------------------------------------- */
 
 static int batch_over(void *arg) { return ((bench *)arg)->remaining == 0; }
@@ -166,6 +199,35 @@ static double win_batch(bench *b, size_t size, int w, long n) {
     send_window(b);
     run_until(b, batch_over, b);
     return bench_now() - t0;
+}
+
+/* n broadcasts of `size` bytes, each followed by its reduction. */
+static double coll_batch(bench *b, size_t size, long n) {
+    b->size = size;
+    b->remaining = n;
+    double t0 = bench_now();
+    coll_send(b);
+    run_until(b, batch_over, b);
+    return bench_now() - t0;
+}
+
+static void run_coll(bench *b, const bench_args *a) {
+    const size_t *sizes = a->nsizes ? a->sizes : bench_coll_sizes;
+    int ns = a->nsizes ? a->nsizes : (int)N_COLL_SIZES;
+    for (int i = 0; i < ns; i++) {
+        long n = 1;
+        while (coll_batch(b, sizes[i], n) < WARMUP_SECONDS && n < (1L << 30))
+            n *= 2;
+        n = bench_iters(n, coll_batch(b, sizes[i], n), a->rep_time);
+        double v[MAX_REPS];
+        for (int r = 0; r < a->reps; r++)
+            v[r] = coll_batch(b, sizes[i], n) / (double)n * 1e6;
+        char what[64];
+        snprintf(what, sizeof what, "coll %d PEs %zu B us (%ld iters)", b->np, sizes[i], n);
+        bench_print_reps(what, v, a->reps);
+        printf("coll %d %zu %.3f\n", b->np, sizes[i], bench_median(v, a->reps));
+        fflush(stdout);
+    }
 }
 
 /* Warm up with growing batches until one takes WARMUP_SECONDS, then
@@ -320,8 +382,10 @@ int main(int argc, char **argv) {
     b.h_ack = cp_handler_register(b.ctx, on_ack, &b);
     b.h_storm = cp_handler_register(b.ctx, on_storm, &b);
     b.h_done = cp_handler_register(b.ctx, on_done, &b);
+    b.h_coll = cp_handler_register(b.ctx, on_coll, &b);
+    b.h_coll_done = cp_handler_register(b.ctx, on_coll_done, &b);
     if (b.h_ping < 0 || b.h_pong < 0 || b.h_win < 0 || b.h_ack < 0 ||
-        b.h_storm < 0 || b.h_done < 0)
+        b.h_storm < 0 || b.h_done < 0 || b.h_coll < 0 || b.h_coll_done < 0)
         cp_abort(b.ctx, "cp_bench: cp_handler_register failed");
 
     bench_args a;
@@ -347,6 +411,11 @@ int main(int argc, char **argv) {
             run_storm(&b, &a);
             if (b.me == 0)
                 cp_exit(b.ctx, 0);
+        }
+    } else if (a.mode == B_COLL) {
+        if (b.me == 0) {
+            run_coll(&b, &a);
+            cp_exit(b.ctx, 0);
         }
     } else if (b.np < 2) {
         fprintf(stderr, "cp_bench: needs 2 PEs (charmrun -n 2)\n");

@@ -222,6 +222,45 @@ static void run_storm(const bench_args *a, int me, int np) {
     fflush(stdout);
 }
 
+/* coll: every rank runs the same batches; rank 0 decides their length. */
+static double coll_batch(size_t size, long n) {
+    double one = 1.0, sum = 0;
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t0 = bench_now();
+    for (long i = 0; i < n; i++) {
+        MPI_Bcast(g_sbuf, (int)size, MPI_BYTE, 0, MPI_COMM_WORLD);
+        bench_consume(g_sbuf, size);
+        MPI_Reduce(&one, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    }
+    return bench_now() - t0;
+}
+
+static void run_coll(const bench_args *a, int me, int np) {
+    const size_t *sizes = a->nsizes ? a->sizes : bench_coll_sizes;
+    int ns = a->nsizes ? a->nsizes : (int)N_COLL_SIZES;
+    for (int i = 0; i < ns; i++) {
+        long n = 1;
+        int more = 1;
+        while (more) {
+            more = coll_batch(sizes[i], n) < WARMUP_SECONDS && n < (1L << 30);
+            MPI_Bcast(&more, 1, MPI_INT, 0, MPI_COMM_WORLD);
+            n = more ? 2 * n : n;
+        }
+        n = bench_iters(n, coll_batch(sizes[i], n), a->rep_time);
+        MPI_Bcast(&n, 1, MPI_LONG, 0, MPI_COMM_WORLD);
+        double v[MAX_REPS];
+        for (int r = 0; r < a->reps; r++)
+            v[r] = coll_batch(sizes[i], n) / (double)n * 1e6;
+        if (me != 0)
+            continue;
+        char what[64];
+        snprintf(what, sizeof what, "coll %d ranks %zu B us (%ld iters)", np, sizes[i], n);
+        bench_print_reps(what, v, a->reps);
+        printf("coll %d %zu %.3f\n", np, sizes[i], bench_median(v, a->reps));
+        fflush(stdout);
+    }
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     int me, np;
@@ -243,6 +282,8 @@ int main(int argc, char **argv) {
     }
     if (a.mode == B_STORM) {
         run_storm(&a, me, np);
+    } else if (a.mode == B_COLL) {
+        run_coll(&a, me, np);
     } else if (np < 2) {
         if (me == 0)
             fprintf(stderr, "mpi_bench: needs 2 ranks (mpirun -n 2)\n");

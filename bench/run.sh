@@ -118,6 +118,16 @@ run_cp() { # logname npes args...
     shift 2
     timeout -k 5 "$TMO" "$CHARMRUN" -n "$np" "$BIN/cp_bench" "$@" 2>"$RES/$name.err"
 }
+# cp_bench under mpirun: the runtime over its mpi machine layer, with the
+# same launcher flags as the MPI peer.
+run_cpm() {
+    local name=$1 np=$2
+    shift 2
+    local more=()
+    if ((MPI_IS_OMPI && np > $(nproc))); then more=(--oversubscribe); fi
+    timeout -k 5 "$TMO" mpirun "${MPI_FLAGS[@]}" "${more[@]}" -n "$np" "$BIN/cp_bench" "$@" \
+        2>"$RES/$name.err" </dev/null
+}
 run_mpi() {
     local name=$1 np=$2
     shift 2
@@ -208,7 +218,7 @@ if [[ $# -gt 0 ]]; then
 fi
 
 # ---- the full run -------------------------------------------------------------
-declare -A CP=() MPI=()
+declare -A CP=() MPI=() CPM=()
 # parse LINES into the array named $1 (latency_SIZE, rate, bw, storm_NPES)
 parse() {
     local -n arr=$1
@@ -219,6 +229,7 @@ parse() {
         rate) arr[rate]=$a ;;
         bw) arr[bw]=$b ;;
         storm) arr[storm_$a]=$c ;;
+        coll) arr[coll_${a}_$b]=$c ;;
         esac
     done
 }
@@ -237,11 +248,11 @@ run_step() {
     children_ticks
     m0=$(machine_ticks) c0=$CT t0=$(date +%s%N)
     RC=0
-    if [[ $side == cp ]]; then
-        OUT=$(run_cp "cp-$name" "$np" "$@") || RC=$?
-    else
-        OUT=$(run_mpi "mpi-$name" "$np" "$@") || RC=$?
-    fi
+    case $side in
+    cp) OUT=$(run_cp "cp-$name" "$np" "$@") || RC=$? ;;
+    cpm) OUT=$(run_cpm "cpm-$name" "$np" "$@") || RC=$? ;;
+    *) OUT=$(run_mpi "mpi-$name" "$np" "$@") || RC=$? ;;
+    esac
     children_ticks
     m1=$(machine_ticks) c1=$CT t1=$(date +%s%N)
     OTHER=$(awk -v m=$((m1 - m0)) -v c=$((c1 - c0)) -v ns=$((t1 - t0)) \
@@ -295,7 +306,11 @@ step() {
     printf '%s' "$all" >"$RES/$side-$name.out"
     local med
     med=$(median_lines <<<"$all")
-    if [[ $side == cp ]]; then parse CP <<<"$med"; else parse MPI <<<"$med"; fi
+    case $side in
+    cp) parse CP <<<"$med" ;;
+    cpm) parse CPM <<<"$med" ;;
+    *) parse MPI <<<"$med" ;;
+    esac
     ((worst <= 10)) || DISTURBED+=("$side $name (${worst}%)")
 }
 t_start=$(date +%s)
@@ -305,6 +320,17 @@ for group in "latency 2 latency" "rate 2 rate" "bw 2 bw" \
     [[ $CP_OK == 1 ]] && step cp "${g[@]}"
     [[ $MPI_OK == 1 ]] && step mpi "${g[@]}"
 done
+# The runtime over its mpi machine layer (when the library has it), beside
+# the same MPI: ping-pong, and a broadcast plus a sum reduction against
+# MPI_Bcast + MPI_Reduce (and the shm layer).
+CPM_OK=0
+if [[ $CP_OK == 1 && $MPI_OK == 1 ]] && nm "$RT_LIB" 2>/dev/null | grep -q 'T cm_mpi_ops'; then
+    CPM_OK=1
+    step cpm latency 2 latency 8 4096 262144 4194304
+    for np in 2 4; do
+        for side in cp cpm mpi; do step "$side" "coll$np" "$np" coll; done
+    done
+fi
 elapsed=$(($(date +%s) - t_start))
 
 # ---- the table --------------------------------------------------------------
@@ -356,6 +382,23 @@ trap 'rm -f "$TABLE" "$TIMES_F"' EXIT
     done
     c=$(ratio "${CP[storm_8]:-}" "${CP[storm_2]:-}") m=$(ratio "${MPI[storm_8]:-}" "${MPI[storm_2]:-}")
     echo "| storm time 8 PEs / 2 PEs (2 cores) | $c | $m | — | charmpy ≤ 5.00 | $(met "$c" le 5) |"
+    if ((CPM_OK)); then
+        echo
+        echo "The runtime over its mpi machine layer (\`cp_bench\` under \`mpirun\`, same flags), beside the shm layer and $MPI_NAME:"
+        echo
+        echo "| benchmark | charmpy mpi layer | charmpy shm | $MPI_NAME | ratio mpi layer/MPI |"
+        echo "| --- | ---: | ---: | ---: | ---: |"
+        for sz in 8 4096 262144 4194304; do
+            a=$(cell CPM "latency_$sz") c=$(cell CP "latency_$sz") m=$(cell MPI "latency_$sz")
+            echo "| latency $(human_size "$sz") (µs, one-way) | $a | $c | $m | $(ratio "$a" "$m") |"
+        done
+        for np in 2 4; do
+            for sz in 8 65536; do
+                a=$(cell CPM "coll_${np}_$sz") c=$(cell CP "coll_${np}_$sz") m=$(cell MPI "coll_${np}_$sz")
+                echo "| broadcast $(human_size "$sz") from PE 0 + sum reduction of a float64 to PE 0, $np PEs (µs); MPI: \`MPI_Bcast\` + \`MPI_Reduce\` | $a | $c | $m | $(ratio "$a" "$m") |"
+            done
+        done
+    fi
 } >"$TABLE"
 
 cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)
