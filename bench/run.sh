@@ -118,25 +118,19 @@ run_cp() { # logname npes args...
     shift 2
     timeout -k 5 "$TMO" "$CHARMRUN" -n "$np" "$BIN/cp_bench" "$@" 2>"$RES/$name.err"
 }
-# cp_bench under mpirun: the runtime over its mpi machine layer, with the
-# same launcher flags as the MPI peer.
-run_cpm() {
-    local name=$1 np=$2
-    shift 2
-    local more=()
-    if ((MPI_IS_OMPI && np > $(nproc))); then more=(--oversubscribe); fi
-    timeout -k 5 "$TMO" mpirun "${MPI_FLAGS[@]}" "${more[@]}" -n "$np" "$BIN/cp_bench" "$@" \
-        2>"$RES/$name.err" </dev/null
-}
-run_mpi() {
-    local name=$1 np=$2
-    shift 2
+# A program under mpirun: mpi_bench, or cp_bench (the runtime over its mpi
+# machine layer) with the same flags.
+run_under_mpirun() { # program logname npes args...
+    local prog=$1 name=$2 np=$3
+    shift 3
     local more=()
     # More ranks than cores: Open MPI refuses unless told.
     if ((MPI_IS_OMPI && np > $(nproc))); then more=(--oversubscribe); fi
-    timeout -k 5 "$TMO" mpirun "${MPI_FLAGS[@]}" "${more[@]}" -n "$np" "$BIN/mpi_bench" "$@" \
+    timeout -k 5 "$TMO" mpirun "${MPI_FLAGS[@]}" "${more[@]}" -n "$np" "$BIN/$prog" "$@" \
         2>"$RES/$name.err" </dev/null
 }
+run_mpi() { run_under_mpirun mpi_bench "$@"; }
+run_cpm() { run_under_mpirun cp_bench "$@"; }
 
 # Percent of all CPUs busy over half a second (from /proc/stat).
 cpu_busy() {
