@@ -3,7 +3,8 @@
 #   make            library, charmrun, tests (release flags)
 #   make test       every test: C unit tests, multi-PE tests, sanitizer runs
 #   make run        the showcase program on this host (shared memory)
-#   make bench      benchmarks side by side with MPI (never part of test)
+#   make bench      benchmarks side by side with MPI, mpi4py, Ray, Dask,
+#                   multiprocessing and charm4py (never part of test)
 
 CC      ?= cc
 BUILD   ?= build
@@ -164,6 +165,7 @@ run: all venv
 bench: all venv
 	bench/run.sh
 	bench/py/run.sh
+	python3 bench/suite/run.py
 
 # The flags a program linking the library needs (bench/run.sh uses them).
 print-ldlibs:
