@@ -190,10 +190,8 @@ class RowMap(ArrayMap):
     def __init__(self, nb):
         self.nb = nb
 
-    def procNum(self, *index):
-        # (*index: charmpy's element proxies call procNum(bx, by), not
-        # procNum((bx, by)); reported as a charmpy bug, see docs/suite.md)
-        bx, by = index[0] if len(index) == 1 else index
+    def procNum(self, index):
+        bx, by = index
         return (bx * self.nb + by) * charm.numPes() // (self.nb * self.nb)
 
 

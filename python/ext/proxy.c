@@ -75,7 +75,7 @@ static int home_pe(ProxyObject *p, int npes) {
                 return -1;
         }
         PyObject *idx = index_tuple(p);
-        PyObject *r = idx ? PyObject_CallMethod(p->map_obj, "procNum", "O", idx) : NULL;
+        PyObject *r = idx ? PyObject_CallMethod(p->map_obj, "procNum", "(O)", idx) : NULL;
         Py_XDECREF(idx);
         long pe = r ? PyLong_AsLong(r) : -1;
         Py_XDECREF(r);

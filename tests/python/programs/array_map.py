@@ -30,6 +30,15 @@ def main(args):
     f = Future()
     a.part(f)
     assert f.get() == sum(i + j for i in range(4) for j in range(3))
+    # Calls to single elements find them where the map put them.
+    for i in range(4):
+        for j in range(3):
+            idx, pe, _ = a[i, j].info(ret=True).get()
+            assert idx == (i, j) and pe == (P - 1 - i - j) % P, (i, j, idx, pe)
+    b = Array(Elem, 5, map=m)
+    for i in range(5):
+        idx, pe, _ = b[i].info(ret=True).get()
+        assert idx == (i,) and pe == (P - 1 - i) % P, (i, idx, pe)
 
     print("OK array_map")
     charm.exit()
