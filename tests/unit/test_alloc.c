@@ -367,6 +367,45 @@ static int test_page_release_keeps_neighbours(void) {
     return 0;
 }
 
+/* Freed big blocks keep their pages while fewer than 256 MiB of them do
+ * (a stream of big messages must not fault every page in again), and give
+ * them back beyond that and for a block larger than that. A page given
+ * back reads as zeros; a kept one still holds what was written. */
+static int test_big_blocks_kept_then_released(void) {
+    enum { N = 14 };
+    region r;
+    UT_CHECK(region_open(&r, 1024 * MiB, 0) == 0, "mmap failed");
+    void *big[N], *guard[N];
+    for (int i = 0; i < N; i++) {
+        big[i] = cm_heap_alloc(&r.heap, 20 * MiB);
+        guard[i] = cm_heap_alloc(&r.heap, 100); /* no coalescing */
+        UT_CHECK(big[i] && guard[i], "allocs failed");
+        fill_ends(big[i], 20 * MiB, (uint64_t)i + 10);
+        memset((char *)big[i] + 10 * MiB, 0xAB, 8192);
+    }
+    for (int i = 0; i < N; i++)
+        cm_heap_free_local(&r.heap, big[i]);
+    /* 12 x 20 MiB (plus headers and rounding) fit in 256 MiB. */
+    for (int i = 0; i < 12; i++)
+        UT_CHECK(verify_ends(big[i], 20 * MiB, (uint64_t)i + 10) &&
+                     ((unsigned char *)big[i])[10 * MiB + 4096] == 0xAB,
+                 "freed 20 MiB block %d lost its pages within the budget", i);
+    for (int i = 13; i < N; i++)
+        UT_CHECK(((unsigned char *)big[i])[10 * MiB + 4096] == 0,
+                 "freed 20 MiB block %d kept its pages beyond the budget", i);
+    void *huge = cm_heap_alloc(&r.heap, 300 * MiB);
+    UT_CHECK(huge, "300 MiB alloc failed");
+    memset((char *)huge + 100 * MiB, 0xCD, 8192);
+    cm_heap_free_local(&r.heap, huge);
+    UT_CHECK(((unsigned char *)huge)[100 * MiB + 4096] == 0,
+             "a freed 300 MiB block kept its pages");
+    for (int i = 0; i < N; i++)
+        cm_heap_free_local(&r.heap, guard[i]);
+    UT_CHECK(r.heap.in_use == 0, "in_use %llu", (unsigned long long)r.heap.in_use);
+    region_close(&r);
+    return 0;
+}
+
 /* ---- exhaustion -------------------------------------------------------- */
 
 static int test_exhaustion(void) {
@@ -624,6 +663,8 @@ int main(void) {
     failed += ut_run("alloc_coalescing", test_coalescing);
     failed += ut_run("alloc_page_release_keeps_neighbours",
                      test_page_release_keeps_neighbours);
+    failed += ut_run("alloc_big_blocks_kept_then_released",
+                     test_big_blocks_kept_then_released);
     failed += ut_run("alloc_exhaustion", test_exhaustion);
     failed += ut_run("alloc_remote_free_single", test_remote_free_single);
     failed += ut_run("alloc_remote_free_threads", test_remote_free_threads);

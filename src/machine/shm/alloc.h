@@ -11,7 +11,8 @@
  * freed by another PE is pushed on the owner's `remote` stack (one atomic
  * compare-and-swap) and returned to the lists by the owner during its next
  * allocation that finds its lists empty. Freed blocks of 16 MiB or more give
- * their pages back to the kernel.
+ * their pages back to the kernel, but for up to 256 MiB of them (see
+ * alloc.c).
  */
 #ifndef CHARMPY_SHM_ALLOC_H
 #define CHARMPY_SHM_ALLOC_H
@@ -40,6 +41,8 @@ typedef struct cm_heap {
     _Atomic uint64_t *remote;   /* shared stack of blocks freed elsewhere */
     uint32_t owner;
     uint64_t in_use;            /* bytes handed out and not yet freed */
+    uint64_t kept;              /* bytes of freed big blocks that kept their
+                                   pages (an estimate, see alloc.c) */
 } cm_heap;
 
 /* Set up an empty heap over [start, start+size) of the region at `base`.
