@@ -73,6 +73,11 @@ def when(condition):
     return decorate
 
 
+# self.wait()'s conditions, compiled once each (a loop waits on the same
+# string every iteration).
+_wait_codes = {}
+
+
 class _RemoteTraceback(Exception):
     def __init__(self, text):
         super().__init__(text)
@@ -225,7 +230,9 @@ class Chare:
     def wait(self, condition):
         """In a coroutine: suspend until `condition` (an expression over self)
         is true; re-checked after each entry method of this chare runs."""
-        code = compile(condition, f"<wait {condition!r}>", "eval")
+        code = _wait_codes.get(condition)
+        if code is None:
+            code = _wait_codes[condition] = compile(condition, f"<wait {condition!r}>", "eval")
         if eval(code, sys.modules[type(self).__module__].__dict__, {"self": self}):
             return
         g = getcurrent()
