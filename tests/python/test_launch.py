@@ -4,7 +4,7 @@ flags charm4py users pass are removed from argv, program arguments kept;
 charm.exit(code) is the launcher's exit code."""
 import pytest
 
-from conftest import CHARMRUN, NONZERO, PYTHON, assert_ok, program_path, run_command
+from conftest import CHARMRUN, NONZERO, PYTHON, assert_ok, program_path, run_command, run_ok
 
 PROG = program_path("launch_info")
 
@@ -52,3 +52,18 @@ def test_exit_code_plain_python():
 def test_missing_program_fails():
     run_command([CHARMRUN, "-n", 2, program_path("launch_info").parent / "no_such.py"],
                 timeout=30, expect_rc=NONZERO)
+
+
+def test_malloc_tuned_for_numpy_temporaries():
+    """charm.start sets glibc's mmap/trim thresholds: a stencil expression's
+    2 MiB temporaries reuse memory instead of faulting pages in every round
+    (CHARMPY_MALLOC_TUNE=0 shows the difference)."""
+    import os
+    import re
+    counts = {}
+    for tune in ("1", "0"):
+        env = dict(os.environ, CHARMPY_MALLOC_TUNE=tune)
+        env.pop("GLIBC_TUNABLES", None)
+        res = run_ok("malloc_tune", 1, env=env)
+        counts[tune] = int(re.search(r"faults (\d+)", res.stdout).group(1))
+    assert counts["1"] * 10 < counts["0"], counts
