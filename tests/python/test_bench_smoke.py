@@ -1,0 +1,32 @@
+"""The benchmarks still run (never their timings: make bench measures).
+charmpy's own programs of bench/py and of the peer suite (bench/suite) on
+tiny sizes; peers only where they are installed already (make bench
+installs them)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def smoke(cmd, timeout):
+    env = dict(os.environ, BENCH_NO_BUILD="1")
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                         stdin=subprocess.DEVNULL, env=env)
+    assert res.returncode == 0 and "smoke: " in res.stdout and ", 0 failed" in res.stdout, (
+        f"exit {res.returncode}\n--- stdout ---\n{res.stdout[-3000:]}\n"
+        f"--- stderr ---\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
+def test_python_benchmarks_run():
+    out = smoke(["bash", "bench/py/run.sh", "--smoke"], timeout=300)
+    assert "ok   charmpy latency" in out and "ok   charmpy bw" in out, out
+
+
+def test_suite_runs_charmpy_benchmarks():
+    out = smoke([sys.executable, "bench/suite/run.py", "--smoke", "--no-install",
+                 "--systems", "charmpy,charmpy-mpi,python"], timeout=300)
+    for bench in ("latency", "rate", "bw", "jacobi", "bcast", "create"):
+        assert f"ok   {bench} charmpy " in out, (bench, out)
