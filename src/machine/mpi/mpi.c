@@ -130,14 +130,15 @@ _Static_assert(MSG_PREFIX + sizeof(cp_msg) == 64, "payload must be 64-byte align
 #define HUGE_MIN ((size_t)4 << 20)
 #define HUGE_ALIGN ((size_t)2 << 20)
 
-/* Blocks of at most SMALL_MAX bytes come in power-of-two classes from
- * SMALL_MIN up and are kept for reuse, SMALL_PER_CLASS a class: glibc's
- * aligned allocation took a tenth of a small-message ping-pong. */
+/* Blocks of at most SMALL_MAX bytes (up to where the big cache starts)
+ * come in power-of-two classes from SMALL_MIN up and are kept for reuse,
+ * up to 256 a class and SMALL_CLASS_BYTES of each: glibc's aligned
+ * allocation took a tenth of a small-message ping-pong. */
 #define SMALL_MIN ((size_t)128)
 #define SMALL_KMIN 7 /* log2(SMALL_MIN) */
-#define SMALL_MAX ((size_t)16 << 10)
-#define SMALL_CLASSES 8
-#define SMALL_PER_CLASS 256
+#define SMALL_MAX CACHE_MIN
+#define SMALL_CLASSES 10
+#define SMALL_CLASS_BYTES ((size_t)1 << 20)
 
 typedef struct block_hdr {
     uint64_t capacity;         /* bytes of the block, prefix included */
@@ -382,7 +383,8 @@ static void mpi_msg_free(cm_machine *m, cp_msg *msg) {
     size_t bytes = (size_t)b->capacity, rounded;
     if (bytes <= SMALL_MAX) {
         int c = small_class(bytes);
-        if (m->nsmall[c] < SMALL_PER_CLASS) {
+        size_t cap = SMALL_CLASS_BYTES / bytes;
+        if (m->nsmall[c] < (cap < 256 ? (int)cap : 256)) {
             b->next = m->small[c];
             m->small[c] = b;
             m->nsmall[c]++;
