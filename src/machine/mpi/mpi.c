@@ -14,14 +14,16 @@
  * then one MPI message per segment, straight from the sender's memory, on
  * a second private communicator; the receiver allocates the whole message
  * when the head is in and receives each segment at its place (see
- * take_segments), so the core above sees one ordinary message. An 8 MiB
- * numpy argument copied into the message first moved at a third of
- * mpi4py's Send/Recv bandwidth.
+ * match_segments and advance_heads), so the core above sees one ordinary
+ * message. An 8 MiB numpy argument copied into the message first moved at
+ * a third of mpi4py's Send/Recv bandwidth.
  *
  * Sending. MPI_Isend straight from the message; the transport keeps the
  * message until the request completes (most small sends complete inside
  * MPI_Isend, and are freed at once), and frees it then. MPI's
  * non-overtaking rule keeps the messages of one PE to one PE in order.
+ * sendv alone waits, until its segments have left (see mpi_sendv and
+ * wait_released), taking what arrives meanwhile.
  *
  * Receiving. A matched probe (MPI_Improbe) takes the next arrived message,
  * its size gives the allocation, and MPI_Imrecv receives into a fresh
