@@ -80,10 +80,19 @@ static inline void *cp_msg_data(cp_msg *m) { return (void *)(m + 1); }
  * Start this PE. Under the `charmrun` launcher the PE joins the job the
  * launcher created (environment variables CHARMPY_SHM_FD and CHARMPY_PE);
  * started without it, the program runs as a job of 1 PE. argc/argv may be
- * NULL; when given, runtime flags (+pN, ++quiet, ...) are removed from them.
- * On success *out owns a context that cp_finalize() releases.
+ * NULL; when given, runtime flags are removed from them and kept for
+ * cp_flag(): +pN, +balancer NAME, +LBDebug N, +LBPeriod SECS, +trace FILE,
+ * +stats and any ++flag. On success *out owns a context that cp_finalize()
+ * releases.
  */
 int cp_init(cp_ctx **out, int *argc, char ***argv);
+
+/* The value of runtime flag `name` (e.g. "+balancer") given on the command
+ * line, "" for a flag without one, NULL when it was not given (the last one
+ * given wins). cp_flag_at returns the name of the i-th flag given (and its
+ * value in *value), NULL past the last. The strings live as long as ctx. */
+const char *cp_flag(const cp_ctx *ctx, const char *name);
+const char *cp_flag_at(const cp_ctx *ctx, int i, const char **value);
 
 /*
  * Release this PE's resources and return the job's exit code (the code given
@@ -301,6 +310,7 @@ typedef struct cp_counters {
     uint64_t msgs_sent;       /* messages handed to the transport or local queue */
     uint64_t msgs_processed;  /* messages whose handler was called */
     uint64_t bytes_sent;      /* payload bytes sent */
+    uint64_t bytes_processed; /* payload bytes of the messages processed */
 } cp_counters;
 
 void cp_get_counters(const cp_ctx *ctx, cp_counters *out);

@@ -42,31 +42,85 @@ double cp_wall_time(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Runtime flags charm users pass: removed from argv. The ones that take a
- * value take the next argument unless it is glued on (+p4). */
-static int runtime_flag(const char *a) {
-    static const char *const with_value[] = {"+p", "+balancer", "+LBDebug", NULL};
+/* Runtime flags charm users pass: removed from argv and kept in ctx->flags.
+ * The ones that take a value take the next argument unless it is glued on
+ * (+p4); every ++flag takes none. */
+static int runtime_flag(const char *a, size_t *namelen) {
+    static const char *const with_value[] = {"+p", "+balancer", "+LBDebug", "+LBPeriod",
+                                             "+trace", NULL};
+    static const char *const without[] = {"+stats", NULL};
+    *namelen = strlen(a);
     if (strncmp(a, "++", 2) == 0)
         return 1;
+    for (int i = 0; without[i]; i++)
+        if (strcmp(a, without[i]) == 0)
+            return 1;
     for (int i = 0; with_value[i]; i++) {
         size_t n = strlen(with_value[i]);
-        if (strncmp(a, with_value[i], n) == 0)
+        if (strncmp(a, with_value[i], n) == 0) {
+            *namelen = n;
             return a[n] == '\0' ? 2 : (strcmp(with_value[i], "+p") == 0 ? 1 : 0);
+        }
     }
     return 0;
 }
 
-static void strip_runtime_flags(int *argc, char **argv) {
-    int out = 0;
+static int keep_flag(cp_ctx *ctx, const char *name, size_t namelen, const char *value) {
+    if (cp_grow((void **)&ctx->flags, &ctx->capflags, ctx->nflags + 1, sizeof *ctx->flags))
+        return CP_ENOMEM;
+    cp_flagval *f = &ctx->flags[ctx->nflags];
+    f->name = strndup(name, namelen);
+    f->value = strdup(value);
+    if (!f->name || !f->value) {
+        free(f->name);
+        free(f->value);
+        return CP_ENOMEM;
+    }
+    ctx->nflags++;
+    return 0;
+}
+
+static int strip_runtime_flags(cp_ctx *ctx, int *argc, char **argv) {
+    int out = 0, rc = 0;
     for (int i = 0; i < *argc; i++) {
-        int f = i == 0 ? 0 : runtime_flag(argv[i]);
+        size_t namelen;
+        int f = i == 0 ? 0 : runtime_flag(argv[i], &namelen);
+        if (f == 0) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        const char *value = f == 2 ? (i + 1 < *argc ? argv[i + 1] : "") : argv[i] + namelen;
+        if (!rc)
+            rc = keep_flag(ctx, argv[i], namelen, value);
         if (f == 2 && i + 1 < *argc)
             i++;
-        else if (f == 0)
-            argv[out++] = argv[i];
     }
     argv[out] = NULL;
     *argc = out;
+    return rc;
+}
+
+const char *cp_flag(const cp_ctx *ctx, const char *name) {
+    for (int i = ctx->nflags - 1; i >= 0; i--)
+        if (strcmp(ctx->flags[i].name, name) == 0)
+            return ctx->flags[i].value;
+    return NULL;
+}
+
+const char *cp_flag_at(const cp_ctx *ctx, int i, const char **value) {
+    if (i < 0 || i >= ctx->nflags)
+        return NULL;
+    if (value)
+        *value = ctx->flags[i].value;
+    return ctx->flags[i].name;
+}
+
+static void free_flags(cp_ctx *ctx) {
+    for (int i = 0; i < ctx->nflags; i++) {
+        free(ctx->flags[i].name);
+        free(ctx->flags[i].value);
+    }
+    free(ctx->flags);
 }
 
 int cp_init(cp_ctx **out, int *argc, char ***argv) {
@@ -85,8 +139,12 @@ int cp_init(cp_ctx **out, int *argc, char ***argv) {
     }
     ctx->my_pe = ctx->info.my_pe;
     ctx->npes = ctx->info.num_pes;
-    if (argc && argv && *argv)
-        strip_runtime_flags(argc, *argv);
+    if (argc && argv && *argv && (rc = strip_runtime_flags(ctx, argc, *argv)) != 0) {
+        ctx->ops->finalize(ctx->m);
+        free_flags(ctx);
+        free(ctx);
+        return rc;
+    }
     *out = ctx;
     return 0;
 }
@@ -107,6 +165,7 @@ int cp_finalize(cp_ctx *ctx) {
     ctx->ops->finalize(ctx->m);
     free(ctx->handlers);
     free(ctx->reducers);
+    free_flags(ctx);
     free(ctx);
     return code;
 }

@@ -65,6 +65,11 @@ typedef struct cp_redn {
     cp_msg *early[CP_TREE_BFACTOR];
 } cp_redn;
 
+/* A runtime flag of the command line (cp_flag). */
+typedef struct cp_flagval {
+    char *name, *value;
+} cp_flagval;
+
 /* The next sequence number of each reduction stream. */
 typedef struct cp_stream {
     uint64_t stream, next;
@@ -93,6 +98,9 @@ struct cp_ctx {
     int nredns, capredns;
     cp_stream *streams;  /* unordered; one per stream this PE reduced in */
     int nstreams, capstreams;
+
+    cp_flagval *flags;   /* runtime flags removed from argv, in order */
+    int nflags, capflags;
 
     int exiting;
     int exit_code;

@@ -21,6 +21,7 @@ void cpS_dispatch(cp_ctx *ctx, cp_msg *msg) {
     if (msg->kind == CP_KIND_BCAST)
         cpT_forward_bcast(ctx, msg);
     ctx->counters.msgs_processed++;
+    ctx->counters.bytes_processed += msg->size;
     cp_handler_ent *h = &ctx->handlers[msg->handler];
     h->fn(ctx, msg, h->user);
 }
