@@ -141,7 +141,7 @@ static void owner_releasebuffer(MsgOwner *self, Py_buffer *view) {
 
 static void owner_dealloc(MsgOwner *self) {
     PyTypeObject *tp = Py_TYPE(self);
-    cpy_state *st = cpy_get_state();
+    cpy_state *st = cpy_state_of_type(tp);
     /* After the runtime ended, its memory went with it. */
     if (st && st->ctx)
         cp_msg_free(st->ctx, self->msg);
@@ -163,11 +163,9 @@ static PyType_Spec owner_spec = {
     .slots = owner_slots,
 };
 
-static PyObject *owner_type;
-
-int cpy_args_init(PyObject *module) {
-    owner_type = PyType_FromModuleAndSpec(module, &owner_spec, NULL);
-    return owner_type ? 0 : -1;
+int cpy_args_init(PyObject *module, cpy_state *st) {
+    st->owner_type = PyType_FromModuleAndSpec(module, &owner_spec, NULL);
+    return st->owner_type ? 0 : -1;
 }
 
 int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
@@ -184,7 +182,7 @@ int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
      * then its arrays are views, and the owner frees it. */
     MsgOwner *owner = NULL;
     if (msg->size - at >= CPY_OOB_MIN) {
-        owner = PyObject_New(MsgOwner, (PyTypeObject *)owner_type);
+        owner = PyObject_New(MsgOwner, (PyTypeObject *)st->owner_type);
         if (!owner) {
             cp_msg_free(st->ctx, msg);
             return -1;

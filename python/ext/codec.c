@@ -16,7 +16,8 @@
  *   v  fmt:u8 readonly:u8 ndim:u8 dims:varint* data
  *                         memoryview
  *   p  pickle:data nbuf:varint data*
- *                         pickle protocol 5 and its out-of-band buffers
+ *                         a pickle and its out-of-band buffers (none
+ *                         below protocol 5)
  * where `data` is varint h followed, when h is even, by h/2 inline bytes,
  * and when h is odd by a u64 offset: the h/2 bytes lie that many bytes
  * after the offset field (out of band, past the inline stream).
@@ -66,20 +67,10 @@ enum { ND_FORTRAN = 1, ND_READONLY = 2 };
 /* enc_ndarray/enc_array: not for the fast path, pickle it. */
 #define ENC_DECLINE 1
 
-/* Types and functions of modules that are never unloaded, looked up the
- * first time they are needed: numpy is imported only to decode an array,
- * never to encode (an array exists only if numpy was imported). They are
- * process-wide like the module itself (one interpreter per PE, see
- * module.c) and kept until the process ends. */
-static struct {
-    PyObject *ndarray;          /* numpy.ndarray */
-    PyObject *frombuffer;       /* numpy.frombuffer */
-    PyObject *dtypes;           /* dict: dtype string -> numpy.dtype */
-    PyObject *array;            /* array.array */
-    PyObject *unpickling_error; /* pickle.UnpicklingError */
-    PyObject *kw_callback;      /* ("buffer_callback",) */
-    PyObject *kw_buffers;       /* ("buffers",) */
-} cache;
+/* Types and functions of modules looked up the first time they are needed
+ * live in the module state (cpy_state.codec): numpy is imported only to
+ * decode an array, never to encode (an array exists only if numpy was
+ * imported). */
 
 /* A keyword-names tuple for vectorcall, made once (borrowed). */
 static PyObject *kwnames(PyObject **slot, const char *name) {
@@ -311,13 +302,16 @@ static PyMethodDef collect_buffer_def = {"buffer_callback", collect_buffer, METH
 
 static int enc_pickle(cpy_enc *e, PyObject *obj) {
     PyObject *bufs = PyList_New(0), *cb = NULL, *proto = NULL, *pk = NULL;
-    PyObject *kw = kwnames(&cache.kw_callback, "buffer_callback"); /* borrowed */
+    PyObject *kw = kwnames(&e->st->codec.kw_callback, "buffer_callback"); /* borrowed */
     int rc = -1;
+    /* Below protocol 5 (charm.options.pickle_protocol) buffers stay in the
+     * pickle. */
+    int oob = e->st->pickle_protocol >= 5;
     if (!bufs || !kw || !(cb = PyCFunction_New(&collect_buffer_def, bufs)) ||
-        !(proto = PyLong_FromLong(5)))
+        !(proto = PyLong_FromLong(e->st->pickle_protocol)))
         goto done;
     PyObject *args[3] = {obj, proto, cb};
-    pk = PyObject_Vectorcall(e->st->dumps, args, 2, kw);
+    pk = PyObject_Vectorcall(e->st->dumps, args, 2, oob ? kw : NULL);
     if (!pk) {
         serialize_error(obj);
         goto done;
@@ -704,9 +698,9 @@ static int enc_value(cpy_enc *e, PyObject *obj) {
     if (tp == &PyMemoryView_Type)
         return enc_mview(e, obj);
     int rc = ENC_DECLINE;
-    if (is_type(tp, &cache.ndarray, "numpy.ndarray", "numpy", "ndarray"))
+    if (is_type(tp, &e->st->codec.ndarray, "numpy.ndarray", "numpy", "ndarray"))
         rc = enc_ndarray(e, obj);
-    else if (is_type(tp, &cache.array, "array.array", "array", "array"))
+    else if (is_type(tp, &e->st->codec.array, "array.array", "array", "array"))
         rc = enc_array(e, obj);
     return rc == ENC_DECLINE ? enc_pickle(e, obj) : rc;
 }
@@ -1032,19 +1026,19 @@ static PyObject *dec_dict(dec *d, int depth) {
     return dict;
 }
 
-static PyObject *get_numpy(void) {
-    if (!cache.frombuffer) {
+static PyObject *get_numpy(cpy_codec_cache *cache) {
+    if (!cache->frombuffer) {
         PyObject *np = PyImport_ImportModule("numpy");
         if (!np)
             return NULL;
-        cache.frombuffer = PyObject_GetAttrString(np, "frombuffer");
+        cache->frombuffer = PyObject_GetAttrString(np, "frombuffer");
         Py_DECREF(np);
-        if (!cache.frombuffer)
+        if (!cache->frombuffer)
             return NULL;
     }
-    if (!cache.dtypes && !(cache.dtypes = PyDict_New()))
+    if (!cache->dtypes && !(cache->dtypes = PyDict_New()))
         return NULL;
-    return cache.frombuffer;
+    return cache->frombuffer;
 }
 
 /* The shape of an array record: a tuple of ints. */
@@ -1081,7 +1075,7 @@ static PyObject *dec_ndarray(dec *d) {
     dref r;
     if (!shape || get_u8(d, &flags) < 0 || get_dref(d, &r) < 0)
         goto done;
-    PyObject *frombuffer = get_numpy();
+    PyObject *frombuffer = get_numpy(&d->st->codec);
     if (!frombuffer)
         goto done;
     PyObject *key = PyUnicode_DecodeASCII(ds, dlen, NULL);
@@ -1089,7 +1083,7 @@ static PyObject *dec_ndarray(dec *d) {
         corrupt_from("bad dtype");
         goto done;
     }
-    dtype = PyDict_GetItemWithError(cache.dtypes, key); /* borrowed */
+    dtype = PyDict_GetItemWithError(d->st->codec.dtypes, key); /* borrowed */
     if (dtype) {
         Py_INCREF(dtype);
         Py_DECREF(key);
@@ -1110,9 +1104,9 @@ static PyObject *dec_ndarray(dec *d) {
         corrupt_from("bad array");
         goto done;
     }
-    if (PyUnicode_Check(dtype) && PyDict_GET_SIZE(cache.dtypes) < 256) {
+    if (PyUnicode_Check(dtype) && PyDict_GET_SIZE(d->st->codec.dtypes) < 256) {
         PyObject *dt = PyObject_GetAttrString(arr, "dtype");
-        if (!dt || PyDict_SetItem(cache.dtypes, dtype, dt) < 0)
+        if (!dt || PyDict_SetItem(d->st->codec.dtypes, dtype, dt) < 0)
             PyErr_Clear();
         Py_XDECREF(dt);
     }
@@ -1159,16 +1153,16 @@ static PyObject *dec_array(dec *d) {
     dref r;
     if (get_u8(d, &tc) < 0 || get_dref(d, &r) < 0)
         return NULL;
-    if (!cache.array) {
+    if (!d->st->codec.array) {
         PyObject *m = PyImport_ImportModule("array");
-        cache.array = m ? PyObject_GetAttrString(m, "array") : NULL;
+        d->st->codec.array = m ? PyObject_GetAttrString(m, "array") : NULL;
         Py_XDECREF(m);
-        if (!cache.array)
+        if (!d->st->codec.array)
             return NULL;
     }
     char c = (char)tc;
     PyObject *code = PyUnicode_DecodeLatin1(&c, 1, NULL);
-    PyObject *arr = code ? PyObject_CallOneArg(cache.array, code) : NULL;
+    PyObject *arr = code ? PyObject_CallOneArg(d->st->codec.array, code) : NULL;
     Py_XDECREF(code);
     if (!arr)
         return corrupt_from("bad array typecode");
@@ -1218,20 +1212,20 @@ done:
 /* Whether the pending exception is a pickle.UnpicklingError: a malformed
  * pickle, as opposed to what unpickling good data may raise (a class that
  * does not exist here, an error in __setstate__). */
-static int unpickling_error(void) {
-    if (!cache.unpickling_error) {
+static int unpickling_error(cpy_codec_cache *cache) {
+    if (!cache->unpickling_error) {
         PyObject *t, *v, *tb;
         PyErr_Fetch(&t, &v, &tb);
         PyObject *m = PyImport_ImportModule("pickle");
-        cache.unpickling_error =
+        cache->unpickling_error =
             m ? PyObject_GetAttrString(m, "UnpicklingError") : NULL;
         Py_XDECREF(m);
         PyErr_Clear();
         PyErr_Restore(t, v, tb);
-        if (!cache.unpickling_error)
+        if (!cache->unpickling_error)
             return 0;
     }
-    return PyErr_ExceptionMatches(cache.unpickling_error);
+    return PyErr_ExceptionMatches(cache->unpickling_error);
 }
 
 static PyObject *dec_pickle(dec *d) {
@@ -1255,13 +1249,13 @@ static PyObject *dec_pickle(dec *d) {
     if (!data)
         goto done;
     if (n) {
-        PyObject *kw = kwnames(&cache.kw_buffers, "buffers"); /* borrowed */
+        PyObject *kw = kwnames(&d->st->codec.kw_buffers, "buffers"); /* borrowed */
         PyObject *args[2] = {data, bufs};
         res = kw ? PyObject_Vectorcall(d->st->loads, args, 1, kw) : NULL;
     } else {
         res = PyObject_CallOneArg(d->st->loads, data);
     }
-    if (!res && (PyErr_ExceptionMatches(PyExc_EOFError) || unpickling_error()))
+    if (!res && (PyErr_ExceptionMatches(PyExc_EOFError) || unpickling_error(&d->st->codec)))
         corrupt_from("bad pickle");
 done:
     if (pk.oob)
@@ -1401,3 +1395,24 @@ PyMethodDef cpy_codec_methods[] = {
      "and pickle buffers sent out of band are views onto bytes_like"},
     {NULL, NULL, 0, NULL},
 };
+
+void cpy_codec_clear(cpy_codec_cache *c) {
+    Py_CLEAR(c->ndarray);
+    Py_CLEAR(c->frombuffer);
+    Py_CLEAR(c->dtypes);
+    Py_CLEAR(c->array);
+    Py_CLEAR(c->unpickling_error);
+    Py_CLEAR(c->kw_callback);
+    Py_CLEAR(c->kw_buffers);
+}
+
+int cpy_codec_traverse(cpy_codec_cache *c, visitproc visit, void *arg) {
+    Py_VISIT(c->ndarray);
+    Py_VISIT(c->frombuffer);
+    Py_VISIT(c->dtypes);
+    Py_VISIT(c->array);
+    Py_VISIT(c->unpickling_error);
+    Py_VISIT(c->kw_callback);
+    Py_VISIT(c->kw_buffers);
+    return 0;
+}

@@ -32,10 +32,11 @@
  *    is decoded;
  *  - exact array.array and memoryview (with a native single-character
  *    format): typecode/format, shape and the raw data;
- *  - everything else, subclasses of the types above included: pickle
- *    protocol 5 with a buffer_callback, so contiguous buffers found inside
- *    (numpy arrays, PickleBuffer) of at least CPY_OOB_MIN bytes travel out
- *    of band, never inside the pickle.
+ *  - everything else, subclasses of the types above included: pickle, at
+ *    the protocol of charm.options.pickle_protocol (5 by default, the
+ *    highest); at protocol 5 with a buffer_callback, so contiguous buffers
+ *    found inside (numpy arrays, PickleBuffer) of at least CPY_OOB_MIN
+ *    bytes travel out of band, never inside the pickle.
  *  Data of at least CPY_OOB_MIN bytes goes out of band; smaller data is
  *  inline in the stream.
  *

@@ -1,10 +1,22 @@
 /*
  * The charmpy extension module (_charmpy): where the C runtime meets the
- * interpreter. module.c holds the module state, the runtime binding and the
- * message handlers; proxy.c the proxy and entry-method caller types.
+ * interpreter. Files and their prefixes:
+ *   module.c    the module, its state, the runtime binding, timers and the
+ *               runtime messages of the Python layer (cpy_)
+ *   dispatch.c  entry-method messages: delivery, invocation, replies,
+ *               errors in handlers (cpy_)
+ *   location.c  where chares are: collections on this PE, home PEs,
+ *               messages held or forwarded for an element (cpy_loc_)
+ *   proxy.c     the proxy and entry-method caller types, entry tables
+ *   args.c      the arguments of a call inside a message
+ *   codec.c     the compact encoding of Python values (codec.h)
+ *   reducers.c  built-in reducers over typed vectors of numbers
  *
  * Reference notes: every PyObject * field of a struct here is a strong
- * reference; functions say when they return a borrowed one.
+ * reference; functions say when they return a borrowed one. All functions
+ * need the GIL. The module keeps no state outside its cpy_state: handlers
+ * reach it through their `user` pointer, the types through
+ * PyType_GetModuleState().
  */
 #ifndef CHARMPY_CPY_H
 #define CHARMPY_CPY_H
@@ -20,16 +32,22 @@
 /* Collection kinds (also in python/charmpy/chare.py). */
 enum { CPY_CHARE = 0, CPY_GROUP = 1, CPY_ARRAY = 2 };
 
-/* Flags of an entry-method message. */
-enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8 };
+/* Flags of an entry-method message (also in python/charmpy/futures.py).
+ * EM_ROUTE: sent by this PE to itself because the target's home PE could
+ * not be computed yet (the array's ArrayMap has no member here yet); it is
+ * routed once the array exists here (location.c). */
+enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8, EM_ROUTE = 16 };
 
-/* Flags of an entry method (values of the per-class entries dict; the
- * Python side sets them from the decorators). */
+/* Flags of an entry method (set by the Python side from the decorators). */
 enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
 
+/* The method number of an insertion into a sparse array (ckInsert): the
+ * message carries the constructor's arguments to the element's PE. */
+#define CPY_M_INSERT 0xffff
+
 /* The start of an entry-method message's payload. After it come the
- * arguments: pickled (args, kwargs) bytes, or with EM_BYREF a PyObject * to
- * that tuple that the message owns (a strong reference). */
+ * arguments: encoded (args, kwargs), or with EM_BYREF the references of
+ * cpy_byref_store, which the message owns. */
 typedef struct em_hdr {
     uint64_t coll;      /* collection id */
     uint32_t flags;
@@ -38,53 +56,225 @@ typedef struct em_hdr {
     int32_t idx[CPY_MAXDIMS];
     uint64_t fut_id;    /* EM_RET/EM_AWAIT: the future to fulfil ... */
     int32_t fut_pe;     /* ... which lives on this PE */
-    uint32_t reserved;
+    int32_t aux;        /* CPY_M_INSERT: onPE + 1 (0: the home PE) */
 } em_hdr;
 
+/*
+ * The extension's calls into the Python layer. init() takes a dict from
+ * these names to callables; the module keeps strong references to them.
+ * Arguments are borrowed; each returns a new reference (None where no
+ * value is named) or NULL with an exception set, which the caller reports
+ * with cpy_report_error (ending the job) unless it says otherwise.
+ *
+ *   report_error(exc, where: str)        print the exception with where it
+ *                                        happened, then end the job
+ *   invoke_special(obj, key, name, args, kwargs|None, reply|None, flags)
+ *                                        run a @coro or @when entry method
+ *   recheck(obj)                         run what obj holds (@when messages,
+ *                                        waiting coroutines) that may run now
+ *   reply(reply, value, exc|None, obj|None, where|None)
+ *                                        fulfil the caller's future
+ *                                        (reply = (fut_pe, fut_id, flags))
+ *   reply_many(reply, items, nlater)     one PE's part of a broadcast's
+ *                                        future: a list of (index, value,
+ *                                        exc|None, where|None), maybe empty,
+ *                                        and how many members of this PE
+ *                                        answer later through reply
+ *   on_create(payload: bytes)            a collection to create here
+ *   on_py(payload: bytes)                a runtime message of the Python layer
+ *   insert(coll: int, index, args)       construct a sparse array element here
+ *   done_inserting(proxy)                proxy.ckDoneInserting()
+ *   combine(parts: list of bytes)        -> bytes: combine reduction parts
+ *   on_reduction(stream, seq, payload)   a reduction's result, at its root
+ *   entry_names(cls)                     -> (codes: dict name -> number,
+ *                                        names: tuple, flags: tuple)
+ *   new_future(nvals: int, ret: bool, bcast: bool)
+ *                                        -> Future for a call's reply
+ */
+#define CPY_HOOKS(X)                                                                   \
+    X(REPORT_ERROR, report_error)                                                      \
+    X(INVOKE_SPECIAL, invoke_special)                                                  \
+    X(RECHECK, recheck)                                                                \
+    X(REPLY, reply)                                                                    \
+    X(REPLY_MANY, reply_many)                                                          \
+    X(ON_CREATE, on_create)                                                            \
+    X(ON_PY, on_py)                                                                    \
+    X(INSERT, insert)                                                                  \
+    X(DONE_INSERTING, done_inserting)                                                  \
+    X(COMBINE, combine)                                                                \
+    X(ON_REDUCTION, on_reduction)                                                      \
+    X(ENTRY_NAMES, entry_names)                                                        \
+    X(NEW_FUTURE, new_future)
+
+enum {
+#define CPY_HOOK_ENUM(id, name) CPY_HOOK_##id,
+    CPY_HOOKS(CPY_HOOK_ENUM)
+#undef CPY_HOOK_ENUM
+        CPY_NHOOKS
+};
+
+/* Statistics of one entry method on this PE (profiling on). */
+typedef struct cpy_emstat {
+    uint64_t calls;
+    double total, max; /* seconds */
+} cpy_emstat;
+
+typedef struct cpy_colls cpy_colls; /* location.c: the collections on this PE */
+
+/* Types and functions of modules looked up the first time they are needed
+ * (codec.c): numpy is imported only to decode an array, never to encode. */
+typedef struct cpy_codec_cache {
+    PyObject *ndarray;          /* numpy.ndarray */
+    PyObject *frombuffer;       /* numpy.frombuffer */
+    PyObject *dtypes;           /* dict: dtype string -> numpy.dtype */
+    PyObject *array;            /* array.array */
+    PyObject *unpickling_error; /* pickle.UnpicklingError */
+    PyObject *kw_callback;      /* ("buffer_callback",) */
+    PyObject *kw_buffers;       /* ("buffers",) */
+} cpy_codec_cache;
+
 typedef struct cpy_state {
-    cp_ctx *ctx;             /* NULL until init() */
-    int h_entry, h_create, h_call, h_py, h_redres;
+    cp_ctx *ctx;             /* NULL until init() and after run() */
+    int h_entry, h_create, h_call, h_py, h_redres, h_loc;
     int red_py;              /* the reducer that combines Python values */
-    PyObject *colls;         /* dict: coll id -> dict index -> chare */
-    PyObject *pending;       /* dict: coll id -> list of capsules (cp_msg *)
-                                for messages that arrived before the
-                                collection was created here */
-    PyObject *runtime;       /* the Python-side runtime object */
+    PyObject *hooks[CPY_NHOOKS];
+    cpy_colls *colls;        /* the location service's table */
     PyObject *dumps, *loads; /* pickle.dumps / pickle.loads */
-    PyObject *proxy_type, *caller_type;
-    PyObject *entries;       /* dict: class -> (codes, names, flags): see
-                                cpy_entries() */
-    unsigned long long last_coll; /* the collection of the last message ... */
-    PyObject *last_members;  /* ... and its members (or NULL) */
+    PyObject *proxy_type, *caller_type, *owner_type;
+    PyObject *entries;       /* dict: class -> (codes, names, flags, stats)
+                                (see cpy_entries) */
     PyObject *held;          /* dict: id(chare) -> chare, for chares holding
                                 messages (@when) or waiting coroutines */
+    PyObject *str_procNum;   /* "procNum" */
     int local_optim;         /* same-PE arguments by reference (the default) */
+    int profiling;           /* time entry methods (options.profiling, +stats) */
+    int pickle_protocol;     /* for values the codec pickles */
+    cpy_codec_cache codec;
 } cpy_state;
 
-/* The state of the one imported _charmpy module (borrowed). */
-cpy_state *cpy_get_state(void);
+/* ---- module.c ------------------------------------------------------------- */
 
-/* proxy.c */
+/* The state of the module a type of this module belongs to (borrowed). */
+cpy_state *cpy_state_of_type(PyTypeObject *tp);
+/* 0, or -1 with RuntimeError when the runtime is not running. */
+int cpy_need_runtime(cpy_state *st);
+/* Call hook `which` with n borrowed arguments; new reference or NULL with
+ * an exception. */
+PyObject *cpy_hook(cpy_state *st, int which, PyObject *const *args, size_t n);
+/* Send msg to `handler` on PE pe (every PE when pe < 0); on failure frees
+ * msg and sets an exception naming the PE. 0 or -1. */
+int cpy_send_or_bcast(cpy_state *st, int pe, int handler, cp_msg *msg);
+
+/* ---- dispatch.c ----------------------------------------------------------- */
+
+/* The handler of entry-method messages (registered by init). */
+void cpy_on_entry(cp_ctx *ctx, cp_msg *msg, void *user);
+/* Deliver an entry-method message to `members` (a dict key -> chare) of its
+ * collection on this PE; takes msg. */
+void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members);
+/* Free a message that will not be delivered (it may own references). */
+void cpy_discard(cpy_state *st, cp_msg *msg);
+/* The arguments of an entry message (new references; kwargs NULL when
+ * none); takes msg. 0 or -1 with an exception. */
+int cpy_take_msg_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs);
+/* The reply tuple (fut_pe, fut_id, flags) of a message with a future, or
+ * None (new reference; NULL with an exception). */
+PyObject *cpy_reply_of(const em_hdr *h);
+/* An exception escaped Python code run by a handler: hand it to the
+ * report_error hook, which ends the job; `where` says what was running. */
+void cpy_report_error(cpy_state *st, const char *where);
+/* The pending exception, normalized, with its traceback (new reference). */
+PyObject *cpy_take_exception(void);
+void cpy_restore_exception(PyObject *exc); /* steals exc */
+
+/* ---- location.c ----------------------------------------------------------- */
+
+/* How a collection's elements are placed: enough to compute any element's
+ * home PE on any PE. Embedded in proxies and in the collection table. */
+typedef struct cpy_place {
+    int kind;
+    int ndims;
+    int sparse;                /* arrays: elements are inserted (ckInsert) */
+    int32_t dims[CPY_MAXDIMS]; /* dense arrays: the shape */
+    uint64_t map_coll;         /* the ArrayMap group's collection ... */
+    int has_map;               /* ... when there is one */
+} cpy_place;
+
+/* cpy_loc_home's answer when the ArrayMap group has no member on this PE
+ * yet: the message must wait for it (EM_ROUTE). */
+#define CPY_HOME_UNKNOWN (-2)
+
+int cpy_loc_init(cpy_state *st);
+void cpy_loc_clear(cpy_state *st);    /* drops held messages, keeps the table */
+void cpy_loc_free(cpy_state *st);
+int cpy_loc_traverse(cpy_state *st, visitproc visit, void *arg);
+/* The members (dict key -> chare, borrowed) of collection coll on this PE,
+ * or NULL when it is not registered here (no exception). */
+PyObject *cpy_loc_members(cpy_state *st, uint64_t coll);
+/* A message for a collection not registered here yet: keep it until
+ * cpy_loc_register. Takes msg; -1 with an exception (msg discarded). */
+int cpy_loc_early(cpy_state *st, cp_msg *msg);
+/* The home PE of element idx of a collection placed as `pl`: >= 0, or
+ * CPY_HOME_UNKNOWN, or -1 with an exception (procNum failed or returned
+ * a bad PE). */
+int cpy_loc_home(cpy_state *st, const cpy_place *pl, const int32_t *idx);
+/* Non-zero when a send to element idx must be routed through this PE
+ * (EM_ROUTE): its home is unknown here, or earlier messages from this PE
+ * to the collection are still waiting to be routed. */
+int cpy_loc_must_route(cpy_state *st, uint64_t coll, const cpy_place *pl,
+                       const int32_t *idx);
+void cpy_loc_note_routed(cpy_state *st, uint64_t coll); /* one more EM_ROUTE */
+/* A message for element `key` (borrowed), which is not among the members
+ * here: an insertion to run, or a message to forward to where the element
+ * is, to hold until it is inserted, or to fail. Takes msg. */
+void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg);
+/* An EM_ROUTE message whose collection now exists here: send it to the
+ * element's home (or deliver it here). Takes msg. */
+void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members);
+/* The member index a message names: an int (group PE, 0 for a single
+ * chare) or a tuple (array). New reference. */
+PyObject *cpy_loc_key(const em_hdr *h);
+/* The handler of location messages (element coll/idx lives on a PE). */
+void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user);
+/* Send an insertion (CPY_M_INSERT) of element idx of `coll` with `args`;
+ * 0 or -1 with an exception. */
+int cpy_loc_insert(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
+                   PyObject *args, int on_pe);
+extern PyMethodDef cpy_location_methods[];
+
+/* ---- proxy.c -------------------------------------------------------------- */
+
 int cpy_proxy_types_init(PyObject *module, cpy_state *st);
-/* The entry methods of `cls` (borrowed, cached), as the Python side lists
- * them: a tuple (codes, names, flags) where names is the sorted tuple of
- * entry-method names (every PE numbers them alike), codes a dict name ->
- * index and flags a tuple of ENTRY_* per index. NULL with an exception. */
+/* The entry methods of `cls` (borrowed, cached): a tuple (codes, names,
+ * flags, stats) where names is the sorted tuple of entry-method names
+ * (every PE numbers them alike), codes a dict name -> index, flags a tuple
+ * of ENTRY_* per index and stats a bytearray of one cpy_emstat per index.
+ * NULL with an exception. */
 PyObject *cpy_entries(cpy_state *st, PyObject *cls);
-/* Send an entry-method call; `args` (tuple) and `kwargs` (dict or NULL) are
- * borrowed. pe < 0 broadcasts to every PE. Returns 0 or -1 with an
- * exception set. */
-int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims,
-                   const int32_t *idx, int method, PyObject *name, PyObject *args,
-                   PyObject *kwargs, uint32_t fut_flags, int fut_pe,
-                   uint64_t fut_id);
+/* Send an entry-method call to PE pe (every PE when pe < 0): `hdr` is the
+ * message's header as the caller fills it (coll, method, index, future,
+ * aux; the EM_BCAST and EM_BYREF flags are added here); `args` (tuple) and
+ * `kwargs` (dict or NULL) are borrowed; `name` (borrowed, NULL for an
+ * insertion) names the method in errors. Returns 0 or -1 with an exception
+ * set (a TypeError naming the argument that cannot be serialized). */
+int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
+                   PyObject *kwargs);
+/* The placement and collection of a proxy of this module; 0, or -1 with
+ * TypeError when `proxy` is not one. */
+int cpy_proxy_place(cpy_state *st, PyObject *proxy, cpy_place *out, uint64_t *coll);
+/* Send an encoded entry message on to PE pe; arguments held by reference
+ * are encoded when pe is another PE. Takes msg on success; -1 with an
+ * exception (msg still the caller's). */
+int cpy_forward(cpy_state *st, cp_msg *msg, int pe);
 
-/* args.c: the arguments of a call inside a message, after `off` bytes.
+/* ---- args.c --------------------------------------------------------------- */
+
+/* The arguments of a call inside a message, after `off` bytes.
  * Encoded: cpy_encode_args allocates the message (NULL with an exception);
  * cpy_take_args decodes them (new references, kwargs NULL when none) and
  * takes the message: it frees it, or leaves it to the arrays that view it.
  * By reference (same PE): cpy_byref_size bytes holding strong references. */
-int cpy_args_init(PyObject *module);
+int cpy_args_init(PyObject *module, cpy_state *st);
 /* When `segs` is not NULL and the transport sends memory in place
  * (cp_sends_in_place), big contiguous buffers are left out of the message
  * and *segs receives them (else NULL); the message must then go with
@@ -100,10 +290,12 @@ size_t cpy_byref_size(void);
 void cpy_byref_store(void *dst, PyObject *args, PyObject *kwargs);
 void cpy_byref_take(const void *src, PyObject **args, PyObject **kwargs);
 
-/* codec.c: encode/decode/decode_zerocopy for Python (C API in codec.h) */
+/* ---- codec.c: encode/decode/decode_zerocopy for Python (C API in codec.h) */
 extern PyMethodDef cpy_codec_methods[];
+void cpy_codec_clear(cpy_codec_cache *c);
+int cpy_codec_traverse(cpy_codec_cache *c, visitproc visit, void *arg);
 
-/* reducers.c: built-in reducers over typed vectors of numbers */
+/* ---- reducers.c: built-in reducers over typed vectors of numbers --------- */
 extern PyMethodDef cpy_reducer_methods[];
 /* Non-zero when `data` holds a typed vector (not a pickle). */
 int cpy_typed_check(const void *data, size_t len);

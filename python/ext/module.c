@@ -1,11 +1,13 @@
 /*
- * _charmpy: the module, its state, the runtime binding and the handlers that
- * run Python code when messages arrive.
+ * _charmpy: the module, its state, the runtime binding, and the handlers
+ * of the runtime messages of the Python layer (creations, calls queued on
+ * this PE, Python-level runtime messages, reductions, timers).
  *
- * One process is one PE and imports this module once, so the runtime's
- * context is per process: the module state is reached from handlers through
- * the `user` pointer given at registration, and from the proxy types through
- * cpy_get_state(), which returns the state of the single module instance.
+ * One process is one PE and imports this module once. Its state is
+ * reached from handlers through the `user` pointer given at registration,
+ * from the module's types through PyType_GetModuleState(), and from module
+ * functions through PyModule_GetState(); nothing lives in file-scope
+ * variables.
  */
 #include "cpy.h"
 
@@ -17,32 +19,15 @@
 
 #include "launcher/launcher.h"
 
-static cpy_state *the_state; /* the state of the imported module (borrowed) */
+static const char *const hook_names[CPY_NHOOKS] = {
+#define CPY_HOOK_NAME(id, name) #name,
+    CPY_HOOKS(CPY_HOOK_NAME)
+#undef CPY_HOOK_NAME
+};
 
-cpy_state *cpy_get_state(void) { return the_state; }
+cpy_state *cpy_state_of_type(PyTypeObject *tp) { return PyType_GetModuleState(tp); }
 
-/* The pending exception, normalized, with its traceback attached (new
- * reference), and its inverse: PyErr_GetRaisedException for 3.11. */
-static PyObject *take_exception(void) {
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (v && tb)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    return v;
-}
-
-static void restore_exception(PyObject *v) {
-    if (!v) {
-        PyErr_SetString(PyExc_SystemError, "charmpy: an error was lost on its way");
-        return;
-    }
-    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(v)), v, PyException_GetTraceback(v));
-}
-
-static int need_runtime(cpy_state *st) {
+int cpy_need_runtime(cpy_state *st) {
     if (st->ctx)
         return 0;
     PyErr_SetString(PyExc_RuntimeError,
@@ -50,364 +35,35 @@ static int need_runtime(cpy_state *st) {
     return -1;
 }
 
-/* ---- errors in handlers ------------------------------------------------- */
-
-/* An exception escaped Python code run by a handler: let the Python side
- * print it with its context and end the job. Never returns normally when
- * the Python side works as it should. */
-static void report_error(cpy_state *st, const char *where) {
-    PyObject *exc = take_exception();
-    if (!exc) /* a bug of ours: still end the job with what we know */
-        exc = PyObject_CallFunction(PyExc_SystemError, "s", "an error was lost on its way");
-    if (exc && PyErr_GivenExceptionMatches(exc, PyExc_SystemExit)) {
-        /* sys.exit() inside an entry method ends the job like charm.exit(). */
-        PyObject *code = PyObject_GetAttrString(exc, "code");
-        long c = code && PyLong_Check(code) ? PyLong_AsLong(code) : (code == Py_None ? 0 : 1);
-        Py_XDECREF(code);
-        Py_DECREF(exc);
-        PyErr_Clear();
-        cp_exit(st->ctx, (int)c);
-        return;
-    }
-    PyObject *r = st->runtime ? PyObject_CallMethod(st->runtime, "_report_error", "Os", exc,
-                                                    where)
-                              : NULL;
-    if (!r) {
-        PyErr_Print();
-        restore_exception(exc);
-        exc = NULL;
-        PyErr_Print();
-        cp_abort(st->ctx, "uncaught exception in %s", where);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(exc);
-    cp_abort(st->ctx, "uncaught exception in %s", where);
+PyObject *cpy_hook(cpy_state *st, int which, PyObject *const *args, size_t n) {
+    PyObject *fn = st->hooks[which];
+    if (!fn)
+        return PyErr_Format(PyExc_RuntimeError, "charmpy: the Python layer gave no '%s' hook",
+                            hook_names[which]);
+    return PyObject_Vectorcall(fn, args, n, NULL);
 }
 
-/* ---- entry-method messages ---------------------------------------------- */
-
-
-static int buffer_message(cpy_state *st, PyObject *key, cp_msg *msg) {
-    PyObject *list = PyDict_GetItemWithError(st->pending, key); /* borrowed */
-    if (!list) {
-        if (PyErr_Occurred())
-            return -1;
-        list = PyList_New(0);
-        if (!list || PyDict_SetItem(st->pending, key, list) < 0) {
-            Py_XDECREF(list);
-            return -1;
-        }
-        Py_DECREF(list);
-    }
-    PyObject *ptr = PyLong_FromVoidPtr(msg);
-    if (!ptr)
-        return -1;
-    int rc = PyList_Append(list, ptr);
-    Py_DECREF(ptr);
-    return rc;
-}
-
-/* The arguments of a message, as new references (kwargs NULL when there
- * are none); takes the message. */
-static int take_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs) {
-    em_hdr *h = cp_msg_data(msg);
-    if (h->flags & EM_BYREF) {
-        cpy_byref_take(h + 1, args, kwargs); /* the message's references */
+int cpy_send_or_bcast(cpy_state *st, int pe, int handler, cp_msg *msg) {
+    int rc = pe < 0 ? cp_bcast(st->ctx, handler, msg) : cp_send(st->ctx, pe, handler, msg);
+    if (rc) {
         cp_msg_free(st->ctx, msg);
-        return 0;
+        PyErr_Format(rc == CP_ERANGE ? PyExc_IndexError : PyExc_RuntimeError,
+                     "cannot send to PE %d: %s", pe, cp_strerror(rc));
+        return -1;
     }
-    return cpy_take_args(st, msg, sizeof *h, args, kwargs);
+    return 0;
 }
 
-static void describe_target(char *buf, size_t n, PyObject *obj, PyObject *key,
-                            PyObject *name, int pe) {
-    PyObject *krepr = key ? PyObject_Repr(key) : NULL;
-    const char *ks = krepr ? PyUnicode_AsUTF8(krepr) : NULL;
-    snprintf(buf, n, "%s%s%s%s.%s on PE %d", Py_TYPE(obj)->tp_name, ks ? "[" : "",
-             ks ? ks : "", ks ? "]" : "", PyUnicode_AsUTF8(name), pe);
-    Py_XDECREF(krepr);
-    PyErr_Clear();
-}
+/* ---- handlers ------------------------------------------------------------- */
 
-/* After an entry method ran on `obj`: if the chare holds messages (@when) or
- * waiting coroutines, let the Python side re-check their conditions. */
-static void recheck_held(cpy_state *st, PyObject *obj) {
-    if (PyDict_GET_SIZE(st->held) == 0)
-        return;
-    PyObject *id = PyLong_FromVoidPtr(obj);
-    int held = id ? PyDict_Contains(st->held, id) : -1;
-    Py_XDECREF(id);
-    PyObject *r = held > 0 ? PyObject_CallMethod(st->runtime, "_recheck", "O", obj)
-                           : (held == 0 ? Py_NewRef(Py_None) : NULL);
-    if (!r) {
-        report_error(st, "re-checking @when conditions");
-        return;
-    }
-    Py_DECREF(r);
-}
-
-/* Run entry method number `method` of `obj`. `reply` (borrowed, or NULL)
- * is the future to fulfil: (fut_pe, fut_id, flags). Plain methods are
- * called here; coroutines and @when methods go through the Python side. */
-static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyObject *args,
-                   PyObject *kwargs, PyObject *reply, PyObject *collect) {
-    PyObject *ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
-    PyObject *name = NULL, *r = NULL;
-    long flags = 0;
-    if (!ent)
-        goto error;
-    PyObject *names = PyTuple_GET_ITEM(ent, 1);
-    if (method >= PyTuple_GET_SIZE(names)) {
-        PyErr_Format(PyExc_RuntimeError,
-                     "message for entry method #%d of %s, which has %zd: the PEs disagree "
-                     "on the class (is the same program running everywhere?)",
-                     method, Py_TYPE(obj)->tp_name, PyTuple_GET_SIZE(names));
-        goto error;
-    }
-    name = PyTuple_GET_ITEM(names, method); /* borrowed */
-    flags = PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(ent, 2), method));
-    if (flags & (ENTRY_CORO | ENTRY_WHEN)) {
-        r = PyObject_CallMethod(st->runtime, "_invoke_special", "OOOOOOl", obj, key, name,
-                                args, kwargs ? kwargs : Py_None, reply ? reply : Py_None,
-                                flags);
-        if (!r)
-            goto error;
-        Py_DECREF(r);
-        recheck_held(st, obj);
-        return;
-    }
-    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
-    if (!kwargs && nargs < 8) {
-        /* The common case: obj.name(*args) without a bound-method object. */
-        PyObject *stack[9];
-        stack[0] = obj;
-        for (Py_ssize_t i = 0; i < nargs; i++)
-            stack[i + 1] = PyTuple_GET_ITEM(args, i);
-        r = PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), NULL);
-    } else {
-        PyObject *meth = PyObject_GetAttr(obj, name);
-        r = meth ? PyObject_Call(meth, args, kwargs) : NULL;
-        Py_XDECREF(meth);
-    }
-    if (collect) {
-        /* A broadcast with a future: this PE sends all its members' results
-         * in one message (see deliver_entry). */
-        PyObject *exc = r ? NULL : take_exception(), *where_s = NULL;
-        if (exc) {
-            char where[512];
-            describe_target(where, sizeof where, obj, key, name, cp_my_pe(st->ctx));
-            where_s = PyUnicode_FromString(where);
-        }
-        PyObject *item = PyTuple_Pack(4, key, r ? r : Py_None, exc ? exc : Py_None,
-                                      where_s ? where_s : Py_None);
-        Py_XDECREF(exc);
-        Py_XDECREF(where_s);
-        Py_XDECREF(r);
-        if (!item || PyList_Append(collect, item) < 0) {
-            Py_XDECREF(item);
-            goto error;
-        }
-        Py_DECREF(item);
-        recheck_held(st, obj);
-        return;
-    }
-    if (reply) {
-        /* The caller holds a future: it gets the value or the exception. */
-        PyObject *exc = r ? NULL : take_exception(), *where_s = NULL;
-        if (exc) {
-            char where[512];
-            describe_target(where, sizeof where, obj, key, name, cp_my_pe(st->ctx));
-            where_s = PyUnicode_FromString(where);
-        }
-        PyObject *rr = PyObject_CallMethod(st->runtime, "_reply", "OOOOO", reply,
-                                           r ? r : Py_None, exc ? exc : Py_None, obj,
-                                           where_s ? where_s : Py_None);
-        Py_XDECREF(where_s);
-        Py_XDECREF(exc);
-        Py_XDECREF(r);
-        if (!rr)
-            goto error;
-        Py_DECREF(rr);
-        recheck_held(st, obj);
-        return;
-    }
-    if (!r)
-        goto error;
-    Py_DECREF(r);
-    recheck_held(st, obj);
-    return;
-error: {
-    char where[512];
-    PyObject *exc = take_exception();
-    PyObject *nm = name ? Py_NewRef(name) : PyUnicode_FromFormat("#%d", method);
-    describe_target(where, sizeof where, obj, key, nm, cp_my_pe(st->ctx));
-    Py_XDECREF(nm);
-    restore_exception(exc);
-    report_error(st, where);
-}
-}
-
-/* Free a message that will not be delivered (it may own its arguments). */
-static void discard_message(cpy_state *st, cp_msg *msg) {
-    em_hdr *h = cp_msg_data(msg);
-    if (h->flags & EM_BYREF) {
-        PyObject *args, *kwargs;
-        cpy_byref_take(h + 1, &args, &kwargs);
-        Py_DECREF(args);
-        Py_XDECREF(kwargs);
-    }
-    cp_msg_free(st->ctx, msg);
-}
-
-/* The member index a message names: an int (group PE, 0 for a single chare)
- * or a tuple (array). New reference. */
-static PyObject *message_key(const em_hdr *h) {
-    if (h->ndims == 0)
-        return PyLong_FromLong(h->idx[0]);
-    PyObject *key = PyTuple_New(h->ndims);
-    for (int i = 0; key && i < h->ndims; i++) {
-        PyObject *v = PyLong_FromLong(h->idx[i]);
-        if (!v) {
-            Py_CLEAR(key);
-            break;
-        }
-        PyTuple_SET_ITEM(key, i, v);
-    }
-    return key;
-}
-
-/* Deliver an entry-method message to the members of its collection on this
- * PE (all of them for a broadcast). A message for a member that is not here
- * goes to the Python side, which forwards it, keeps it until the member is
- * inserted, or reports the error. Consumes msg. */
-static void deliver_entry(cpy_state *st, cp_msg *msg, PyObject *members) {
-    em_hdr *h = cp_msg_data(msg);
-    int bcast = h->flags & EM_BCAST;
-    unsigned long long coll = (unsigned long long)h->coll;
-    int method = h->method;
-    PyObject *key = NULL, *obj = NULL, *reply = NULL, *args = NULL, *kwargs = NULL;
-    if (!bcast) {
-        key = message_key(h);
-        if (!key)
-            goto error_msg;
-        obj = PyDict_GetItemWithError(members, key); /* borrowed */
-        if (!obj) {
-            if (PyErr_Occurred())
-                goto error_msg;
-            PyObject *ptr = PyLong_FromVoidPtr(msg);
-            PyObject *rep = (h->flags & (EM_RET | EM_AWAIT))
-                                ? Py_BuildValue("iKl", h->fut_pe,
-                                                (unsigned long long)h->fut_id,
-                                                (long)(h->flags & (EM_RET | EM_AWAIT)))
-                                : Py_NewRef(Py_None);
-            PyObject *r = ptr && rep ? PyObject_CallMethod(st->runtime, "_missing", "KOOO",
-                                                           coll, key, ptr, rep)
-                                     : NULL;
-            Py_XDECREF(ptr);
-            Py_XDECREF(rep);
-            if (!r)
-                goto error_msg; /* not taken: still ours */
-            Py_DECREF(r);
-            Py_DECREF(key);
-            return;
-        }
-        Py_INCREF(obj);
-    }
-    if (h->flags & (EM_RET | EM_AWAIT)) {
-        reply = Py_BuildValue("iKl", h->fut_pe, (unsigned long long)h->fut_id,
-                              (long)(h->flags & (EM_RET | EM_AWAIT | EM_BCAST)));
-        if (!reply)
-            goto error_msg;
-    }
-    int rc = take_args(st, msg, &args, &kwargs); /* msg is gone from here on */
-    msg = NULL;
-    if (rc < 0)
-        goto error;
-    if (bcast) {
-        /* Handlers never run inside one another (a coroutine that suspends
-         * comes back here), so the members cannot change during the loop. */
-        PyObject *collect = reply ? PyList_New(0) : NULL;
-        if (reply && !collect)
-            goto error;
-        PyObject *k, *v;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(members, &pos, &k, &v))
-            invoke(st, v, k, method, args, kwargs, reply, collect);
-        if (collect) {
-            PyObject *r = PyList_GET_SIZE(collect)
-                              ? PyObject_CallMethod(st->runtime, "_reply_many", "OO", reply,
-                                                    collect)
-                              : Py_NewRef(Py_None);
-            Py_DECREF(collect);
-            if (!r)
-                goto error;
-            Py_DECREF(r);
-        }
-    } else {
-        invoke(st, obj, key, method, args, kwargs, reply, NULL);
-    }
-    Py_XDECREF(obj);
-    Py_XDECREF(reply);
-    Py_DECREF(args);
-    Py_XDECREF(kwargs);
-    Py_XDECREF(key);
-    return;
-error_msg:
-    if (msg)
-        discard_message(st, msg);
-error:
-    Py_XDECREF(obj);
-    Py_XDECREF(reply);
-    Py_XDECREF(args);
-    Py_XDECREF(kwargs);
-    Py_XDECREF(key);
-    char where[128];
-    snprintf(where, sizeof where, "delivering a message to collection %llx on PE %d", coll,
-             cp_my_pe(st->ctx));
-    report_error(st, where);
-}
-
-static void on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
-    (void)ctx;
-    cpy_state *st = user;
-    em_hdr *h = cp_msg_data(msg);
-    PyObject *members;
-    if (st->last_members && st->last_coll == h->coll) {
-        members = Py_NewRef(st->last_members);
-    } else {
-        PyObject *key = PyLong_FromUnsignedLongLong(h->coll);
-        members = key ? PyDict_GetItemWithError(st->colls, key) : NULL;
-        if (!members) {
-            /* Not created here yet: keep the message until it is. */
-            if (key && !PyErr_Occurred() && buffer_message(st, key, msg) == 0) {
-                Py_DECREF(key);
-                return;
-            }
-            Py_XDECREF(key);
-            discard_message(st, msg);
-            report_error(st, "queueing a message for a collection not created yet");
-            return;
-        }
-        Py_DECREF(key);
-        Py_INCREF(members);
-        st->last_coll = h->coll;
-        Py_XSETREF(st->last_members, Py_NewRef(members));
-    }
-    deliver_entry(st, msg, members);
-    Py_DECREF(members);
-}
-
-/* ---- creation and calls ------------------------------------------------- */
-
-/* Hand a message's bytes to a method of the Python runtime; frees msg. */
-static void bytes_to_runtime(cpy_state *st, cp_msg *msg, const char *method,
-                             const char *what) {
+/* Hand a message's bytes to a hook; frees msg. */
+static void bytes_to_hook(cpy_state *st, cp_msg *msg, int hook, const char *what) {
     PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size);
     cp_msg_free(st->ctx, msg);
-    PyObject *r = b ? PyObject_CallMethod(st->runtime, method, "O", b) : NULL;
+    PyObject *r = b ? cpy_hook(st, hook, &b, 1) : NULL;
     Py_XDECREF(b);
     if (!r) {
-        report_error(st, what);
+        cpy_report_error(st, what);
         return;
     }
     Py_DECREF(r);
@@ -415,55 +71,71 @@ static void bytes_to_runtime(cpy_state *st, cp_msg *msg, const char *method,
 
 static void on_create(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
-    bytes_to_runtime(user, msg, "_on_create", "creating a chare collection");
+    bytes_to_hook(user, msg, CPY_HOOK_ON_CREATE, "creating a chare collection");
+}
+
+/* A runtime message of the Python layer (future values, insert counts...). */
+static void on_py(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    bytes_to_hook(user, msg, CPY_HOOK_ON_PY, "handling a runtime message");
+}
+
+/* Call pair = (callable, args) (a strong reference, consumed) and report
+ * what it raised. */
+static void call_pair(cpy_state *st, PyObject *pair, const char *what) {
+    PyObject *fn = PyTuple_GET_ITEM(pair, 0);
+    PyObject *r = PyObject_CallObject(fn, PyTuple_GET_ITEM(pair, 1));
+    if (r) {
+        Py_DECREF(r);
+        Py_DECREF(pair);
+        return;
+    }
+    PyObject *exc = cpy_take_exception(); /* before anything else runs Python */
+    PyObject *qn = PyObject_GetAttrString(fn, "__qualname__");
+    PyErr_Clear();
+    char where[256];
+    snprintf(where, sizeof where, "%s%s on PE %d", what,
+             qn && PyUnicode_Check(qn) ? PyUnicode_AsUTF8(qn) : "a function",
+             cp_my_pe(st->ctx));
+    Py_XDECREF(qn);
+    cpy_restore_exception(exc);
+    Py_DECREF(pair);
+    cpy_report_error(st, where);
 }
 
 /* A message carrying (callable, args) by reference, for this PE only. */
 static void on_call(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
-    cpy_state *st = user;
     PyObject *pair;
     memcpy(&pair, cp_msg_data(msg), sizeof pair);
-    cp_msg_free(st->ctx, msg);
-    PyObject *r = PyObject_CallObject(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
-    if (!r) {
-        PyObject *fn = PyTuple_GET_ITEM(pair, 0);
-        PyObject *exc = take_exception(); /* before anything else runs Python */
-        PyObject *qn = PyObject_GetAttrString(fn, "__qualname__");
-        PyErr_Clear();
-        char where[256];
-        snprintf(where, sizeof where, "%s on PE %d",
-                 qn && PyUnicode_Check(qn) ? PyUnicode_AsUTF8(qn) : "a function",
-                 cp_my_pe(st->ctx));
-        Py_XDECREF(qn);
-        restore_exception(exc);
-        Py_DECREF(pair);
-        report_error(st, where);
-        return;
-    }
-    Py_DECREF(r);
-    Py_DECREF(pair);
+    cp_msg_free(((cpy_state *)user)->ctx, msg);
+    call_pair(user, pair, "");
 }
 
-/* A runtime message for the Python side (future values, acknowledgements):
- * bytes handed to runtime._on_py. */
-static void on_py(cp_ctx *ctx, cp_msg *msg, void *user) {
+/* A timer's argument: the state and (callable, args). */
+typedef struct timer_arg {
+    cpy_state *st;
+    PyObject *pair; /* strong */
+} timer_arg;
+
+static void on_timer(cp_ctx *ctx, void *arg) {
     (void)ctx;
-    bytes_to_runtime(user, msg, "_on_py", "handling a runtime message");
+    timer_arg t = *(timer_arg *)arg;
+    PyMem_RawFree(arg);
+    call_pair(t.st, t.pair, "a timer callback: ");
 }
 
-/* Combine partial results of Python values: runtime._combine(list of bytes)
- * returns the combined bytes. */
+/* Combine partial results of Python values: the combine hook (list of
+ * bytes) returns the combined bytes. Numbers never leave C. */
 static cp_msg *py_combine(cp_ctx *ctx, cp_msg *const *parts, int n, void *user) {
     cpy_state *st = user;
     int typed = 1;
     for (int i = 0; i < n && typed; i++)
         typed = cpy_typed_check(cp_msg_data(parts[i]), (size_t)parts[i]->size);
     if (typed) {
-        /* Numbers all the way: combine in place, no Python. */
         if (cpy_typed_combine_msgs(parts, n) == 0)
             return parts[0];
-        report_error(st, "combining reduction contributions");
+        cpy_report_error(st, "combining reduction contributions");
         return NULL;
     }
     PyObject *list = PyList_New(n);
@@ -476,56 +148,45 @@ static cp_msg *py_combine(cp_ctx *ctx, cp_msg *const *parts, int n, void *user) 
         }
         PyList_SET_ITEM(list, i, b);
     }
-    PyObject *r = list ? PyObject_CallMethod(st->runtime, "_combine", "O", list) : NULL;
+    PyObject *r = list ? cpy_hook(st, CPY_HOOK_COMBINE, &list, 1) : NULL;
     Py_XDECREF(list);
     cp_msg *out = NULL;
     if (r && PyBytes_Check(r)) {
         out = cp_msg_alloc(ctx, (size_t)PyBytes_GET_SIZE(r));
         if (out)
             memcpy(cp_msg_data(out), PyBytes_AS_STRING(r), (size_t)PyBytes_GET_SIZE(r));
+        else
+            PyErr_NoMemory();
+    } else if (r) {
+        PyErr_SetString(PyExc_TypeError, "the combine hook must return bytes");
     }
-    if (!r || !out) {
-        Py_XDECREF(r);
-        report_error(st, "combining reduction contributions");
+    Py_XDECREF(r);
+    if (!out) {
+        cpy_report_error(st, "combining reduction contributions");
         return NULL;
     }
-    Py_DECREF(r);
     return out;
 }
 
-/* The result of a reduction, at its root: runtime._on_reduction(stream, seq,
- * bytes). */
+/* The result of a reduction, at its root: on_reduction(stream, seq, bytes). */
 static void on_redres(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
     cpy_state *st = user;
-    PyObject *b = PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size);
-    unsigned long long stream = msg->stream, seq = msg->seq;
+    PyObject *a[3] = {PyLong_FromUnsignedLongLong(msg->stream),
+                      PyLong_FromUnsignedLongLong(msg->seq),
+                      PyBytes_FromStringAndSize(cp_msg_data(msg), (Py_ssize_t)msg->size)};
     cp_msg_free(st->ctx, msg);
-    PyObject *r = b ? PyObject_CallMethod(st->runtime, "_on_reduction", "KKO", stream, seq, b)
-                    : NULL;
-    Py_XDECREF(b);
+    PyObject *r = a[0] && a[1] && a[2] ? cpy_hook(st, CPY_HOOK_ON_REDUCTION, a, 3) : NULL;
+    for (int i = 0; i < 3; i++)
+        Py_XDECREF(a[i]);
     if (!r) {
-        report_error(st, "delivering a reduction result");
+        cpy_report_error(st, "delivering a reduction result");
         return;
     }
     Py_DECREF(r);
 }
 
-/* Timer callback: arg is a strong reference to (callable, args). */
-static void on_timer(cp_ctx *ctx, void *arg) {
-    (void)ctx;
-    cpy_state *st = the_state;
-    PyObject *pair = arg;
-    PyObject *r = PyObject_CallObject(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
-    Py_DECREF(pair);
-    if (!r) {
-        report_error(st, "a timer callback");
-        return;
-    }
-    Py_DECREF(r);
-}
-
-/* ---- module functions --------------------------------------------------- */
+/* ---- start and end ---------------------------------------------------------- */
 
 /* numpy-heavy chares allocate and free the same big temporaries every
  * iteration. glibc serves a request at or above its mmap threshold with a
@@ -548,17 +209,65 @@ static void tune_malloc(void) {
 #endif
 }
 
+/* Take the hooks from dict `hooks` (every name must be there). */
+static int set_hooks(cpy_state *st, PyObject *hooks) {
+    for (int i = 0; i < CPY_NHOOKS; i++) {
+        PyObject *fn = PyDict_GetItemString(hooks, hook_names[i]); /* borrowed */
+        if (!fn || !PyCallable_Check(fn)) {
+            PyErr_Format(PyExc_TypeError, "init(): hook '%s' is missing or not callable",
+                         hook_names[i]);
+            return -1;
+        }
+        Py_XSETREF(st->hooks[i], Py_NewRef(fn));
+    }
+    return 0;
+}
+
+/* The runtime flags given on the command line, as a dict name -> value. */
+static PyObject *flags_dict(cp_ctx *ctx) {
+    PyObject *d = PyDict_New();
+    const char *name, *value;
+    for (int i = 0; d && (name = cp_flag_at(ctx, i, &value)) != NULL; i++) {
+        PyObject *v = PyUnicode_DecodeFSDefault(value);
+        if (!v || PyDict_SetItemString(d, name, v) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
+static int register_handlers(cpy_state *st) {
+    st->h_entry = cp_handler_register(st->ctx, cpy_on_entry, st);
+    st->h_create = cp_handler_register(st->ctx, on_create, st);
+    st->h_call = cp_handler_register(st->ctx, on_call, st);
+    st->h_py = cp_handler_register(st->ctx, on_py, st);
+    st->h_redres = cp_handler_register(st->ctx, on_redres, st);
+    st->h_loc = cp_handler_register(st->ctx, cpy_on_location, st);
+    st->red_py = cp_reducer_register(st->ctx, py_combine, st);
+    if (st->h_entry < 0 || st->h_create < 0 || st->h_call < 0 || st->h_py < 0 ||
+        st->h_redres < 0 || st->h_loc < 0 || st->red_py < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* init(hooks, argv, local_optim, profiling, pickle_protocol) ->
+ * (pe, npes, argv without runtime flags, {flag: value}) */
 static PyObject *mod_init(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
-    PyObject *runtime, *argv;
-    int local_optim = 1;
-    if (!PyArg_ParseTuple(args, "OO!|p", &runtime, &PyList_Type, &argv, &local_optim))
+    PyObject *hooks, *argv;
+    int local_optim = 1, profiling = 0, protocol = 5;
+    if (!PyArg_ParseTuple(args, "O!O!|ppi", &PyDict_Type, &hooks, &PyList_Type, &argv,
+                          &local_optim, &profiling, &protocol))
+        return NULL;
+    if (st->ctx)
+        return PyErr_Format(PyExc_RuntimeError, "charm.start() was already called in this "
+                                                "process");
+    if (set_hooks(st, hooks) < 0)
         return NULL;
     st->local_optim = local_optim;
-    if (st->ctx) {
-        PyErr_SetString(PyExc_RuntimeError, "charm.start() was already called in this process");
-        return NULL;
-    }
+    st->pickle_protocol = protocol < 0 || protocol > 5 ? 5 : protocol;
     /* cp_init removes runtime flags (+p4, ++quiet...) from a C argv. */
     Py_ssize_t n = PyList_GET_SIZE(argv);
     char **cargv = PyMem_Calloc((size_t)n + 1, sizeof *cargv);
@@ -577,6 +286,7 @@ static PyObject *mod_init(PyObject *module, PyObject *args) {
     int rc = cp_init(&st->ctx, &cargc, &pargv);
     if (rc) {
         PyMem_Free(cargv);
+        st->ctx = NULL;
         return PyErr_Format(PyExc_RuntimeError, "cannot start the charmpy runtime: %s",
                             cp_strerror(rc));
     }
@@ -584,26 +294,14 @@ static PyObject *mod_init(PyObject *module, PyObject *args) {
     for (int i = 0; kept && i < cargc; i++)
         PyList_SET_ITEM(kept, i, PyUnicode_FromString(pargv[i]));
     PyMem_Free(cargv);
-    if (!kept)
+    PyObject *flags = kept ? flags_dict(st->ctx) : NULL;
+    if (!flags || register_handlers(st) < 0) {
+        Py_XDECREF(kept);
+        Py_XDECREF(flags);
         return NULL;
-    st->h_entry = cp_handler_register(st->ctx, on_entry, st);
-    st->h_create = cp_handler_register(st->ctx, on_create, st);
-    st->h_call = cp_handler_register(st->ctx, on_call, st);
-    st->h_py = cp_handler_register(st->ctx, on_py, st);
-    st->h_redres = cp_handler_register(st->ctx, on_redres, st);
-    st->red_py = cp_reducer_register(st->ctx, py_combine, st);
-    Py_INCREF(runtime);
-    Py_XSETREF(st->runtime, runtime);
-    return Py_BuildValue("iiN", cp_my_pe(st->ctx), cp_num_pes(st->ctx), kept);
-}
-
-static void free_pending(cpy_state *st) {
-    PyObject *key, *list;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(st->pending, &pos, &key, &list))
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
-            discard_message(st, PyLong_AsVoidPtr(PyList_GET_ITEM(list, i)));
-    PyDict_Clear(st->pending);
+    }
+    st->profiling = profiling || cp_flag(st->ctx, "+stats") != NULL;
+    return Py_BuildValue("iiNN", cp_my_pe(st->ctx), cp_num_pes(st->ctx), kept, flags);
 }
 
 static void flush_std(const char *name) {
@@ -616,14 +314,12 @@ static void flush_std(const char *name) {
 static PyObject *mod_run(PyObject *module, PyObject *noargs) {
     (void)noargs;
     cpy_state *st = PyModule_GetState(module);
-    if (need_runtime(st))
+    if (cpy_need_runtime(st))
         return NULL;
     int rc = cp_run(st->ctx);
     if (PyErr_Occurred())
         return NULL;
-    free_pending(st);
-    Py_CLEAR(st->last_members);
-    PyDict_Clear(st->colls);
+    cpy_loc_clear(st);
     /* Python's buffered output first: under mpirun, a non-zero exit of one
      * rank gets the others killed as soon as it leaves. */
     flush_std("stdout");
@@ -638,9 +334,7 @@ static PyObject *mod_run(PyObject *module, PyObject *noargs) {
 static PyObject *mod_exit(PyObject *module, PyObject *arg) {
     cpy_state *st = PyModule_GetState(module);
     long code = PyLong_AsLong(arg);
-    if (code == -1 && PyErr_Occurred())
-        return NULL;
-    if (need_runtime(st))
+    if ((code == -1 && PyErr_Occurred()) || cpy_need_runtime(st))
         return NULL;
     cp_exit(st->ctx, (int)code);
     Py_RETURN_NONE;
@@ -651,11 +345,15 @@ static PyObject *mod_abort(PyObject *module, PyObject *arg) {
     const char *text = PyUnicode_AsUTF8(arg);
     if (!text)
         return NULL;
-    PyObject *r = PyObject_CallMethod(PySys_GetObject("stdout"), "flush", NULL);
-    Py_XDECREF(r);
-    PyErr_Clear();
+    flush_std("stdout");
+    if (!st->ctx) {
+        fprintf(stderr, "charmpy: abort: %s\n", text);
+        exit(1);
+    }
     cp_abort(st->ctx, "%s", text);
 }
+
+/* ---- queries ---------------------------------------------------------------- */
 
 static PyObject *mod_my_pe(PyObject *module, PyObject *noargs) {
     (void)noargs;
@@ -672,7 +370,7 @@ static PyObject *mod_num_pes(PyObject *module, PyObject *noargs) {
 static PyObject *mod_transport(PyObject *module, PyObject *noargs) {
     (void)noargs;
     cpy_state *st = PyModule_GetState(module);
-    if (need_runtime(st))
+    if (cpy_need_runtime(st))
         return NULL;
     return PyUnicode_FromString(cp_transport(st->ctx));
 }
@@ -681,7 +379,7 @@ static PyObject *mod_transport(PyObject *module, PyObject *noargs) {
 static PyObject *mod_host_table(PyObject *module, PyObject *noargs) {
     (void)noargs;
     cpy_state *st = PyModule_GetState(module);
-    if (need_runtime(st))
+    if (cpy_need_runtime(st))
         return NULL;
     int n = cp_num_pes(st->ctx);
     PyObject *t = PyTuple_New(n);
@@ -704,23 +402,71 @@ static PyObject *mod_wall_time(PyObject *module, PyObject *noargs) {
     return PyFloat_FromDouble(cp_wall_time());
 }
 
-static int send_or_bcast(cpy_state *st, int pe, int handler, cp_msg *msg) {
-    int rc = pe < 0 ? cp_bcast(st->ctx, handler, msg) : cp_send(st->ctx, pe, handler, msg);
-    if (rc) {
-        cp_msg_free(st->ctx, msg);
-        PyErr_Format(rc == CP_ERANGE ? PyExc_IndexError : PyExc_RuntimeError,
-                     "cannot send to PE %d: %s", pe, cp_strerror(rc));
-        return -1;
+/* stats() -> (counters dict, profiling, [(class, method, calls, total, max)])
+ * for this PE; the list holds the entry methods that ran (profiling on). */
+static PyObject *mod_stats(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    if (cpy_need_runtime(st))
+        return NULL;
+    cp_counters c;
+    cp_get_counters(st->ctx, &c);
+    PyObject *list = PyList_New(0);
+    PyObject *cls, *ent;
+    Py_ssize_t pos = 0;
+    while (list && PyDict_Next(st->entries, &pos, &cls, &ent)) {
+        PyObject *names = PyTuple_GET_ITEM(ent, 1);
+        const cpy_emstat *s = (const cpy_emstat *)PyByteArray_AS_STRING(PyTuple_GET_ITEM(ent, 3));
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+            if (!s[i].calls)
+                continue;
+            PyObject *row = Py_BuildValue("OOKdd", cls, PyTuple_GET_ITEM(names, i),
+                                          (unsigned long long)s[i].calls, s[i].total, s[i].max);
+            if (!row || PyList_Append(list, row) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(row);
+            if (!list)
+                break;
+        }
     }
-    return 0;
+    if (!list)
+        return NULL;
+    return Py_BuildValue("{sKsKsKsKsK}O N", "msgs_created", (unsigned long long)c.msgs_created,
+                         "msgs_sent", (unsigned long long)c.msgs_sent, "msgs_processed",
+                         (unsigned long long)c.msgs_processed, "bytes_sent",
+                         (unsigned long long)c.bytes_sent, "bytes_processed",
+                         (unsigned long long)c.bytes_processed,
+                         st->profiling ? Py_True : Py_False, list);
 }
+
+/* stats_add(cls, method_name, seconds): time a coroutine spent running
+ * after it resumed (profiling on). */
+static PyObject *mod_stats_add(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *cls, *name;
+    double secs;
+    if (!PyArg_ParseTuple(args, "OOd", &cls, &name, &secs))
+        return NULL;
+    PyObject *ent = cpy_entries(st, cls);
+    PyObject *code = ent ? PyDict_GetItemWithError(PyTuple_GET_ITEM(ent, 0), name) : NULL;
+    if (!code)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    cpy_emstat *s = (cpy_emstat *)PyByteArray_AS_STRING(PyTuple_GET_ITEM(ent, 3)) +
+                    PyLong_AsLong(code);
+    s->total += secs;
+    if (secs > s->max)
+        s->max = secs;
+    Py_RETURN_NONE;
+}
+
+/* ---- sending ------------------------------------------------------------------ */
 
 /* call_soon(callable, args): run callable(*args) on this PE from the
  * scheduler, after the messages already queued. */
 static PyObject *mod_call_soon(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     PyObject *fn, *fargs;
-    if (!PyArg_ParseTuple(args, "OO!", &fn, &PyTuple_Type, &fargs) || need_runtime(st))
+    if (!PyArg_ParseTuple(args, "OO!", &fn, &PyTuple_Type, &fargs) || cpy_need_runtime(st))
         return NULL;
     PyObject *pair = PyTuple_Pack(2, fn, fargs);
     if (!pair)
@@ -731,9 +477,38 @@ static PyObject *mod_call_soon(PyObject *module, PyObject *args) {
         return PyErr_NoMemory();
     }
     memcpy(cp_msg_data(msg), &pair, sizeof pair);
-    if (send_or_bcast(st, cp_my_pe(st->ctx), st->h_call, msg) < 0) {
+    if (cpy_send_or_bcast(st, cp_my_pe(st->ctx), st->h_call, msg) < 0) {
         Py_DECREF(pair);
         return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* call_after(secs, callable, args): run callable(*args) on this PE from the
+ * scheduler once `secs` seconds have passed. */
+static PyObject *mod_call_after(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    double secs;
+    PyObject *fn, *fargs;
+    if (!PyArg_ParseTuple(args, "dOO!", &secs, &fn, &PyTuple_Type, &fargs) ||
+        cpy_need_runtime(st))
+        return NULL;
+    if (!(secs >= 0))
+        return PyErr_Format(PyExc_ValueError, "the delay must be >= 0 seconds, got %R",
+                            PyTuple_GET_ITEM(args, 0));
+    timer_arg *t = PyMem_RawMalloc(sizeof *t);
+    if (!t)
+        return PyErr_NoMemory();
+    t->st = st;
+    t->pair = PyTuple_Pack(2, fn, fargs);
+    if (!t->pair) {
+        PyMem_RawFree(t);
+        return NULL;
+    }
+    if (cp_call_after(st->ctx, secs, on_timer, t)) {
+        Py_DECREF(t->pair);
+        PyMem_RawFree(t);
+        return PyErr_NoMemory();
     }
     Py_RETURN_NONE;
 }
@@ -745,7 +520,7 @@ static PyObject *send_bytes(cpy_state *st, PyObject *args, int handler) {
     Py_buffer b;
     if (!PyArg_ParseTuple(args, "iy*", &pe, &b))
         return NULL;
-    if (need_runtime(st)) {
+    if (cpy_need_runtime(st)) {
         PyBuffer_Release(&b);
         return NULL;
     }
@@ -756,18 +531,18 @@ static PyObject *send_bytes(cpy_state *st, PyObject *args, int handler) {
     }
     memcpy(cp_msg_data(msg), b.buf, (size_t)b.len);
     PyBuffer_Release(&b);
-    if (send_or_bcast(st, pe, handler, msg) < 0)
+    if (cpy_send_or_bcast(st, pe, handler, msg) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
-/* send_create(pe, payload): a creation request for runtime._on_create. */
+/* send_create(pe, payload): a creation request for the on_create hook. */
 static PyObject *mod_send_create(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     return send_bytes(st, args, st->h_create);
 }
 
-/* send_py(pe, payload): a runtime message for runtime._on_py. */
+/* send_py(pe, payload): a runtime message for the on_py hook. */
 static PyObject *mod_send_py(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     return send_bytes(st, args, st->h_py);
@@ -775,7 +550,7 @@ static PyObject *mod_send_py(PyObject *module, PyObject *args) {
 
 /* reduce_among(stream, payload, pes): contribute payload (bytes of a Python
  * value) to the next reduction of `stream` among the PEs in the tuple pes;
- * the result reaches runtime._on_reduction on pes[0]. */
+ * the result reaches the on_reduction hook on pes[0]. */
 static PyObject *mod_reduce_among(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     unsigned long long stream;
@@ -786,7 +561,7 @@ static PyObject *mod_reduce_among(PyObject *module, PyObject *args) {
     Py_ssize_t n = PyTuple_GET_SIZE(pes);
     int *list = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *list);
     cp_msg *msg = NULL;
-    if (!list || need_runtime(st))
+    if (!list || cpy_need_runtime(st))
         goto fail;
     for (Py_ssize_t i = 0; i < n; i++) {
         list[i] = (int)PyLong_AsLong(PyTuple_GET_ITEM(pes, i));
@@ -815,121 +590,6 @@ fail:
     return NULL;
 }
 
-/* call_after(secs, callable, args): run callable(*args) on this PE from the
- * scheduler once `secs` seconds have passed. */
-static PyObject *mod_call_after(PyObject *module, PyObject *args) {
-    cpy_state *st = PyModule_GetState(module);
-    double secs;
-    PyObject *fn, *fargs;
-    if (!PyArg_ParseTuple(args, "dOO!", &secs, &fn, &PyTuple_Type, &fargs) ||
-        need_runtime(st))
-        return NULL;
-    if (!(secs >= 0))
-        return PyErr_Format(PyExc_ValueError, "the delay must be >= 0 seconds, got %R",
-                            PyTuple_GET_ITEM(args, 0));
-    PyObject *pair = PyTuple_Pack(2, fn, fargs);
-    if (!pair)
-        return NULL;
-    int rc = cp_call_after(st->ctx, secs, on_timer, pair);
-    if (rc) {
-        Py_DECREF(pair);
-        return PyErr_NoMemory();
-    }
-    Py_RETURN_NONE;
-}
-
-/* register_collection(coll, members): members (a dict index -> chare) now
- * receive messages for coll on this PE; those that arrived early are
- * delivered now, in arrival order. */
-static PyObject *mod_register_collection(PyObject *module, PyObject *args) {
-    cpy_state *st = PyModule_GetState(module);
-    PyObject *key, *members;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyLong_Type, &key, &PyDict_Type, &members))
-        return NULL;
-    if (PyDict_SetItem(st->colls, key, members) < 0)
-        return NULL;
-    PyObject *list = PyDict_GetItemWithError(st->pending, key);
-    if (!list)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    Py_INCREF(list);
-    if (PyDict_DelItem(st->pending, key) < 0) {
-        Py_DECREF(list);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
-        deliver_entry(st, PyLong_AsVoidPtr(PyList_GET_ITEM(list, i)), members);
-    Py_DECREF(list);
-    Py_RETURN_NONE;
-}
-
-static PyObject *mod_members(PyObject *module, PyObject *arg) {
-    cpy_state *st = PyModule_GetState(module);
-    PyObject *m = PyDict_GetItemWithError(st->colls, arg);
-    if (!m)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    return Py_NewRef(m);
-}
-
-/* The message behind an integer from _missing (the Python side holds it). */
-static cp_msg *message_arg(PyObject *ptr) {
-    void *p = PyLong_AsVoidPtr(ptr);
-    return p || PyErr_Occurred() ? p : NULL;
-}
-
-/* forward(msg, pe): send a held entry-method message on to PE pe. Arguments
- * passed by reference are pickled first when pe is another PE. */
-static PyObject *mod_forward(PyObject *module, PyObject *args) {
-    cpy_state *st = PyModule_GetState(module);
-    PyObject *ptr;
-    int pe;
-    if (!PyArg_ParseTuple(args, "Oi", &ptr, &pe) || need_runtime(st))
-        return NULL;
-    cp_msg *msg = message_arg(ptr);
-    if (!msg)
-        return NULL;
-    em_hdr *h = cp_msg_data(msg);
-    if ((h->flags & EM_BYREF) && pe != cp_my_pe(st->ctx)) {
-        PyObject *a, *k;
-        cpy_byref_take(h + 1, &a, &k);
-        cp_msg *m2 = cpy_encode_args(st, sizeof *h, a, k, NULL);
-        if (!m2) {
-            cpy_byref_store(h + 1, a, k); /* still the held message's */
-            Py_DECREF(a);
-            Py_XDECREF(k);
-            return NULL;
-        }
-        memcpy(cp_msg_data(m2), h, sizeof *h);
-        ((em_hdr *)cp_msg_data(m2))->flags &= ~(uint32_t)EM_BYREF;
-        Py_DECREF(a);
-        Py_XDECREF(k);
-        cp_msg_free(st->ctx, msg);
-        msg = m2;
-    }
-    if (send_or_bcast(st, pe, st->h_entry, msg) < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-/* redeliver(msg): deliver a held message again, as if it had just arrived. */
-static PyObject *mod_redeliver(PyObject *module, PyObject *ptr) {
-    cpy_state *st = PyModule_GetState(module);
-    cp_msg *msg = need_runtime(st) ? NULL : message_arg(ptr);
-    if (!msg)
-        return NULL;
-    on_entry(st->ctx, msg, st);
-    Py_RETURN_NONE;
-}
-
-/* discard(msg): drop a held message. */
-static PyObject *mod_discard(PyObject *module, PyObject *ptr) {
-    cpy_state *st = PyModule_GetState(module);
-    cp_msg *msg = need_runtime(st) ? NULL : message_arg(ptr);
-    if (!msg)
-        return NULL;
-    discard_message(st, msg);
-    Py_RETURN_NONE;
-}
-
 /* launch(argv): run charmrun's launcher in this process; returns the exit
  * code. */
 static PyObject *mod_launch(PyObject *module, PyObject *arg) {
@@ -945,16 +605,15 @@ static PyObject *mod_launch(PyObject *module, PyObject *arg) {
             PyMem_Free(argv);
             return NULL;
         }
-    PyObject *r = PyObject_CallMethod(PySys_GetObject("stdout"), "flush", NULL);
-    Py_XDECREF(r);
-    PyErr_Clear();
+    flush_std("stdout");
     int code = cp_launcher_main((int)n, argv);
     PyMem_Free(argv);
     return PyLong_FromLong(code);
 }
 
 static PyMethodDef mod_methods[] = {
-    {"init", mod_init, METH_VARARGS, "init(runtime, argv) -> (pe, npes, argv)"},
+    {"init", mod_init, METH_VARARGS,
+     "init(hooks, argv, local_optim, profiling, pickle_protocol) -> (pe, npes, argv, flags)"},
     {"run", mod_run, METH_NOARGS, "run the scheduler until the job exits; exit code"},
     {"exit", mod_exit, METH_O, "exit(code): end the whole job"},
     {"abort", mod_abort, METH_O, "abort(message): end the job with an error"},
@@ -963,74 +622,92 @@ static PyMethodDef mod_methods[] = {
     {"wall_time", mod_wall_time, METH_NOARGS, NULL},
     {"host_table", mod_host_table, METH_NOARGS, "(my_host, num_hosts, host of each PE)"},
     {"transport", mod_transport, METH_NOARGS, "the machine layer in use: shm or mpi"},
+    {"stats", mod_stats, METH_NOARGS, "(counters, profiling, per-method rows) of this PE"},
+    {"stats_add", mod_stats_add, METH_VARARGS, NULL},
     {"call_soon", mod_call_soon, METH_VARARGS, NULL},
-    {"send_create", mod_send_create, METH_VARARGS, NULL},
-    {"register_collection", mod_register_collection, METH_VARARGS, NULL},
-    {"send_py", mod_send_py, METH_VARARGS, NULL},
     {"call_after", mod_call_after, METH_VARARGS, NULL},
+    {"send_create", mod_send_create, METH_VARARGS, NULL},
+    {"send_py", mod_send_py, METH_VARARGS, NULL},
     {"reduce_among", mod_reduce_among, METH_VARARGS, NULL},
-    {"members", mod_members, METH_O, "members(coll): dict of this PE's members or None"},
     {"launch", mod_launch, METH_O, NULL},
-    {"forward", mod_forward, METH_VARARGS, NULL},
-    {"redeliver", mod_redeliver, METH_O, NULL},
-    {"discard", mod_discard, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
+
+/* ---- the module --------------------------------------------------------------- */
 
 static int mod_exec(PyObject *module) {
     cpy_state *st = PyModule_GetState(module);
     memset(st, 0, sizeof *st);
+    st->pickle_protocol = 5;
     PyObject *pickle = PyImport_ImportModule("pickle");
     if (!pickle)
         return -1;
     st->dumps = PyObject_GetAttrString(pickle, "dumps");
     st->loads = PyObject_GetAttrString(pickle, "loads");
     Py_DECREF(pickle);
-    st->colls = PyDict_New();
-    st->pending = PyDict_New();
     st->entries = PyDict_New();
     st->held = PyDict_New();
-    if (!st->dumps || !st->loads || !st->colls || !st->pending || !st->entries || !st->held)
+    st->str_procNum = PyUnicode_InternFromString("procNum");
+    if (!st->dumps || !st->loads || !st->entries || !st->held || !st->str_procNum)
         return -1;
+    if (cpy_loc_init(st) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
     if (PyModule_AddObjectRef(module, "held", st->held) < 0)
         return -1;
-    if (cpy_proxy_types_init(module, st) < 0)
+    if (cpy_proxy_types_init(module, st) < 0 || cpy_args_init(module, st) < 0)
         return -1;
     if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0 ||
-        PyModule_AddFunctions(module, cpy_codec_methods) < 0 || cpy_args_init(module) < 0)
+        PyModule_AddFunctions(module, cpy_codec_methods) < 0 ||
+        PyModule_AddFunctions(module, cpy_location_methods) < 0)
         return -1;
-    the_state = st;
     return 0;
 }
 
 static int mod_traverse(PyObject *module, visitproc visit, void *arg) {
     cpy_state *st = PyModule_GetState(module);
-    Py_VISIT(st->colls);
-    Py_VISIT(st->pending);
-    Py_VISIT(st->runtime);
+    if (!st)
+        return 0;
+    for (int i = 0; i < CPY_NHOOKS; i++)
+        Py_VISIT(st->hooks[i]);
     Py_VISIT(st->dumps);
     Py_VISIT(st->loads);
     Py_VISIT(st->proxy_type);
     Py_VISIT(st->caller_type);
+    Py_VISIT(st->owner_type);
     Py_VISIT(st->entries);
     Py_VISIT(st->held);
-    Py_VISIT(st->last_members);
-    return 0;
+    Py_VISIT(st->str_procNum);
+    int rc = cpy_codec_traverse(&st->codec, visit, arg);
+    return rc ? rc : cpy_loc_traverse(st, visit, arg);
 }
 
 static int mod_clear(PyObject *module) {
     cpy_state *st = PyModule_GetState(module);
-    Py_CLEAR(st->colls);
-    Py_CLEAR(st->pending);
-    Py_CLEAR(st->runtime);
+    if (!st)
+        return 0;
+    for (int i = 0; i < CPY_NHOOKS; i++)
+        Py_CLEAR(st->hooks[i]);
     Py_CLEAR(st->dumps);
     Py_CLEAR(st->loads);
     Py_CLEAR(st->proxy_type);
     Py_CLEAR(st->caller_type);
+    Py_CLEAR(st->owner_type);
     Py_CLEAR(st->entries);
     Py_CLEAR(st->held);
-    Py_CLEAR(st->last_members);
+    Py_CLEAR(st->str_procNum);
+    cpy_codec_clear(&st->codec);
+    cpy_loc_clear(st);
     return 0;
+}
+
+static void mod_free(void *module) {
+    cpy_state *st = PyModule_GetState(module);
+    if (!st)
+        return;
+    mod_clear(module);
+    cpy_loc_free(st);
 }
 
 static PyModuleDef_Slot mod_slots[] = {
@@ -1047,6 +724,7 @@ static struct PyModuleDef mod_def = {
     .m_slots = mod_slots,
     .m_traverse = mod_traverse,
     .m_clear = mod_clear,
+    .m_free = mod_free,
 };
 
 PyMODINIT_FUNC PyInit__charmpy(void);

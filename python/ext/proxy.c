@@ -2,7 +2,8 @@
  * Proxies: the values through which a program calls chares. A proxy names a
  * collection (single chare, group or array) and, for an element proxy, one
  * member. `proxy.method` returns an entry-method caller; calling it encodes
- * the arguments and sends the message, all in C.
+ * the arguments and sends the message, all in C. Where the message goes is
+ * the location service's answer (location.c).
  */
 #include "cpy.h"
 
@@ -16,18 +17,15 @@
 typedef struct {
     PyObject_HEAD
     unsigned long long coll;
-    int kind;
-    int pe;      /* single chare: its PE; group element: the member's PE; else -1 */
-    int ndims;   /* arrays: number of dimensions */
-    int elem;    /* 1 for an element proxy */
-    int32_t dims[CPY_MAXDIMS]; /* arrays: the shape */
-    int32_t idx[CPY_MAXDIMS];  /* array element proxies: the index */
-    int sparse;  /* arrays: elements are inserted (ckInsert), dims unused */
+    cpy_place place;   /* kind, dimensions, map */
+    int pe;            /* single chare: its PE; group element: the member's PE; else -1 */
+    int elem;          /* 1 for an element proxy */
+    int32_t idx[CPY_MAXDIMS]; /* array element proxies: the index */
     PyObject *cls;     /* the chare class (strong) */
     PyObject *entries; /* cpy_entries() of cls (strong) */
     PyObject *callers; /* dict name -> entry-method caller, made on first use */
     PyObject *map;     /* arrays: the ArrayMap group proxy, or NULL (strong) */
-    PyObject *map_obj; /* its member on this PE, once looked up (strong) */
+    PyObject *pes;     /* constrained groups: the sorted tuple of member PEs, or NULL */
 } ProxyObject;
 
 typedef struct {
@@ -37,69 +35,37 @@ typedef struct {
     int method;         /* its index in the class's entry methods */
 } CallerObject;
 
-
 PyObject *cpy_entries(cpy_state *st, PyObject *cls) {
     PyObject *ent = PyDict_GetItemWithError(st->entries, cls);
     if (ent || PyErr_Occurred())
         return ent;
-    if (!st->runtime) {
+    if (!st->hooks[CPY_HOOK_ENTRY_NAMES]) {
         PyErr_SetString(PyExc_RuntimeError, "charmpy is not initialised");
         return NULL;
     }
-    ent = PyObject_CallMethod(st->runtime, "_entry_names", "O", cls);
-    if (!ent)
+    PyObject *t = cpy_hook(st, CPY_HOOK_ENTRY_NAMES, &cls, 1);
+    if (!t)
         return NULL;
-    if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 3 ||
-        !PyDict_Check(PyTuple_GET_ITEM(ent, 0)) || !PyTuple_Check(PyTuple_GET_ITEM(ent, 1)) ||
-        !PyTuple_Check(PyTuple_GET_ITEM(ent, 2))) {
-        Py_DECREF(ent);
-        PyErr_SetString(PyExc_TypeError, "_entry_names must return (codes, names, flags)");
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3 || !PyDict_Check(PyTuple_GET_ITEM(t, 0)) ||
+        !PyTuple_Check(PyTuple_GET_ITEM(t, 1)) || !PyTuple_Check(PyTuple_GET_ITEM(t, 2))) {
+        Py_DECREF(t);
+        PyErr_SetString(PyExc_TypeError, "entry_names must return (codes, names, flags)");
         return NULL;
     }
+    Py_ssize_t n = PyTuple_GET_SIZE(PyTuple_GET_ITEM(t, 1));
+    PyObject *stats = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(cpy_emstat));
+    if (stats)
+        memset(PyByteArray_AS_STRING(stats), 0, (size_t)n * sizeof(cpy_emstat));
+    ent = stats ? PyTuple_Pack(4, PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1),
+                               PyTuple_GET_ITEM(t, 2), stats)
+                : NULL;
+    Py_DECREF(t);
+    Py_XDECREF(stats);
+    if (!ent)
+        return NULL;
     int rc = PyDict_SetItem(st->entries, cls, ent);
     Py_DECREF(ent);
     return rc < 0 ? NULL : ent; /* borrowed from the cache */
-}
-
-static PyObject *index_tuple(const ProxyObject *p);
-
-/* Home PE of an array element: the ArrayMap's procNum(index) when the array
- * has a map; else for a dense array the block map (element l of a total T
- * lives on floor(l * npes / T)), for a sparse one a hash of the index.
- * Returns -1 with an exception set on failure. */
-static int home_pe(ProxyObject *p, int npes) {
-    if (p->map) {
-        if (!p->map_obj) {
-            p->map_obj = PyObject_CallMethod(p->map, "ckLocalBranch", NULL);
-            if (!p->map_obj)
-                return -1;
-        }
-        PyObject *idx = index_tuple(p);
-        PyObject *r = idx ? PyObject_CallMethod(p->map_obj, "procNum", "(O)", idx) : NULL;
-        Py_XDECREF(idx);
-        long pe = r ? PyLong_AsLong(r) : -1;
-        Py_XDECREF(r);
-        if (pe == -1 && PyErr_Occurred())
-            return -1;
-        if (pe < 0 || pe >= npes) {
-            PyErr_Format(PyExc_ValueError, "ArrayMap.procNum returned %ld; a PE from 0 to %d "
-                         "was expected", pe, npes - 1);
-            return -1;
-        }
-        return (int)pe;
-    }
-    if (p->sparse) {
-        uint64_t h = 1469598103934665603ull;
-        for (int i = 0; i < p->ndims; i++)
-            h = (h ^ (uint32_t)p->idx[i]) * 1099511628211ull;
-        return (int)(h % (unsigned)npes);
-    }
-    unsigned __int128 lin = 0, total = 1;
-    for (int i = 0; i < p->ndims; i++) {
-        lin = lin * (uint32_t)p->dims[i] + (uint32_t)p->idx[i];
-        total *= (uint32_t)p->dims[i];
-    }
-    return (int)(lin * (unsigned)npes / total);
 }
 
 /* Does the codec take `v`? (0, or -1 with its exception set.) */
@@ -115,55 +81,44 @@ static int encodable(cpy_state *st, PyObject *v) {
  * at the call site. */
 static void explain_unserializable(cpy_state *st, PyObject *name, PyObject *args,
                                    PyObject *kwargs) {
-    PyObject *cause = NULL, *t, *tb;
-    PyErr_Fetch(&t, &cause, &tb);
-    PyErr_NormalizeException(&t, &cause, &tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++) {
+    PyObject *cause = cpy_take_exception();
+    PyObject *what = name ? Py_NewRef(name) : PyUnicode_FromString("the constructor");
+    for (Py_ssize_t i = 0; what && i < PyTuple_GET_SIZE(args); i++) {
         PyObject *a = PyTuple_GET_ITEM(args, i);
         if (encodable(st, a) == 0)
             continue;
-        PyObject *t2, *v2, *tb2;
-        PyErr_Fetch(&t2, &v2, &tb2);
+        PyObject *why = cpy_take_exception();
         PyErr_Format(PyExc_TypeError, "argument %zd of %U (of type %s) cannot be serialized: %S",
-                     i + 1, name, Py_TYPE(a)->tp_name, v2 ? v2 : Py_None);
-        Py_XDECREF(t2);
-        Py_XDECREF(v2);
-        Py_XDECREF(tb2);
+                     i + 1, what, Py_TYPE(a)->tp_name, why ? why : Py_None);
+        Py_XDECREF(why);
         goto done;
     }
-    if (kwargs) {
+    if (what && kwargs) {
         PyObject *k, *v;
         Py_ssize_t pos = 0;
         while (PyDict_Next(kwargs, &pos, &k, &v)) {
             if (encodable(st, v) == 0)
                 continue;
-            PyObject *t2, *v2, *tb2;
-            PyErr_Fetch(&t2, &v2, &tb2);
+            PyObject *why = cpy_take_exception();
             PyErr_Format(PyExc_TypeError,
-                         "argument '%U' of %U (of type %s) cannot be serialized: %S", k, name,
-                         Py_TYPE(v)->tp_name, v2 ? v2 : Py_None);
-            Py_XDECREF(t2);
-            Py_XDECREF(v2);
-            Py_XDECREF(tb2);
+                         "argument '%U' of %U (of type %s) cannot be serialized: %S", k, what,
+                         Py_TYPE(v)->tp_name, why ? why : Py_None);
+            Py_XDECREF(why);
             goto done;
         }
     }
-    PyErr_Format(PyExc_TypeError, "the arguments of %U cannot be serialized: %S", name,
-                 cause ? cause : Py_None);
+    if (what)
+        PyErr_Format(PyExc_TypeError, "the arguments of %U cannot be serialized: %S", what,
+                     cause ? cause : Py_None);
 done:
+    Py_XDECREF(what);
     Py_XDECREF(cause);
 }
 
-int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_t *idx,
-                   int method, PyObject *name, PyObject *args, PyObject *kwargs,
-                   uint32_t fut_flags, int fut_pe, uint64_t fut_id) {
-    if (!st->ctx) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "the charmpy runtime is not running: call charm.start(main) first");
+int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
+                   PyObject *kwargs) {
+    if (cpy_need_runtime(st))
         return -1;
-    }
     size_t off = sizeof(em_hdr);
     int byref = pe == cp_my_pe(st->ctx) && st->local_optim;
     cp_msg *msg;
@@ -185,25 +140,43 @@ int cpy_send_entry(cpy_state *st, int pe, uint64_t coll, int ndims, const int32_
         }
     }
     em_hdr *h = cp_msg_data(msg);
-    memset(h, 0, sizeof *h);
-    h->coll = coll;
-    h->flags = (pe < 0 ? EM_BCAST : 0) | (byref ? EM_BYREF : 0) | fut_flags;
-    h->fut_pe = fut_pe;
-    h->fut_id = fut_id;
-    h->ndims = (uint16_t)ndims;
-    h->method = (uint16_t)method;
-    memcpy(h->idx, idx, sizeof h->idx);
+    *h = *hdr;
+    h->flags |= (pe < 0 ? EM_BCAST : 0) | (byref ? EM_BYREF : 0);
     int rc = pe < 0 ? cp_bcast(st->ctx, st->h_entry, msg)
                     : cpy_send_args(st, pe, st->h_entry, msg, segs);
     if (rc) {
-        if (byref) {
-            PyObject *a, *k;
-            cpy_byref_take((char *)cp_msg_data(msg) + off, &a, &k);
+        cpy_discard(st, msg);
+        PyErr_Format(rc == CP_ERANGE ? PyExc_IndexError : PyExc_RuntimeError,
+                     "cannot send %s to PE %d: %s", name ? PyUnicode_AsUTF8(name) : "an insertion",
+                     pe, cp_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int cpy_forward(cpy_state *st, cp_msg *msg, int pe) {
+    em_hdr *h = cp_msg_data(msg);
+    if ((h->flags & EM_BYREF) && pe != cp_my_pe(st->ctx)) {
+        /* Held by reference on this PE: the other PE needs the values. */
+        PyObject *a, *k;
+        cpy_byref_take(h + 1, &a, &k);
+        cp_msg *m2 = cpy_encode_args(st, sizeof *h, a, k, NULL);
+        if (!m2) {
+            cpy_byref_store(h + 1, a, k); /* still the message's */
             Py_DECREF(a);
             Py_XDECREF(k);
+            return -1;
         }
+        memcpy(cp_msg_data(m2), h, sizeof *h);
+        ((em_hdr *)cp_msg_data(m2))->flags &= ~(uint32_t)EM_BYREF;
+        Py_DECREF(a);
+        Py_XDECREF(k);
         cp_msg_free(st->ctx, msg);
-        PyErr_Format(PyExc_RuntimeError, "cannot send %U to PE %d: %s", name, pe,
+        msg = m2;
+    }
+    int rc = cp_send(st->ctx, pe, st->h_entry, msg);
+    if (rc) {
+        PyErr_Format(PyExc_RuntimeError, "cannot forward a message to PE %d: %s", pe,
                      cp_strerror(rc));
         return -1;
     }
@@ -225,61 +198,86 @@ static int pop_flag(PyObject *kwargs, const char *key) {
     return truth;
 }
 
+/* A future for the reply of a call (new reference) and its id. */
+static PyObject *reply_future(cpy_state *st, long nvals, int ret, int bcast, uint64_t *fid) {
+    PyObject *a[3] = {PyLong_FromLong(nvals), ret ? Py_True : Py_False,
+                      bcast ? Py_True : Py_False};
+    PyObject *fut = a[0] ? cpy_hook(st, CPY_HOOK_NEW_FUTURE, a, 3) : NULL;
+    Py_XDECREF(a[0]);
+    PyObject *id = fut ? PyObject_GetAttrString(fut, "fid") : NULL;
+    *fid = id ? PyLong_AsUnsignedLongLong(id) : 0;
+    Py_XDECREF(id);
+    if (!id || PyErr_Occurred()) {
+        Py_XDECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+/* The PE of an element of an array: its home, or this PE with EM_ROUTE. */
+static int element_pe(cpy_state *st, ProxyObject *p, uint32_t *flags) {
+    if (cpy_loc_must_route(st, p->coll, &p->place, p->idx)) {
+        cpy_loc_note_routed(st, p->coll);
+        *flags |= EM_ROUTE;
+        return cp_my_pe(st->ctx);
+    }
+    int pe = cpy_loc_home(st, &p->place, p->idx);
+    if (pe == CPY_HOME_UNKNOWN) { /* cannot be: must_route saw the map */
+        PyErr_SetString(PyExc_SystemError, "the array's ArrayMap is missing on this PE");
+        return -1;
+    }
+    return pe;
+}
+
 static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwargs) {
-    cpy_state *st = cpy_get_state();
+    cpy_state *st = cpy_state_of_type(Py_TYPE(self));
     ProxyObject *p = self->proxy;
     int ret = pop_flag(kwargs, "ret"), awaitable = pop_flag(kwargs, "awaitable");
-    if (ret < 0 || awaitable < 0)
+    if (ret < 0 || awaitable < 0 || cpy_need_runtime(st))
         return NULL;
     if (kwargs && PyDict_GET_SIZE(kwargs) == 0)
         kwargs = NULL;
-    int pe, ndims = 0;
-    long nvals = 1;
-    int32_t idx[CPY_MAXDIMS] = {0};
-    switch (p->kind) {
+    em_hdr h = {.coll = p->coll, .method = (uint16_t)self->method};
+    int pe = -1;
+    long nvals = 1; /* replies: values, or PEs for a broadcast */
+    switch (p->place.kind) {
     case CPY_CHARE:
         pe = p->pe;
         break;
     case CPY_GROUP:
         pe = p->elem ? p->pe : -1;
-        idx[0] = p->pe;
+        h.idx[0] = p->pe;
         if (!p->elem)
-            nvals = st->ctx ? cp_num_pes(st->ctx) : 1;
+            nvals = p->pes ? (long)PyTuple_GET_SIZE(p->pes) : cp_num_pes(st->ctx);
         break;
     default:
-        ndims = p->ndims;
-        memcpy(idx, p->idx, sizeof idx);
-        pe = p->elem && st->ctx ? home_pe(p, cp_num_pes(st->ctx)) : -1;
-        if (p->elem && pe < 0)
+        h.ndims = (uint16_t)p->place.ndims;
+        memcpy(h.idx, p->idx, sizeof h.idx);
+        if (p->elem && (pe = element_pe(st, p, &h.flags)) < 0)
             return NULL;
-        if (!p->elem && p->sparse && (ret || awaitable)) {
-            PyErr_SetString(PyExc_NotImplementedError,
-                            "ret=True/awaitable=True on a broadcast to a sparse array: the "
-                            "number of elements is not known to the caller");
-            return NULL;
-        }
-        if (!p->elem) {
-            nvals = 1;
-            for (int i = 0; i < p->ndims; i++)
-                nvals *= p->dims[i];
-        }
+        if (!p->elem)
+            nvals = cp_num_pes(st->ctx);
         break;
     }
     PyObject *fut = NULL;
-    uint64_t fut_id = 0;
     if (ret || awaitable) {
-        fut = PyObject_CallMethod(st->runtime, "_call_future", "li", nvals, ret);
-        PyObject *fid = fut ? PyObject_GetAttrString(fut, "fid") : NULL;
-        fut_id = fid ? PyLong_AsUnsignedLongLong(fid) : 0;
-        Py_XDECREF(fid);
-        if (!fid || PyErr_Occurred()) {
-            Py_XDECREF(fut);
+        fut = reply_future(st, nvals, ret, pe < 0, &h.fut_id);
+        if (!fut)
             return NULL;
-        }
+        h.flags |= (ret ? EM_RET : 0) | (awaitable ? EM_AWAIT : 0);
+        h.fut_pe = cp_my_pe(st->ctx);
     }
-    if (cpy_send_entry(st, pe, p->coll, ndims, idx, self->method, self->name, args, kwargs,
-                       (ret ? EM_RET : 0) | (awaitable ? EM_AWAIT : 0),
-                       st->ctx ? cp_my_pe(st->ctx) : 0, fut_id) < 0) {
+    int rc = 0;
+    if (pe < 0 && p->pes) {
+        /* A constrained group: a message to each member's PE. */
+        h.flags |= EM_BCAST;
+        for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(p->pes); i++)
+            rc = cpy_send_entry(st, (int)PyLong_AsLong(PyTuple_GET_ITEM(p->pes, i)), &h,
+                                self->name, args, kwargs);
+    } else {
+        rc = cpy_send_entry(st, pe, &h, self->name, args, kwargs);
+    }
+    if (rc < 0) {
         Py_XDECREF(fut);
         return NULL;
     }
@@ -331,7 +329,7 @@ static PyType_Spec caller_spec = {
 
 static ProxyObject *proxy_alloc(PyTypeObject *tp, unsigned long long coll, int kind,
                                 PyObject *cls) {
-    cpy_state *st = cpy_get_state();
+    cpy_state *st = cpy_state_of_type(tp);
     PyObject *entries = cpy_entries(st, cls);
     if (!entries)
         return NULL;
@@ -339,25 +337,53 @@ static ProxyObject *proxy_alloc(PyTypeObject *tp, unsigned long long coll, int k
     if (!p)
         return NULL;
     p->coll = coll;
-    p->kind = kind;
+    p->place.kind = kind;
     p->pe = -1;
     p->cls = Py_NewRef(cls);
     p->entries = Py_NewRef(entries);
     return p;
 }
 
-/* Proxy(coll, kind, cls, pe=-1, dims=(), index=None, ndims=-1, map=None):
- * a sparse array has ndims >= 1 and no dims. */
+int cpy_proxy_place(cpy_state *st, PyObject *proxy, cpy_place *out, uint64_t *coll) {
+    if (!st->proxy_type || Py_TYPE(proxy) != (PyTypeObject *)st->proxy_type) {
+        PyErr_Format(PyExc_TypeError, "a charmpy proxy was expected, not %s",
+                     Py_TYPE(proxy)->tp_name);
+        return -1;
+    }
+    ProxyObject *p = (ProxyObject *)proxy;
+    *out = p->place;
+    *coll = p->coll;
+    return 0;
+}
+
+/* A tuple of ints as an index; -1 with an exception. */
+static int parse_pes(PyObject *pes, int npes) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pes); i++) {
+        PyObject *o = PyTuple_GET_ITEM(pes, i);
+        long pe = PyLong_Check(o) ? PyLong_AsLong(o) : -1;
+        if (pe < 0 || pe >= npes) {
+            PyErr_Format(PyExc_ValueError, "bad member PE %R of a constrained group", o);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Proxy(coll, kind, cls, pe=-1, dims=(), index=None, ndims=-1, map=None,
+ * pes=None): a sparse array has ndims >= 1 and no dims; pes lists the
+ * members of a constrained group. */
 static PyObject *proxy_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
-    static char *kw[] = {"coll", "kind", "cls", "pe", "dims", "index", "ndims", "map", NULL};
+    static char *kw[] = {"coll", "kind", "cls", "pe",  "dims",
+                         "index", "ndims", "map", "pes", NULL};
     unsigned long long coll;
     int kind, pe = -1, ndims = -1;
-    PyObject *cls, *dims = NULL, *index = Py_None, *map = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiO|iO!OiO", kw, &coll, &kind, &cls, &pe,
-                                     &PyTuple_Type, &dims, &index, &ndims, &map))
+    PyObject *cls, *dims = NULL, *index = Py_None, *map = Py_None, *pes = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "KiO|iO!OiOO", kw, &coll, &kind, &cls, &pe,
+                                     &PyTuple_Type, &dims, &index, &ndims, &map, &pes))
         return NULL;
     if (kind < CPY_CHARE || kind > CPY_ARRAY)
         return PyErr_Format(PyExc_ValueError, "bad collection kind %d", kind);
+    cpy_state *st = cpy_state_of_type(tp);
     ProxyObject *p = proxy_alloc(tp, coll, kind, cls);
     if (!p)
         return NULL;
@@ -365,126 +391,183 @@ static PyObject *proxy_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
     if (dims) {
         Py_ssize_t nd = PyTuple_GET_SIZE(dims);
         if (nd > CPY_MAXDIMS) {
-            Py_DECREF(p);
-            return PyErr_Format(PyExc_ValueError, "arrays have at most %d dimensions",
-                                CPY_MAXDIMS);
+            PyErr_Format(PyExc_ValueError, "arrays have at most %d dimensions", CPY_MAXDIMS);
+            goto fail;
         }
-        p->ndims = (int)nd;
+        p->place.ndims = (int)nd;
         for (Py_ssize_t i = 0; i < nd; i++)
-            p->dims[i] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(dims, i));
+            p->place.dims[i] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(dims, i));
     }
     if (kind == CPY_ARRAY && ndims > 0 && (!dims || PyTuple_GET_SIZE(dims) == 0)) {
         if (ndims > CPY_MAXDIMS) {
-            Py_DECREF(p);
-            return PyErr_Format(PyExc_ValueError, "arrays have at most %d dimensions",
-                                CPY_MAXDIMS);
+            PyErr_Format(PyExc_ValueError, "arrays have at most %d dimensions", CPY_MAXDIMS);
+            goto fail;
         }
-        p->sparse = 1;
-        p->ndims = ndims;
+        p->place.sparse = 1;
+        p->place.ndims = ndims;
     }
-    if (map != Py_None)
+    if (map != Py_None) {
+        if (Py_TYPE(map) != tp || ((ProxyObject *)map)->place.kind != CPY_GROUP) {
+            PyErr_SetString(PyExc_TypeError, "map= takes the proxy of a Group of an ArrayMap");
+            goto fail;
+        }
         p->map = Py_NewRef(map);
+        p->place.map_coll = ((ProxyObject *)map)->coll;
+        p->place.has_map = 1;
+    }
+    if (pes != Py_None) {
+        if (kind != CPY_GROUP || !PyTuple_Check(pes) ||
+            parse_pes(pes, st->ctx ? cp_num_pes(st->ctx) : 1) < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "pes= is a tuple of PEs, for groups");
+            goto fail;
+        }
+        p->pes = Py_NewRef(pes);
+    }
     if (index != Py_None) {
         if (kind != CPY_ARRAY || !PyTuple_Check(index) ||
-            PyTuple_GET_SIZE(index) != p->ndims) {
-            Py_DECREF(p);
-            return PyErr_Format(PyExc_ValueError, "bad proxy index %R", index);
+            PyTuple_GET_SIZE(index) != p->place.ndims) {
+            PyErr_Format(PyExc_ValueError, "bad proxy index %R", index);
+            goto fail;
         }
         p->elem = 1;
-        for (int i = 0; i < p->ndims; i++)
+        for (int i = 0; i < p->place.ndims; i++)
             p->idx[i] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(index, i));
     } else if (kind == CPY_GROUP && pe >= 0) {
         p->elem = 1;
     }
-    if (PyErr_Occurred()) {
-        Py_DECREF(p);
-        return NULL;
-    }
+    if (PyErr_Occurred())
+        goto fail;
     return (PyObject *)p;
+fail:
+    Py_DECREF(p);
+    return NULL;
 }
 
 static PyObject *index_tuple(const ProxyObject *p) {
-    PyObject *t = PyTuple_New(p->ndims);
-    for (int i = 0; t && i < p->ndims; i++)
+    PyObject *t = PyTuple_New(p->place.ndims);
+    for (int i = 0; t && i < p->place.ndims; i++)
         PyTuple_SET_ITEM(t, i, PyLong_FromLong(p->idx[i]));
     return t;
 }
 
 static PyObject *dims_tuple(const ProxyObject *p) {
-    PyObject *t = PyTuple_New(p->ndims);
-    for (int i = 0; t && i < p->ndims; i++)
-        PyTuple_SET_ITEM(t, i, PyLong_FromLong(p->dims[i]));
+    int n = p->place.sparse ? 0 : p->place.ndims;
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t && i < n; i++)
+        PyTuple_SET_ITEM(t, i, PyLong_FromLong(p->place.dims[i]));
     return t;
 }
 
-static PyObject *proxy_getitem(ProxyObject *self, PyObject *key) {
-    cpy_state *st = cpy_get_state();
-    int npes = st->ctx ? cp_num_pes(st->ctx) : 1;
-    if (self->elem || self->kind == CPY_CHARE)
-        return PyErr_Format(PyExc_TypeError, "%s proxy cannot be indexed",
-                            self->elem ? "an element" : "a single-chare");
-    ProxyObject *p = proxy_alloc(Py_TYPE(self), self->coll, self->kind, self->cls);
-    if (!p)
+/* An index given as an int, a tuple or a list of ints, as a tuple (new
+ * reference); NULL with an exception. Slices are sections. */
+static PyObject *index_key(PyObject *key) {
+    if (PySlice_Check(key) || (PyTuple_Check(key) && PyTuple_GET_SIZE(key) > 0 &&
+                               PySlice_Check(PyTuple_GET_ITEM(key, 0)))) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "slicing a proxy makes a section, and sections are not available in "
+                        "this version of charmpy yet");
         return NULL;
-    p->ndims = self->ndims;
-    p->sparse = self->sparse;
-    memcpy(p->dims, self->dims, sizeof p->dims);
-    p->map = Py_XNewRef(self->map);
-    p->map_obj = Py_XNewRef(self->map_obj);
-    p->elem = 1;
-    if (self->kind == CPY_GROUP) {
-        long pe = PyLong_Check(key) ? PyLong_AsLong(key) : -2;
-        if (pe == -2 || (pe == -1 && PyErr_Occurred()))
-            goto bad_type;
-        if (pe < 0 || pe >= npes) {
-            PyErr_Format(PyExc_IndexError, "group index %ld out of range: there are %d PEs",
-                         pe, npes);
-            goto fail;
-        }
-        p->pe = (int)pe;
-        return (PyObject *)p;
     }
-    PyObject *t = PyTuple_Check(key) ? Py_NewRef(key) : PyTuple_Pack(1, key);
-    if (!t)
-        goto fail;
-    if (PyTuple_GET_SIZE(t) != self->ndims) {
+    if (PyTuple_Check(key))
+        return Py_NewRef(key);
+    if (PyList_Check(key))
+        return PyList_AsTuple(key);
+    return PyTuple_Pack(1, key);
+}
+
+/* The ints of index tuple t into out; -1 with an exception. */
+static int parse_index(ProxyObject *self, PyObject *key, PyObject *t, int32_t *out) {
+    if (PyTuple_GET_SIZE(t) != self->place.ndims) {
         PyErr_Format(PyExc_IndexError, "index %R has %zd dimension%s, the array has %d", key,
-                     PyTuple_GET_SIZE(t), PyTuple_GET_SIZE(t) == 1 ? "" : "s", self->ndims);
-        Py_DECREF(t);
-        goto fail;
+                     PyTuple_GET_SIZE(t), PyTuple_GET_SIZE(t) == 1 ? "" : "s",
+                     self->place.ndims);
+        return -1;
     }
-    for (int i = 0; i < self->ndims; i++) {
+    for (int i = 0; i < self->place.ndims; i++) {
         PyObject *o = PyTuple_GET_ITEM(t, i);
-        long v = PyLong_Check(o) ? PyLong_AsLong(o) : -1;
-        if (!PyLong_Check(o) && !PyIndex_Check(o)) {
-            Py_DECREF(t);
-            goto bad_type;
+        if (!PyIndex_Check(o)) {
+            PyErr_Format(PyExc_TypeError,
+                         "proxy indices are integers, or tuples or lists of integers, not %s",
+                         Py_TYPE(o)->tp_name);
+            return -1;
         }
-        if (!PyLong_Check(o)) {
-            PyObject *io = PyNumber_Index(o);
-            v = io ? PyLong_AsLong(io) : -1;
-            Py_XDECREF(io);
-        }
-        if (PyErr_Occurred() || (self->sparse ? (v < INT32_MIN || v > INT32_MAX)
-                                              : (v < 0 || v >= self->dims[i]))) {
+        PyObject *io = PyNumber_Index(o);
+        long v = io ? PyLong_AsLong(io) : -1;
+        Py_XDECREF(io);
+        if (PyErr_Occurred() || (self->place.sparse ? (v < INT32_MIN || v > INT32_MAX)
+                                                    : (v < 0 || v >= self->place.dims[i]))) {
             PyErr_Clear();
             PyObject *shape = dims_tuple(self);
             PyErr_Format(PyExc_IndexError, "index %R is out of bounds for an array of shape %R",
                          key, shape);
             Py_XDECREF(shape);
-            Py_DECREF(t);
-            goto fail;
+            return -1;
         }
-        p->idx[i] = (int32_t)v;
+        out[i] = (int32_t)v;
     }
-    Py_DECREF(t);
+    return 0;
+}
+
+static int member_pe(ProxyObject *self, PyObject *key, int npes) {
+    long pe = PyLong_Check(key) ? PyLong_AsLong(key) : -2;
+    if (pe == -2 || (pe == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "a group's members are indexed by PE (an int), not %s",
+                     Py_TYPE(key)->tp_name);
+        return -1;
+    }
+    if (pe < 0 || pe >= npes) {
+        PyErr_Format(PyExc_IndexError, "group index %ld out of range: there are %d PEs", pe,
+                     npes);
+        return -1;
+    }
+    if (self->pes) {
+        PyObject *o = PyLong_FromLong(pe);
+        int in = o ? PySequence_Contains(self->pes, o) : -1;
+        Py_XDECREF(o);
+        if (in <= 0) {
+            if (in == 0)
+                PyErr_Format(PyExc_IndexError,
+                             "PE %ld has no member of this group: it was created with "
+                             "onPEs=%R",
+                             pe, self->pes);
+            return -1;
+        }
+    }
+    return (int)pe;
+}
+
+static PyObject *proxy_getitem(ProxyObject *self, PyObject *key) {
+    cpy_state *st = cpy_state_of_type(Py_TYPE(self));
+    int npes = st->ctx ? cp_num_pes(st->ctx) : 1;
+    if (self->elem || self->place.kind == CPY_CHARE)
+        return PyErr_Format(PyExc_TypeError, "%s proxy cannot be indexed",
+                            self->elem ? "an element" : "a single-chare");
+    int32_t idx[CPY_MAXDIMS] = {0};
+    int pe = -1;
+    if (self->place.kind == CPY_GROUP) {
+        if (PySlice_Check(key))
+            return index_key(key); /* the sections error */
+        if ((pe = member_pe(self, key, npes)) < 0)
+            return NULL;
+    } else {
+        PyObject *t = index_key(key);
+        int rc = t ? parse_index(self, key, t, idx) : -1;
+        Py_XDECREF(t);
+        if (rc < 0)
+            return NULL;
+    }
+    ProxyObject *p = proxy_alloc(Py_TYPE(self), self->coll, self->place.kind, self->cls);
+    if (!p)
+        return NULL;
+    p->place = self->place;
+    p->map = Py_XNewRef(self->map);
+    p->pes = Py_XNewRef(self->pes);
+    p->elem = 1;
+    p->pe = pe;
+    memcpy(p->idx, idx, sizeof idx);
     return (PyObject *)p;
-bad_type:
-    PyErr_Format(PyExc_TypeError, "proxy indices are integers or tuples of integers, not %s",
-                 Py_TYPE(key)->tp_name);
-fail:
-    Py_DECREF(p);
-    return NULL;
 }
 
 static PyObject *proxy_getattro(ProxyObject *self, PyObject *name) {
@@ -497,9 +580,9 @@ static PyObject *proxy_getattro(ProxyObject *self, PyObject *name) {
     }
     PyObject *code = PyDict_GetItemWithError(PyTuple_GET_ITEM(self->entries, 0), name);
     if (code) {
-        cpy_state *st = cpy_get_state();
+        cpy_state *st = cpy_state_of_type(Py_TYPE(self));
         long method = PyLong_AsLong(code);
-        if (method < 0 || method > 0xffff)
+        if (method < 0 || method >= CPY_M_INSERT)
             return PyErr_Format(PyExc_ValueError, "%s has too many entry methods",
                                 ((PyTypeObject *)self->cls)->tp_name);
         CallerObject *c = PyObject_GC_New(CallerObject, (PyTypeObject *)st->caller_type);
@@ -536,7 +619,7 @@ static PyObject *proxy_getattro(ProxyObject *self, PyObject *name) {
 static Py_hash_t proxy_hash(ProxyObject *self) {
     Py_uhash_t h = (Py_uhash_t)self->coll * 1000003u;
     h ^= (Py_uhash_t)self->elem * 7919u + (Py_uhash_t)(self->pe + 1) * 131u;
-    for (int i = 0; i < self->ndims; i++)
+    for (int i = 0; i < self->place.ndims; i++)
         h = h * 31u + (Py_uhash_t)(uint32_t)self->idx[i];
     return h == (Py_uhash_t)-1 ? -2 : (Py_hash_t)h;
 }
@@ -545,7 +628,7 @@ static PyObject *proxy_richcompare(ProxyObject *a, PyObject *bo, int op) {
     if ((op != Py_EQ && op != Py_NE) || Py_TYPE(bo) != Py_TYPE(a))
         Py_RETURN_NOTIMPLEMENTED;
     ProxyObject *b = (ProxyObject *)bo;
-    int eq = a->coll == b->coll && a->kind == b->kind && a->elem == b->elem &&
+    int eq = a->coll == b->coll && a->place.kind == b->place.kind && a->elem == b->elem &&
              a->pe == b->pe && memcmp(a->idx, b->idx, sizeof a->idx) == 0;
     return PyBool_FromLong(op == Py_EQ ? eq : !eq);
 }
@@ -553,7 +636,7 @@ static PyObject *proxy_richcompare(ProxyObject *a, PyObject *bo, int op) {
 static PyObject *proxy_repr(ProxyObject *self) {
     static const char *kinds[] = {"Chare", "Group", "Array"};
     PyObject *where;
-    if (self->kind == CPY_ARRAY && self->elem)
+    if (self->place.kind == CPY_ARRAY && self->elem)
         where = index_tuple(self);
     else if (self->pe >= 0)
         where = PyLong_FromLong(self->pe);
@@ -563,11 +646,11 @@ static PyObject *proxy_repr(ProxyObject *self) {
         return NULL;
     char id[32];
     snprintf(id, sizeof id, "%llx", self->coll);
+    const char *kind = kinds[self->place.kind];
+    const char *cls = ((PyTypeObject *)self->cls)->tp_name;
     PyObject *r = where == Py_None
-                      ? PyUnicode_FromFormat("<%s proxy of %s %s>", kinds[self->kind],
-                                             ((PyTypeObject *)self->cls)->tp_name, id)
-                      : PyUnicode_FromFormat("<%s proxy of %s %s at %R>", kinds[self->kind],
-                                             ((PyTypeObject *)self->cls)->tp_name, id, where);
+                      ? PyUnicode_FromFormat("<%s proxy of %s %s>", kind, cls, id)
+                      : PyUnicode_FromFormat("<%s proxy of %s %s at %R>", kind, cls, id, where);
     Py_DECREF(where);
     return r;
 }
@@ -575,25 +658,37 @@ static PyObject *proxy_repr(ProxyObject *self) {
 static PyObject *proxy_reduce(ProxyObject *self, PyObject *noargs) {
     (void)noargs;
     PyObject *dims = dims_tuple(self);
-    PyObject *index = self->kind == CPY_ARRAY && self->elem ? index_tuple(self)
-                                                            : Py_NewRef(Py_None);
+    PyObject *index = self->place.kind == CPY_ARRAY && self->elem ? index_tuple(self)
+                                                                  : Py_NewRef(Py_None);
     if (!dims || !index) {
         Py_XDECREF(dims);
         Py_XDECREF(index);
         return NULL;
     }
-    return Py_BuildValue("O(KiOiNNiO)", (PyObject *)Py_TYPE(self), self->coll, self->kind,
-                         self->cls, self->pe, dims, index, self->sparse ? self->ndims : -1,
-                         self->map ? self->map : Py_None);
+    return Py_BuildValue("O(KiOiNNiOO)", (PyObject *)Py_TYPE(self), self->coll,
+                         self->place.kind, self->cls, self->pe, dims, index,
+                         self->place.sparse ? self->place.ndims : -1,
+                         self->map ? self->map : Py_None, self->pes ? self->pes : Py_None);
 }
 
 static PyObject *proxy_get_index(ProxyObject *self, void *c) {
     (void)c;
     if (!self->elem)
         Py_RETURN_NONE;
-    if (self->kind == CPY_GROUP)
+    if (self->place.kind == CPY_GROUP)
         return PyLong_FromLong(self->pe);
     return index_tuple(self);
+}
+
+/* charm4py's elemIdx: the member (-1 for a whole group, () for a whole
+ * array, the index of an element). */
+static PyObject *proxy_get_elemidx(ProxyObject *self, void *c) {
+    (void)c;
+    if (self->place.kind == CPY_GROUP)
+        return PyLong_FromLong(self->elem ? self->pe : -1);
+    if (self->place.kind == CPY_ARRAY)
+        return self->elem ? index_tuple(self) : PyTuple_New(0);
+    return PyLong_FromLong(self->pe);
 }
 
 static PyObject *proxy_get_dims(ProxyObject *self, void *c) {
@@ -601,79 +696,125 @@ static PyObject *proxy_get_dims(ProxyObject *self, void *c) {
     return dims_tuple(self);
 }
 
+static PyObject *proxy_get_kind(ProxyObject *self, void *c) {
+    (void)c;
+    return PyLong_FromLong(self->place.kind);
+}
+
+static PyObject *proxy_get_ndims(ProxyObject *self, void *c) {
+    (void)c;
+    return PyLong_FromLong(self->place.ndims);
+}
+
+static PyObject *proxy_get_sparse(ProxyObject *self, void *c) {
+    (void)c;
+    return PyBool_FromLong(self->place.sparse);
+}
+
+static PyObject *proxy_get_false(ProxyObject *self, void *c) {
+    (void)self;
+    (void)c;
+    Py_RETURN_FALSE;
+}
+
 static PyMemberDef proxy_members[] = {
     {"coll", T_ULONGLONG, offsetof(ProxyObject, coll), READONLY, "collection id"},
-    {"kind", T_INT, offsetof(ProxyObject, kind), READONLY, "0 chare, 1 group, 2 array"},
     {"pe", T_INT, offsetof(ProxyObject, pe), READONLY, "PE of a chare or group member"},
-    {"ndims", T_INT, offsetof(ProxyObject, ndims), READONLY, "array dimensions"},
-    {"sparse", T_INT, offsetof(ProxyObject, sparse), READONLY, "1 for a sparse array"},
     {"map", T_OBJECT, offsetof(ProxyObject, map), READONLY, "the ArrayMap group, or None"},
+    {"pes", T_OBJECT, offsetof(ProxyObject, pes), READONLY,
+     "the member PEs of a constrained group, or None"},
     {"cls", T_OBJECT, offsetof(ProxyObject, cls), READONLY, "the chare class"},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyGetSetDef proxy_getset[] = {
     {"index", (getter)proxy_get_index, NULL, "element index, or None", NULL},
+    {"elemIdx", (getter)proxy_get_elemidx, NULL, "charm4py's member index", NULL},
     {"dims", (getter)proxy_get_dims, NULL, "array shape", NULL},
+    {"kind", (getter)proxy_get_kind, NULL, "0 chare, 1 group, 2 array", NULL},
+    {"ndims", (getter)proxy_get_ndims, NULL, "array dimensions", NULL},
+    {"sparse", (getter)proxy_get_sparse, NULL, "True for a sparse array", NULL},
+    {"issec", (getter)proxy_get_false, NULL, "a section proxy (not available yet)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyObject *proxy_local_branch(ProxyObject *self, PyObject *noargs) {
     (void)noargs;
-    cpy_state *st = cpy_get_state();
-    if (self->kind != CPY_GROUP || !st->ctx)
-        return PyErr_Format(PyExc_TypeError, "ckLocalBranch() is for group proxies");
-    PyObject *key = PyLong_FromUnsignedLongLong(self->coll);
-    PyObject *members = key ? PyDict_GetItemWithError(st->colls, key) : NULL;
-    Py_XDECREF(key);
+    cpy_state *st = cpy_state_of_type(Py_TYPE(self));
+    if (self->place.kind != CPY_GROUP || cpy_need_runtime(st))
+        return st->ctx ? PyErr_Format(PyExc_TypeError, "ckLocalBranch() is for group proxies")
+                       : NULL;
+    PyObject *members = cpy_loc_members(st, self->coll);
     PyObject *pe = members ? PyLong_FromLong(cp_my_pe(st->ctx)) : NULL;
     PyObject *m = pe ? PyDict_GetItemWithError(members, pe) : NULL;
     Py_XDECREF(pe);
-    if (!m) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError,
-                            "the group is not created on this PE yet (use "
-                            "charm.awaitCreation)");
+    if (m)
+        return Py_NewRef(m);
+    if (PyErr_Occurred())
         return NULL;
-    }
-    return Py_NewRef(m);
+    if (self->pes && members)
+        return PyErr_Format(PyExc_RuntimeError,
+                            "PE %d has no member of this group: it was created with onPEs=%R",
+                            cp_my_pe(st->ctx), self->pes);
+    return PyErr_Format(PyExc_RuntimeError, "the group is not created on this PE yet (use "
+                                            "charm.awaitCreation)");
 }
 
 static PyObject *proxy_home_pe(ProxyObject *self, PyObject *noargs) {
     (void)noargs;
-    cpy_state *st = cpy_get_state();
-    if (self->kind != CPY_ARRAY || !self->elem)
+    cpy_state *st = cpy_state_of_type(Py_TYPE(self));
+    if (self->place.kind != CPY_ARRAY || !self->elem)
         return PyErr_Format(PyExc_TypeError, "_home_pe() is for array element proxies");
-    int pe = home_pe(self, st->ctx ? cp_num_pes(st->ctx) : 1);
+    if (cpy_need_runtime(st))
+        return NULL;
+    int pe = cpy_loc_home(st, &self->place, self->idx);
+    if (pe == CPY_HOME_UNKNOWN)
+        Py_RETURN_NONE;
     return pe < 0 ? NULL : PyLong_FromLong(pe);
 }
 
 static PyObject *proxy_insert(ProxyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kw[] = {"index", "args", "onPE", NULL};
-    PyObject *index, *cargs = NULL;
+    static char *kw[] = {"index", "args", "onPE", "useAtSync", NULL};
+    PyObject *index, *cargs = NULL, *sync = NULL;
     int on_pe = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|Oi", kw, &index, &cargs, &on_pe))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|OiO", kw, &index, &cargs, &on_pe, &sync))
         return NULL;
-    if (self->kind != CPY_ARRAY || !self->sparse || self->elem)
+    cpy_state *st = cpy_state_of_type(Py_TYPE(self));
+    if (self->place.kind != CPY_ARRAY || !self->place.sparse || self->elem)
         return PyErr_Format(PyExc_TypeError,
                             "ckInsert() is for sparse arrays, created with Array(C, ndims=n)");
-    return PyObject_CallMethod(cpy_get_state()->runtime, "_insert", "OOOi", self, index,
-                               cargs ? cargs : Py_None, on_pe);
+    if (cpy_need_runtime(st))
+        return NULL;
+    int32_t idx[CPY_MAXDIMS] = {0};
+    PyObject *t = index_key(index);
+    int rc = t ? parse_index(self, index, t, idx) : -1;
+    Py_XDECREF(t);
+    if (rc < 0)
+        return NULL;
+    PyObject *empty = cargs && cargs != Py_None ? NULL : PyTuple_New(0);
+    rc = cpy_loc_insert(st, self->coll, &self->place, idx, empty ? empty : cargs, on_pe);
+    Py_XDECREF(empty);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *proxy_done_inserting(ProxyObject *self, PyObject *noargs) {
     (void)noargs;
-    if (self->kind != CPY_ARRAY || !self->sparse || self->elem)
+    cpy_state *st = cpy_state_of_type(Py_TYPE(self));
+    if (self->place.kind != CPY_ARRAY || !self->place.sparse || self->elem)
         return PyErr_Format(PyExc_TypeError, "ckDoneInserting() is for sparse arrays");
-    return PyObject_CallMethod(cpy_get_state()->runtime, "_done_inserting", "O", self);
+    PyObject *me = (PyObject *)self;
+    return cpy_need_runtime(st) ? NULL : cpy_hook(st, CPY_HOOK_DONE_INSERTING, &me, 1);
 }
 
 static PyMethodDef proxy_methods[] = {
-    {"_home_pe", (PyCFunction)proxy_home_pe, METH_NOARGS, "home PE of an array element"},
-    {"ckInsert", (PyCFunction)(void (*)(void))proxy_insert, METH_VARARGS | METH_KEYWORDS,
-     "ckInsert(index, args=[], onPE=-1): insert an element into a sparse array"},
     {"ckDoneInserting", (PyCFunction)proxy_done_inserting, METH_NOARGS,
      "no more insertions: messages to missing elements become errors"},
+    {"_home_pe", (PyCFunction)proxy_home_pe, METH_NOARGS,
+     "home PE of an array element (None while its ArrayMap is not here)"},
+    {"ckInsert", (PyCFunction)(void (*)(void))proxy_insert, METH_VARARGS | METH_KEYWORDS,
+     "ckInsert(index, args=[], onPE=-1): insert an element into a sparse array"},
     {"__reduce__", (PyCFunction)proxy_reduce, METH_NOARGS, NULL},
     {"ckLocalBranch", (PyCFunction)proxy_local_branch, METH_NOARGS,
      "the member of this group on this PE"},
@@ -685,7 +826,7 @@ static int proxy_traverse(ProxyObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->entries);
     Py_VISIT(self->callers);
     Py_VISIT(self->map);
-    Py_VISIT(self->map_obj);
+    Py_VISIT(self->pes);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -695,7 +836,7 @@ static int proxy_clear(ProxyObject *self) {
     Py_CLEAR(self->entries);
     Py_CLEAR(self->callers);
     Py_CLEAR(self->map);
-    Py_CLEAR(self->map_obj);
+    Py_CLEAR(self->pes);
     return 0;
 }
 

@@ -1,0 +1,66 @@
+"""Names of charm4py's API whose feature charmpy does not have yet: they
+exist, and raise NotImplementedError naming the feature when used."""
+
+
+def _missing(feature, what):
+    raise NotImplementedError(f"{what}: {feature} is not available in this version of "
+                              "charmpy yet")
+
+
+def startQD(target):
+    _missing("quiescence detection", "charm.startQD()")
+
+
+def waitQD():
+    _missing("quiescence detection", "charm.waitQD()")
+
+
+def split(proxy, numsections, section_func=None, elems=None, **kwargs):
+    _missing("sections", "charm.split()")
+
+
+def combine(*proxies):
+    _missing("sections", "charm.combine()")
+
+
+def no_section(section):
+    if section is not None:
+        _missing("sections", "a reduction over a section (section=)")
+
+
+def migrate(obj, to_pe):
+    _missing("migration of chares", f"{type(obj).__name__}.migrate({to_pe})")
+
+
+def checkpoint(path, resume=None):
+    _missing("checkpoint/restart", "charm.checkpoint()")
+
+
+def lbStats():
+    _missing("load balancing", "charm.lbStats()")
+
+
+class Channel:
+    """Channel(self, remote=proxy): a direct stream between two chares."""
+
+    def __init__(self, chare, remote, local=None):
+        _missing("channels", "Channel(...)")
+
+
+class _Pool:
+    """charm.pool: the parallel map and tasks."""
+    _names = ("map", "map_async", "imap", "imap_unordered", "Task", "submit", "submit_async")
+
+    def __getattr__(self, name):
+        if name not in self._names:
+            raise AttributeError(f"charm.pool has no attribute '{name}'")
+
+        def call(*args, **kwargs):
+            _missing("the task pool (charm.pool)", f"charm.pool.{name}()")
+        return call
+
+    def __dir__(self):
+        return list(self._names)
+
+
+pool = _Pool()

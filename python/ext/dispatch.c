@@ -1,0 +1,348 @@
+/*
+ * Entry-method messages on their way in: find the collection and the
+ * member, decode the arguments, call the method, send back what a caller's
+ * future waits for. Plain methods are called from here without any Python
+ * of ours; coroutines and @when methods go through the invoke_special hook.
+ *
+ * After any Python code of a chare ran here, the chare's held messages
+ * (@when) and waiting coroutines are re-examined (recheck_held), since its
+ * state may have changed; the coroutine layer does the same after it
+ * resumes a coroutine (python/charmpy/coro.py).
+ */
+#include "cpy.h"
+
+#include <string.h>
+
+PyObject *cpy_take_exception(void) {
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v && tb)
+        PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+}
+
+void cpy_restore_exception(PyObject *v) {
+    if (!v) {
+        PyErr_SetString(PyExc_SystemError, "charmpy: an error was lost on its way");
+        return;
+    }
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(v)), v, PyException_GetTraceback(v));
+}
+
+void cpy_report_error(cpy_state *st, const char *where) {
+    PyObject *exc = cpy_take_exception();
+    if (!exc) /* a bug of ours: still end the job with what we know */
+        exc = PyObject_CallFunction(PyExc_SystemError, "s", "an error was lost on its way");
+    if (exc && PyErr_GivenExceptionMatches(exc, PyExc_SystemExit)) {
+        /* sys.exit() inside an entry method ends the job like charm.exit(). */
+        PyObject *code = PyObject_GetAttrString(exc, "code");
+        long c = code && PyLong_Check(code) ? PyLong_AsLong(code) : (code == Py_None ? 0 : 1);
+        Py_XDECREF(code);
+        Py_DECREF(exc);
+        PyErr_Clear();
+        cp_exit(st->ctx, (int)c);
+        return;
+    }
+    PyObject *w = PyUnicode_FromString(where);
+    PyObject *args[2] = {exc, w};
+    PyObject *r = exc && w && st->hooks[CPY_HOOK_REPORT_ERROR]
+                      ? cpy_hook(st, CPY_HOOK_REPORT_ERROR, args, 2)
+                      : NULL;
+    Py_XDECREF(w);
+    if (!r) {
+        /* The Python side could not report it: print both errors here. */
+        PyErr_Print();
+        cpy_restore_exception(exc);
+        exc = NULL;
+        PyErr_Print();
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(exc);
+    cp_abort(st->ctx, "uncaught exception in %s", where);
+}
+
+void cpy_discard(cpy_state *st, cp_msg *msg) {
+    em_hdr *h = cp_msg_data(msg);
+    if (h->flags & EM_BYREF) {
+        PyObject *args, *kwargs;
+        cpy_byref_take(h + 1, &args, &kwargs);
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
+    }
+    cp_msg_free(st->ctx, msg);
+}
+
+int cpy_take_msg_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs) {
+    em_hdr *h = cp_msg_data(msg);
+    if (h->flags & EM_BYREF) {
+        cpy_byref_take(h + 1, args, kwargs); /* the message's references */
+        cp_msg_free(st->ctx, msg);
+        return 0;
+    }
+    return cpy_take_args(st, msg, sizeof *h, args, kwargs);
+}
+
+PyObject *cpy_reply_of(const em_hdr *h) {
+    if (!(h->flags & (EM_RET | EM_AWAIT)))
+        return Py_NewRef(Py_None);
+    return Py_BuildValue("iKl", h->fut_pe, (unsigned long long)h->fut_id,
+                         (long)(h->flags & (EM_RET | EM_AWAIT | EM_BCAST)));
+}
+
+/* "Class[index].method on PE n", for error reports. */
+static void describe_target(char *buf, size_t n, PyObject *obj, PyObject *key,
+                            PyObject *name, int pe) {
+    PyObject *krepr = key ? PyObject_Repr(key) : NULL;
+    const char *ks = krepr ? PyUnicode_AsUTF8(krepr) : NULL;
+    const char *ns = name ? PyUnicode_AsUTF8(name) : NULL;
+    snprintf(buf, n, "%s%s%s%s.%s on PE %d", Py_TYPE(obj)->tp_name, ks ? "[" : "",
+             ks ? ks : "", ks ? "]" : "", ns ? ns : "?", pe);
+    Py_XDECREF(krepr);
+    PyErr_Clear();
+}
+
+/* After Python code of `obj` ran: if the chare holds messages (@when) or
+ * waiting coroutines, let the Python side re-examine them. */
+static void recheck_held(cpy_state *st, PyObject *obj) {
+    if (PyDict_GET_SIZE(st->held) == 0)
+        return;
+    PyObject *id = PyLong_FromVoidPtr(obj);
+    int held = id ? PyDict_Contains(st->held, id) : -1;
+    Py_XDECREF(id);
+    PyObject *r = held > 0 ? cpy_hook(st, CPY_HOOK_RECHECK, &obj, 1)
+                           : (held == 0 ? Py_NewRef(Py_None) : NULL);
+    if (!r) {
+        cpy_report_error(st, "re-examining held @when messages");
+        return;
+    }
+    Py_DECREF(r);
+}
+
+/* obj.name(*args, **kwargs); new reference or NULL with an exception. */
+static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args,
+                             PyObject *kwargs) {
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (!kwargs && nargs < 8) {
+        /* The common case: no bound-method object. */
+        PyObject *stack[9];
+        stack[0] = obj;
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            stack[i + 1] = PyTuple_GET_ITEM(args, i);
+        return PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), NULL);
+    }
+    PyObject *meth = PyObject_GetAttr(obj, name);
+    PyObject *r = meth ? PyObject_Call(meth, args, kwargs) : NULL;
+    Py_XDECREF(meth);
+    return r;
+}
+
+/* Where a call's outcome goes when a future waits for it: into `collect`
+ * (a broadcast: this PE sends all its members' results in one message) or
+ * to the reply hook. Takes r (the result, or NULL with the exception set).
+ * 0 or -1 with an exception of ours. */
+static int answer(cpy_state *st, PyObject *obj, PyObject *key, PyObject *name, PyObject *r,
+                  PyObject *reply, PyObject *collect) {
+    PyObject *exc = r ? NULL : cpy_take_exception(), *where_s = NULL;
+    if (exc) {
+        char where[512];
+        describe_target(where, sizeof where, obj, key, name, cp_my_pe(st->ctx));
+        where_s = PyUnicode_FromString(where);
+    }
+    int rc;
+    if (collect) {
+        PyObject *item = PyTuple_Pack(4, key, r ? r : Py_None, exc ? exc : Py_None,
+                                      where_s ? where_s : Py_None);
+        rc = item ? PyList_Append(collect, item) : -1;
+        Py_XDECREF(item);
+    } else {
+        PyObject *args[5] = {reply, r ? r : Py_None, exc ? exc : Py_None, obj,
+                             where_s ? where_s : Py_None};
+        PyObject *rr = cpy_hook(st, CPY_HOOK_REPLY, args, 5);
+        rc = rr ? 0 : -1;
+        Py_XDECREF(rr);
+    }
+    Py_XDECREF(where_s);
+    Py_XDECREF(exc);
+    Py_XDECREF(r);
+    return rc;
+}
+
+static void add_time(PyObject *ent, int method, double secs) {
+    cpy_emstat *s = (cpy_emstat *)PyByteArray_AS_STRING(PyTuple_GET_ITEM(ent, 3)) + method;
+    s->calls++;
+    s->total += secs;
+    if (secs > s->max)
+        s->max = secs;
+}
+
+/* Run entry method number `method` of `obj`. `reply` (borrowed, or NULL)
+ * is the future to fulfil: (fut_pe, fut_id, flags); in a broadcast,
+ * `collect` (or NULL) gathers the results of plain methods on this PE and
+ * *nlater counts the members that answer on their own. */
+static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyObject *args,
+                   PyObject *kwargs, PyObject *reply, PyObject *collect, long *nlater) {
+    PyObject *ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
+    PyObject *name = NULL, *r = NULL;
+    double t0 = st->profiling ? cp_wall_time() : 0;
+    if (!ent)
+        goto error;
+    PyObject *names = PyTuple_GET_ITEM(ent, 1);
+    if (method >= PyTuple_GET_SIZE(names)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "message for entry method #%d of %s, which has %zd: the PEs disagree "
+                     "on the class (is the same program running everywhere?)",
+                     method, Py_TYPE(obj)->tp_name, PyTuple_GET_SIZE(names));
+        goto error;
+    }
+    name = PyTuple_GET_ITEM(names, method); /* borrowed */
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(PyTuple_GET_ITEM(ent, 2), method));
+    if (flags & (ENTRY_CORO | ENTRY_WHEN)) {
+        /* The Python side answers the future itself, when the method ends
+         * (a coroutine may suspend, a @when message may wait): in a
+         * broadcast, this PE's reply counts it as answered later. */
+        PyObject *hargs[7] = {obj, key, name, args, kwargs ? kwargs : Py_None,
+                              reply ? reply : Py_None, NULL};
+        if (collect)
+            ++*nlater;
+        PyObject *fl = PyLong_FromLong(flags);
+        hargs[6] = fl;
+        r = fl ? cpy_hook(st, CPY_HOOK_INVOKE_SPECIAL, hargs, 7) : NULL;
+        Py_XDECREF(fl);
+        if (!r)
+            goto error;
+        Py_CLEAR(r);
+    } else {
+        r = call_method(obj, name, args, kwargs);
+        if (reply) {
+            if (answer(st, obj, key, name, r, reply, collect) < 0)
+                goto error;
+            r = NULL;
+        } else if (!r) {
+            goto error;
+        }
+        Py_CLEAR(r);
+    }
+    if (st->profiling)
+        add_time(ent, method, cp_wall_time() - t0);
+    recheck_held(st, obj);
+    return;
+error: {
+    char where[512];
+    PyObject *exc = cpy_take_exception();
+    PyObject *nm = name ? Py_NewRef(name) : PyUnicode_FromFormat("#%d", method);
+    describe_target(where, sizeof where, obj, key, nm, cp_my_pe(st->ctx));
+    Py_XDECREF(nm);
+    cpy_restore_exception(exc);
+    cpy_report_error(st, where);
+}
+}
+
+/* A broadcast on this PE: every member, then one reply with the results
+ * of its plain methods and the number of members that answer on their own
+ * (sent even when this PE has no members, so that the caller's future can
+ * count the PEs that answered). */
+static int deliver_bcast(cpy_state *st, PyObject *members, int method, PyObject *args,
+                         PyObject *kwargs, PyObject *reply) {
+    PyObject *collect = reply != Py_None ? PyList_New(0) : NULL;
+    if (reply != Py_None && !collect)
+        return -1;
+    /* Handlers never run inside one another (a coroutine that suspends
+     * comes back here), so the members cannot change during the loop;
+     * members inserted by a constructor run from it would be a bug. */
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    long nlater = 0;
+    while (PyDict_Next(members, &pos, &k, &v))
+        invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+    if (!collect)
+        return 0;
+    PyObject *n = PyLong_FromLong(nlater);
+    PyObject *hargs[3] = {reply, collect, n};
+    PyObject *r = n ? cpy_hook(st, CPY_HOOK_REPLY_MANY, hargs, 3) : NULL;
+    Py_XDECREF(n);
+    Py_DECREF(collect);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
+    em_hdr *h = cp_msg_data(msg);
+    unsigned long long coll = (unsigned long long)h->coll;
+    int method = h->method;
+    PyObject *key = NULL, *obj = NULL, *reply = NULL, *args = NULL, *kwargs = NULL;
+    if (h->flags & EM_ROUTE) {
+        cpy_loc_route(st, msg, members);
+        return;
+    }
+    int bcast = h->flags & EM_BCAST;
+    if (!bcast) {
+        key = cpy_loc_key(h);
+        if (!key)
+            goto error_msg;
+        obj = PyDict_GetItemWithError(members, key); /* borrowed */
+        if (!obj || method == CPY_M_INSERT) {
+            if (PyErr_Occurred())
+                goto error_msg;
+            if (obj) {
+                PyErr_Format(PyExc_KeyError, "element %R of the sparse array was inserted twice",
+                             key);
+                goto error_msg;
+            }
+            cpy_loc_missing(st, coll, key, msg);
+            Py_DECREF(key);
+            return;
+        }
+        Py_INCREF(obj);
+    }
+    reply = cpy_reply_of(h);
+    if (!reply)
+        goto error_msg;
+    int rc = cpy_take_msg_args(st, msg, &args, &kwargs); /* msg is gone from here on */
+    msg = NULL;
+    if (rc < 0)
+        goto error;
+    if (bcast) {
+        if (deliver_bcast(st, members, method, args, kwargs, reply) < 0)
+            goto error;
+    } else {
+        invoke(st, obj, key, method, args, kwargs, reply == Py_None ? NULL : reply, NULL, NULL);
+    }
+    Py_XDECREF(obj);
+    Py_XDECREF(reply);
+    Py_DECREF(args);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(key);
+    return;
+error_msg:
+    if (msg)
+        cpy_discard(st, msg);
+error:
+    Py_XDECREF(obj);
+    Py_XDECREF(reply);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(key);
+    char where[128];
+    snprintf(where, sizeof where, "delivering a message to collection %llx on PE %d", coll,
+             cp_my_pe(st->ctx));
+    cpy_report_error(st, where);
+}
+
+void cpy_on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    em_hdr *h = cp_msg_data(msg);
+    PyObject *members = cpy_loc_members(st, h->coll);
+    if (!members) {
+        /* Not created here yet: keep the message until it is. */
+        if (cpy_loc_early(st, msg) < 0)
+            cpy_report_error(st, "keeping a message for a collection not created here yet");
+        return;
+    }
+    Py_INCREF(members); /* a constructor run from here may register others */
+    cpy_deliver(st, msg, members);
+    Py_DECREF(members);
+}
