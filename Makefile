@@ -18,10 +18,11 @@ RT_SRC   = $(wildcard src/runtime/*.c) $(wildcard src/machine/*.c) $(wildcard sr
 RT_OBJ   = $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # MPI, when this host has it (found by src/machine/mpi/mpi-flags.sh through
-# mpicc or pkg-config; `make MPI=no` builds without): the mpi machine layer
-# joins the library, select.c is told it exists, and everything that links
-# the library links MPI. The flags are kept in a stamp file so that MPI
-# appearing or going away rebuilds what depends on it.
+# mpicc or pkg-config, as setup.py does; `make MPI=no` builds without): the
+# mpi machine layer joins the library, select.c is told it exists (by the
+# script's -DCP_HAVE_MPI), and everything that links the library links MPI.
+# The flags are kept in a stamp file so that MPI appearing or going away
+# rebuilds what depends on it.
 MPI ?= auto
 ifneq ($(MPI),no)
 MPI_CFLAGS := $(shell CC="$(CC)" sh src/machine/mpi/mpi-flags.sh cflags)
@@ -29,9 +30,9 @@ endif
 ifneq ($(strip $(MPI_CFLAGS)),)
 MPI_LIBS := $(shell sh src/machine/mpi/mpi-flags.sh libs)
 RT_SRC += $(wildcard src/machine/mpi/*.c)
-LDLIBS_ALL += $(MPI_LIBS) -ldl
+LDLIBS_ALL += $(MPI_LIBS)
 $(BUILD)/obj/src/machine/mpi/%.o: CFLAGS_ALL += $(MPI_CFLAGS)
-$(BUILD)/obj/src/machine/select.o: CFLAGS_ALL += -DCP_HAVE_MPI
+$(BUILD)/obj/src/machine/select.o: CFLAGS_ALL += $(MPI_CFLAGS)
 else
 $(info note: no MPI found (mpicc, pkg-config ompi/mpich) or MPI=no: building without the mpi machine layer)
 endif
@@ -53,7 +54,8 @@ EX_BIN   = $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
 VENV    ?= .venv
 PY      = $(VENV)/bin/python
 PY_SRC  = $(shell find python -name '*.py' -o -name '*.c' -o -name '*.h') \
-          $(RT_SRC) $(HDRS) src/launcher/launcher.c setup.py setup.cfg pyproject.toml
+          $(RT_SRC) $(HDRS) src/launcher/launcher.c setup.py setup.cfg pyproject.toml \
+          src/machine/mpi/mpi-flags.sh
 
 .PHONY: mpitest mpitest-progs mpitest-mpich
 .PHONY: all test ctest ctest-asan ctest-tsan pytest venv run bench clean format print-ldlibs
