@@ -25,8 +25,9 @@
  * the sender put it in the message, and can decode the values one at a time
  * (cpy_dec_value) without a separate table or a base pointer.
  *
- * Written for Python 3.9 and later: no Py_NewRef, no PyLong_AsInt, no
- * private long-integer functions (which changed in 3.13).
+ * Uses only the C API of the oldest Python the extension supports
+ * (pyversion.h): no PyLong_AsInt (3.13), and no private long-integer
+ * functions (which changed in 3.13).
  */
 #include "codec.h"
 
