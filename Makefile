@@ -10,6 +10,10 @@ CC      ?= cc
 BUILD   ?= build
 SAN     ?=
 OPT     ?= -O2 -g
+# The warning set of every C file, the extension's included: setup.py reads
+# this line and builds with it minus -Werror (so that another compiler's new
+# warnings do not stop a user's pip install), and `make extcheck` compiles
+# the extension with it whole. Keep it one line of plain flags.
 WARN    = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -Iinclude -Isrc $(SAN) $(CFLAGS)
 LDLIBS_ALL = -lm -lpthread $(LDLIBS)
@@ -18,10 +22,11 @@ RT_SRC   = $(wildcard src/runtime/*.c) $(wildcard src/machine/*.c) $(wildcard sr
 RT_OBJ   = $(RT_SRC:%.c=$(BUILD)/obj/%.o)
 
 # MPI, when this host has it (found by src/machine/mpi/mpi-flags.sh through
-# mpicc or pkg-config; `make MPI=no` builds without): the mpi machine layer
-# joins the library, select.c is told it exists, and everything that links
-# the library links MPI. The flags are kept in a stamp file so that MPI
-# appearing or going away rebuilds what depends on it.
+# mpicc or pkg-config, as setup.py does; `make MPI=no` builds without): the
+# mpi machine layer joins the library, select.c is told it exists (by the
+# script's -DCP_HAVE_MPI), and everything that links the library links MPI.
+# The flags are kept in a stamp file so that MPI appearing or going away
+# rebuilds what depends on it.
 MPI ?= auto
 ifneq ($(MPI),no)
 MPI_CFLAGS := $(shell CC="$(CC)" sh src/machine/mpi/mpi-flags.sh cflags)
@@ -29,9 +34,9 @@ endif
 ifneq ($(strip $(MPI_CFLAGS)),)
 MPI_LIBS := $(shell sh src/machine/mpi/mpi-flags.sh libs)
 RT_SRC += $(wildcard src/machine/mpi/*.c)
-LDLIBS_ALL += $(MPI_LIBS) -ldl
+LDLIBS_ALL += $(MPI_LIBS)
 $(BUILD)/obj/src/machine/mpi/%.o: CFLAGS_ALL += $(MPI_CFLAGS)
-$(BUILD)/obj/src/machine/select.o: CFLAGS_ALL += -DCP_HAVE_MPI
+$(BUILD)/obj/src/machine/select.o: CFLAGS_ALL += $(MPI_CFLAGS)
 else
 $(info note: no MPI found (mpicc, pkg-config ompi/mpich) or MPI=no: building without the mpi machine layer)
 endif
@@ -53,10 +58,11 @@ EX_BIN   = $(EX_SRC:examples/c/%.c=$(BUILD)/examples/%)
 VENV    ?= .venv
 PY      = $(VENV)/bin/python
 PY_SRC  = $(shell find python -name '*.py' -o -name '*.c' -o -name '*.h') \
-          $(RT_SRC) $(HDRS) src/launcher/launcher.c setup.py setup.cfg pyproject.toml
+          $(RT_SRC) $(HDRS) src/launcher/launcher.c setup.py setup.cfg pyproject.toml \
+          Makefile src/machine/mpi/mpi-flags.sh
 
-.PHONY: mpitest mpitest-progs mpitest-mpich
-.PHONY: all test ctest ctest-asan ctest-tsan pytest venv run bench clean format print-ldlibs
+.PHONY: mpitest mpitest-progs mpitest-mpich FORCE
+.PHONY: all test ctest ctest-asan ctest-tsan pytest venv extcheck run bench clean format print-ldlibs
 all: $(RT_LIB) $(CHARMRUN) $(UNIT_BIN) $(PE_BIN) $(EX_BIN)
 
 $(BUILD)/obj/%.o: %.c $(HDRS)
@@ -147,10 +153,34 @@ venv: $(VENV)/.installed
 pytest: venv
 	$(PY) -m pytest tests/python -q -p no:cacheprovider
 
+# The extension's C files (python/ext/*.c) under the library's flags, WARN's
+# -Werror included, against the headers of the interpreter $(PY) (pip builds
+# the extension for it with WARN minus -Werror) and with MPI's flags when the
+# library has the mpi layer, as setup.py compiles them. Compiled, not linked:
+# the runtime sources the extension also contains are the library's, checked
+# by its build. The interpreter's include directory is kept in a stamp so
+# that a venv of another Python recompiles.
+EXT_SRC   = $(wildcard python/ext/*.c)
+EXT_CHECK = $(EXT_SRC:python/ext/%.c=$(BUILD)/extcheck/%.o)
+PY_STAMP  = $(BUILD)/extcheck/python-include
+
+extcheck: $(EXT_CHECK)
+
+$(PY_STAMP): FORCE | $(PY)
+	@mkdir -p $(dir $@)
+	@inc=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])') && \
+	  [ -n "$$inc" ] && { echo "$$inc" | cmp -s - $@ || echo "$$inc" >$@; }
+
+$(BUILD)/extcheck/%.o: python/ext/%.c $(wildcard python/ext/*.h) $(HDRS) $(MPI_STAMP) $(PY_STAMP)
+	$(CC) $(CFLAGS_ALL) -Ipython/ext -I"$$(cat $(PY_STAMP))" $(MPI_CFLAGS) -c $< -o $@
+
+FORCE:
+
 # MPI first (installed as root when missing), so that everything after it
-# builds with the mpi machine layer.
+# builds with the mpi machine layer; then the extension under -Werror.
 test:
 	tests/run-mpi-tests.sh --install
+	$(MAKE) --no-print-directory extcheck
 	$(MAKE) --no-print-directory ctest
 	$(MAKE) --no-print-directory pytest
 	$(MAKE) --no-print-directory mpitest

@@ -4,6 +4,10 @@
  * codec.c (args tuple, then kwargs dict or None); a call to a chare in the
  * same process keeps references instead (byref_*).
  */
+/* First, so that an older Python's headers fail the build with one clear
+ * line (args.c is the first file setup.py and `make extcheck` compile). */
+#include "pyversion.h"
+
 #include "cpy.h"
 
 #include "codec.h"

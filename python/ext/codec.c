@@ -26,8 +26,9 @@
  * the sender put it in the message, and can decode the values one at a time
  * (cpy_dec_value) without a separate table or a base pointer.
  *
- * Written for Python 3.9 and later: no Py_NewRef, no PyLong_AsInt, no
- * private long-integer functions (which changed in 3.13).
+ * Uses only the C API of the oldest Python the extension supports
+ * (pyversion.h): no PyLong_AsInt (3.13), and no private long-integer
+ * functions (which changed in 3.13).
  */
 #include "codec.h"
 
@@ -966,7 +967,7 @@ static void release_temp(PyObject *mv) {
 static PyObject *dec_value(dec *d, int depth);
 
 static PyObject *dec_bigint(dec *d) {
-    int neg;
+    int neg = 0; /* set by get_u8 on success; GCC -O3 cannot tell */
     dref r;
     if (get_u8(d, &neg) < 0 || get_dref(d, &r) < 0)
         return NULL;
@@ -1149,7 +1150,7 @@ done:
 }
 
 static PyObject *dec_array(dec *d) {
-    int tc;
+    int tc = 0; /* as in dec_bigint */
     dref r;
     if (get_u8(d, &tc) < 0 || get_dref(d, &r) < 0)
         return NULL;
@@ -1178,7 +1179,7 @@ static PyObject *dec_array(dec *d) {
 }
 
 static PyObject *dec_mview(dec *d) {
-    int fmt, ro, ndim;
+    int fmt = 0, ro = 0, ndim = 0; /* as in dec_bigint */
     if (get_u8(d, &fmt) < 0 || get_u8(d, &ro) < 0 || get_u8(d, &ndim) < 0)
         return NULL;
     PyObject *shape = get_shape(d, ndim), *mv = NULL;

@@ -1,11 +1,18 @@
 #!/bin/sh
-# The flags to build against the MPI installed here, for the Makefile (the
-# Python build, setup.py, does the same in Python).
+# The flags to build the mpi machine layer against the MPI installed here:
+# the one probe both builds use, the Makefile and setup.py (which turns the
+# words into its Extension's arguments).
 #
-#   mpi-flags.sh cflags   compile flags (-I, -D, -pthread); empty when no
-#                         usable MPI was found
-#   mpi-flags.sh libs     link flags (-L, -l, -Wl,..., and an rpath for each
-#                         -L directory so a non-system MPI is found at run time)
+#   mpi-flags.sh cflags   compile flags: -DCP_HAVE_MPI (which tells
+#                         src/machine/select.c the layer exists, and keeps
+#                         the answer non-empty for an MPI whose headers are
+#                         on the default path), then MPI's -I, -D and
+#                         -pthread; empty when no usable MPI was found
+#   mpi-flags.sh libs     link flags: MPI's -L, -l, -Wl,... and -pthread, an
+#                         rpath for each -L directory so a non-system MPI is
+#                         found at run time, and -ldl (mpi.c makes libmpi
+#                         global with dladdr/dlopen); ask only after
+#                         "cflags" answered
 #
 # Where the flags come from, first hit wins: the wrapper compiler ($MPICC,
 # default mpicc) as Open MPI (--showme:compile / --showme:link) or MPICH
@@ -78,9 +85,7 @@ int main(void) {
 EOF
     # shellcheck disable=SC2086
     if $CC $c "$dir/t.c" -o "$dir/t" $l >/dev/null 2>&1; then
-        # The marker keeps the answer non-empty for an MPI whose headers are on
-        # the default path (MPICH from some distributions).
-        echo "-DCP_MPI_FOUND $c"
+        echo "-DCP_HAVE_MPI $c"
     fi
     rm -rf "$dir"
 }
@@ -88,7 +93,7 @@ EOF
 case $what in
 cflags) cflags ;;
 libs)
-    raw=$(query link) && keep_flags link $raw
+    raw=$(query link) && echo "$(keep_flags link $raw) -ldl"
     ;;
 *)
     echo "usage: $0 cflags|libs" >&2
