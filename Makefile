@@ -144,7 +144,11 @@ $(VENV)/.deps: $(PY)
 	touch $@
 
 # The package: the runtime, the launcher and the extension, built by pip.
+# setuptools copies the package into build/py/lib.* and installs what it
+# finds there: emptied first, so that a module removed from python/charmpy
+# is not installed again from an old copy.
 $(VENV)/.installed: $(VENV)/.deps $(PY_SRC)
+	rm -rf build/py/lib.*
 	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation --no-deps --force-reinstall .
 	touch $@
 
