@@ -57,10 +57,16 @@ static int runtime_flag(const char *a, size_t *namelen) {
             return 1;
     for (int i = 0; with_value[i]; i++) {
         size_t n = strlen(with_value[i]);
-        if (strncmp(a, with_value[i], n) == 0) {
-            *namelen = n;
-            return a[n] == '\0' ? 2 : (strcmp(with_value[i], "+p") == 0 ? 1 : 0);
-        }
+        if (strncmp(a, with_value[i], n) != 0)
+            continue;
+        *namelen = n;
+        if (a[n] == '\0')
+            return 2;
+        /* Only +p takes its value glued on, and only a number (+p4): a
+         * program's own +plot stays the program's. */
+        if (strcmp(with_value[i], "+p") != 0 || strspn(a + n, "0123456789") != strlen(a + n))
+            return 0;
+        return 1;
     }
     return 0;
 }
