@@ -36,6 +36,18 @@ class Faulty(Chare):
 PROBLEMS = []
 
 
+class _Raiser:
+    """get() raises the exception a broadcast's result list holds."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def get(self):
+        if isinstance(self.exc, BaseException):
+            raise self.exc
+        return self.exc
+
+
 def check(fut, exc_type, message, pe, cls, index, method):
     """get() raises exc_type(message...); remote_traceback has a line naming
     the PE, the class, the index and the method, and the original traceback.
@@ -83,8 +95,13 @@ def main(args):
           "fail_custom")
     check(single.fail_in_coro(arr[0, 0], ret=True), KeyError, "missing-key", last, "Faulty",
           None, "fail_in_coro")
-    # A broadcast where one member fails: get() raises that member's exception.
-    check(grp.fail_on(last, ret=True), ZeroDivisionError, f"member {last} divides by zero",
+    # A broadcast where one member fails: with awaitable=True get() raises
+    # that member's exception; with ret=True the list holds it in its place.
+    check(grp.fail_on(last, awaitable=True), ZeroDivisionError,
+          f"member {last} divides by zero", last, "Faulty", last, "fail_on")
+    results = grp.fail_on(last, ret=True).get()
+    assert results[:last] == ["fine"] * last, results
+    check(_Raiser(results[last]), ZeroDivisionError, f"member {last} divides by zero",
           last, "Faulty", last, "fail_on")
     check(arr.fail_on((0, 1), awaitable=True), ZeroDivisionError,
           "member (0, 1) divides by zero", (1 * P) // 6, "Faulty", (0, 1), "fail_on")
