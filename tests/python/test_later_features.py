@@ -11,8 +11,6 @@ def test_sparse_array(npes):
     run_ok("sparse", npes, "basic")
 
 
-@pytest.mark.xfail(strict=True, reason="ret=True on a broadcast to a sparse array raises "
-                   "NotImplementedError (sparse arrays: not built yet)")
 def test_sparse_array_broadcast_ret():
     run_ok("sparse", 2, "bcast_ret", timeout=30)
 
