@@ -1,4 +1,7 @@
-"""@when ordering under random arrival order, and self.wait."""
+"""@when ordering under random arrival order, and self.wait; a @coro loop
+gated by @when that must not hang."""
+import pytest
+
 from conftest import run_ok
 
 
@@ -13,8 +16,6 @@ def test_when_ordering(npes):
 # timer (timer), or self.wait (wait). One run takes about a second even at 8
 # PEs (which oversubscribes 2 cores on purpose); a hang is caught by the
 # per-run timeout, and the first failing run ends the test.
-import pytest  # noqa: E402
-
 WHEN_CORO_RUNS = 10
 WHEN_CORO_STEPS = {"future": 200, "remote": 100, "timer": 100, "wait": 100}
 
