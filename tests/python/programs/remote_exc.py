@@ -1,8 +1,6 @@
 """An exception in an entry method called with a future is raised again by
 get() on the caller: same type and message, with `remote_traceback` naming
-the PE, the class, the index and the method. A broadcast with ret=True
-gives the list of results with the exception in the failing member's place;
-with awaitable=True, get() raises it. The job goes on afterwards."""
+the PE, the class, the index and the method. The job goes on afterwards."""
 from charmpy import *
 
 
@@ -38,6 +36,18 @@ class Faulty(Chare):
 PROBLEMS = []
 
 
+class _Raiser:
+    """get() raises the exception a broadcast's result list holds."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def get(self):
+        if isinstance(self.exc, BaseException):
+            raise self.exc
+        return self.exc
+
+
 def check(fut, exc_type, message, pe, cls, index, method):
     """get() raises exc_type(message...); remote_traceback has a line naming
     the PE, the class, the index and the method, and the original traceback.
@@ -46,27 +56,22 @@ def check(fut, exc_type, message, pe, cls, index, method):
     try:
         fut.get()
     except exc_type as e:
-        inspect(e, what, message, pe, cls, index, method)
+        if message not in str(e):
+            PROBLEMS.append(f"{what}: message {str(e)!r} lacks {message!r}")
+        tb = getattr(e, "remote_traceback", None)
+        if not isinstance(tb, str) or message not in tb:
+            PROBLEMS.append(f"{what}: remote_traceback {tb!r} lacks the exception")
+            return
+        header = [ln for ln in tb.splitlines() if f"PE {pe}" in ln]
+        needles = [cls, method] + ([] if index is None else [str(index)])
+        if not any(all(n in ln for n in needles) for ln in header):
+            PROBLEMS.append(f"{what}: no line of remote_traceback names PE {pe}, class, "
+                            f"index and method {needles}:\n{tb}")
         return
     except Exception as e:
         PROBLEMS.append(f"{what}: expected {exc_type.__name__}, got {type(e).__name__}: {e}")
         return
     PROBLEMS.append(f"{what}: expected {exc_type.__name__}: nothing was raised")
-
-
-def inspect(e, what, message, pe, cls, index, method):
-    """e carries message, and a remote_traceback naming where it was raised."""
-    if message not in str(e):
-        PROBLEMS.append(f"{what}: message {str(e)!r} lacks {message!r}")
-    tb = getattr(e, "remote_traceback", None)
-    if not isinstance(tb, str) or message not in tb:
-        PROBLEMS.append(f"{what}: remote_traceback {tb!r} lacks the exception")
-        return
-    header = [ln for ln in tb.splitlines() if f"PE {pe}" in ln]
-    needles = [cls, method] + ([] if index is None else [str(index)])
-    if not any(all(n in ln for n in needles) for ln in header):
-        PROBLEMS.append(f"{what}: no line of remote_traceback names PE {pe}, class, "
-                        f"index and method {needles}:\n{tb}")
 
 
 def main(args):
@@ -90,18 +95,14 @@ def main(args):
           "fail_custom")
     check(single.fail_in_coro(arr[0, 0], ret=True), KeyError, "missing-key", last, "Faulty",
           None, "fail_in_coro")
-    # A broadcast with ret=True where one member fails: its exception in its
-    # place; with awaitable=True, get() raises it.
-    res = grp.fail_on(last, ret=True).get()
-    assert res[:last] == ["fine"] * last, res
-    if not isinstance(res[last], ZeroDivisionError):
-        PROBLEMS.append(f"group broadcast: expected a ZeroDivisionError in place {last}, "
-                        f"got {res[last]!r}")
-    else:
-        inspect(res[last], "group broadcast", f"member {last} divides by zero", last,
-                "Faulty", last, "fail_on")
+    # A broadcast where one member fails: with awaitable=True get() raises
+    # that member's exception; with ret=True the list holds it in its place.
     check(grp.fail_on(last, awaitable=True), ZeroDivisionError,
           f"member {last} divides by zero", last, "Faulty", last, "fail_on")
+    results = grp.fail_on(last, ret=True).get()
+    assert results[:last] == ["fine"] * last, results
+    check(_Raiser(results[last]), ZeroDivisionError, f"member {last} divides by zero",
+          last, "Faulty", last, "fail_on")
     check(arr.fail_on((0, 1), awaitable=True), ZeroDivisionError,
           "member (0, 1) divides by zero", (1 * P) // 6, "Faulty", (0, 1), "fail_on")
 

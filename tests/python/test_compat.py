@@ -1,0 +1,175 @@
+"""Issue 9, section 2: the surface charm4py 1.1 programs use (API.md is the
+contract). Each test runs a self-checking program of tests/python/programs/;
+where the contract is about what the runtime prints (printStats, the notes
+about things not acted on yet), the test reads the job's output.
+(The @when hang of section 1 is tested in test_when.py.)"""
+import re
+
+import pytest
+
+from conftest import run_ok, run_program
+
+
+# ---- B. the main chare ----------------------------------------------------------
+
+def test_main_chare(npes):
+    """charm.start(Main): constructed once on PE 0 with argv (the program
+    arguments arrive), thisProxy, a constructor that blocks, mainProxy.done()
+    from workers, a @coro entry method."""
+    args = ["alpha", "42", "--opt=v", "last arg"]
+    res = run_ok("main_chare", npes, *args, timeout=60)
+    assert f"args {' '.join(args)}" in res.stdout.splitlines(), res.stdout
+
+
+# ---- C. charm.Future, indices given as lists ------------------------------------
+
+def test_future_alias_and_list_indices(npes):
+    run_ok("index_forms", npes, timeout=60)
+
+
+# ---- D. constrained groups -------------------------------------------------------
+
+def test_constrained_groups(npes):
+    run_ok("constrained_group", npes, timeout=90)
+
+
+# ---- E. charm.thisProxy entry methods ------------------------------------------------
+
+@pytest.mark.parametrize("remote_exec", ["on", "off"])
+def test_charm_remote(npes, remote_exec):
+    run_ok("charm_remote", npes, remote_exec, timeout=60)
+
+
+# ---- F. broadcast ret=True with members that raise --------------------------------------
+
+def test_broadcast_ret_with_exceptions(npes):
+    run_ok("bcast_partial_exc", npes, timeout=60)
+
+
+# ---- G. ArrayMap arrays used right after creation ----------------------------------------
+
+def test_sparse_and_mapped_arrays_right_away(npes):
+    run_ok("sparse_map", npes, timeout=60)
+
+
+# ---- H. ret=True / awaitable=True broadcasts to sparse arrays -------------------------------
+
+def test_sparse_array_broadcast_ret_awaitable(npes):
+    run_ok("sparse_bcast", npes, timeout=60)
+
+
+# ---- I. charm.printStats ------------------------------------------------------------
+
+MSG_LINE = re.compile(r"^PE (\d+): messages sent (\d+), received (\d+), "
+                      r"bytes sent (\d+), received (\d+)")
+EM_LINE = re.compile(r"^PE (\d+): (\S+)\.(\S+) calls (\d+) total ([0-9.eE+-]+) s")
+TICKS_BASE = 23
+
+
+def _stats(stdout):
+    msgs, ems = {}, {}
+    for ln in stdout.splitlines():
+        m = MSG_LINE.match(ln)
+        if m:
+            msgs.setdefault(int(m[1]), []).append(tuple(int(x) for x in m.groups()[1:]))
+        m = EM_LINE.match(ln)
+        if m:
+            ems.setdefault((int(m[1]), m[2], m[3]), []).append((int(m[4]), float(m[5])))
+    return msgs, ems
+
+
+def _run_stats(npes, mode, *extra):
+    # printStats output comes from every PE: `OK print_stats` is required, not
+    # necessarily as the very last line.
+    res = run_program("print_stats", npes, mode, str(TICKS_BASE), *extra, timeout=60)
+    lines = [ln.strip() for ln in res.stdout.splitlines()]
+    assert "OK print_stats" in lines, res.stdout + res.stderr
+    return res
+
+
+def _check_message_lines(npes, msgs, out):
+    for pe in range(npes):
+        assert pe in msgs, f"no 'PE {pe}: messages sent ...' line:\n{out}"
+        for sent, received, bsent, breceived in msgs[pe]:
+            # every PE ran TICKS_BASE + pe ticks (and PE 0 the replies)
+            assert received > 0 and breceived > 0, (pe, msgs[pe], out)
+    assert any(sent > 0 for sent, _, _, _ in msgs[0]), (msgs[0], out)
+
+
+@pytest.mark.parametrize("how", ["option", "+stats"])
+def test_print_stats_profiling(npes, how):
+    res = _run_stats(npes, "profiling") if how == "option" else \
+        _run_stats(npes, "plain", "+stats")
+    msgs, ems = _stats(res.stdout)
+    _check_message_lines(npes, msgs, res.stdout)
+    for pe in range(npes):
+        k = TICKS_BASE + pe
+        got = ems.get((pe, "Worker", "tick"))
+        assert got, f"no 'PE {pe}: Worker.tick calls {k} total ... s' line:\n{res.stdout}"
+        for calls, total in got:
+            assert calls == k, (pe, got, k)
+            # each call is busy for 1 ms of wall time
+            assert total >= 0.5 * k * 0.001, (pe, got)
+
+
+def test_print_stats_plain(npes):
+    res = _run_stats(npes, "plain")
+    msgs, ems = _stats(res.stdout)
+    _check_message_lines(npes, msgs, res.stdout)
+    assert not ems, f"per-method lines without profiling: {ems}"
+    assert "profiling" in (res.stdout + res.stderr).lower(), (
+        "no note that per-method times need profiling\n" + res.stdout + res.stderr)
+
+
+# ---- J. options and the notes about what is not acted on yet ---------------------------
+
+NOTE = "not acted on yet"
+
+
+def _notes(stderr, name):
+    return [ln for ln in stderr.splitlines() if NOTE in ln and name in ln]
+
+
+def _check_result(res, npes, args):
+    lines = res.stdout.splitlines()
+    assert f"result {sum(pe * pe for pe in range(npes))}" in lines, res.stdout
+    assert f"args {' '.join(args)}" in lines, res.stdout
+
+
+@pytest.mark.parametrize("mode", ["names", "proto-1"])
+def test_options_accepted(npes, mode):
+    res = run_ok("options", npes, mode, timeout=60)
+    _check_result(res, npes, [mode])
+
+
+@pytest.mark.parametrize("npes", [1, 3], ids=lambda n: f"P{n}")
+@pytest.mark.parametrize("flag,value,name", [("+balancer", "GreedyLB", "+balancer"),
+                                             ("+LBDebug", "1", "+LBDebug")])
+def test_flag_not_acted_on_note(npes, flag, value, name):
+    res = run_ok("options", npes, "flags", flag, value, "tail", timeout=60)
+    # the flag and its value are removed from the program's argv
+    _check_result(res, npes, ["flags", "tail"])
+    notes = _notes(res.stderr, name)
+    assert len(notes) == 1, f"expected one note naming {name} and saying '{NOTE}', " \
+        f"got {len(notes)}:\n{res.stderr}"
+
+
+@pytest.mark.parametrize("npes", [1, 3], ids=lambda n: f"P{n}")
+def test_use_at_sync_note(npes):
+    res = run_ok("options", npes, "atsync", timeout=60)
+    _check_result(res, npes, ["atsync"])
+    notes = _notes(res.stderr, "useAtSync")
+    assert len(notes) == 1, f"expected one note naming useAtSync and saying '{NOTE}' " \
+        f"(two arrays were created with it), got {len(notes)}:\n{res.stderr}"
+
+
+def test_at_sync_resume_from_sync(npes):
+    res = run_ok("atsync", npes, "13", timeout=60)
+    assert "rounds 4" in res.stdout.splitlines(), res.stdout
+
+
+# ---- K. the AttributeError sweep ------------------------------------------------
+
+@pytest.mark.parametrize("npes", [1, 2], ids=lambda n: f"P{n}")
+def test_api_surface(npes):
+    run_ok("api_surface", npes, timeout=60)
