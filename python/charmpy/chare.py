@@ -240,11 +240,9 @@ def on_create(payload):
     charm._colls[coll] = Collection(proxy, where, len(keys), flags)
     _charmpy.loc_create(proxy)
     members = {key: new_member(cls, proxy, index) for key, index in keys}
-
-    def built():
-        registered(coll, members)
-        send_future(creator, done_fid, None, None, None)
-    construct(members.values(), args, built, main=bool(flags & F_MAIN))
+    construct(members.values(), args, lambda: registered(coll, members),
+              lambda: send_future(creator, done_fid, None, None, None),
+              main=bool(flags & F_MAIN))
 
 
 def new_member(cls, proxy, index):
@@ -254,17 +252,24 @@ def new_member(cls, proxy, index):
     return obj
 
 
-def construct(objs, args, then, main=False):
-    """Run the constructors (as a coroutine when __init__ is one, or for the
-    main chare, whose constructor may block), then call `then`."""
+def construct(objs, args, reachable, then, main=False):
+    """Run the constructors, make the members reachable (`reachable`), then
+    call `then`. A constructor that is a coroutine (or the main chare's,
+    which may block) runs as one, and its chare is reachable from the
+    start, as in charm4py: its entry methods run while it is suspended.
+    Otherwise the members become reachable once built."""
     objs = list(objs)
+    cls = type(objs[0]) if objs else None
+    suspends = cls is not None and (main or getattr(cls.__init__, "_charmpy_coro", False))
 
     def build():
         for obj in objs:
             obj.__init__(*args)
+        if not suspends:
+            reachable()
         then()
-    cls = type(objs[0]) if objs else None
-    if cls is not None and (main or getattr(cls.__init__, "_charmpy_coro", False)):
+    if suspends:
+        reachable()
         coro.start(build, (), {}, None, objs[0] if len(objs) == 1 else None)
     else:
         build()

@@ -16,7 +16,7 @@ def on_insert(coll, index, args):
     info = charm._colls[coll]
     obj = new_member(info.cls, info.proxy, index)
     info.nlocal += 1
-    construct([obj], args, lambda: _charmpy.loc_add(coll, index, obj))
+    construct([obj], args, lambda: _charmpy.loc_add(coll, index, obj), lambda: None)
 
 
 def done_inserting(proxy):
