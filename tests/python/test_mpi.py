@@ -92,3 +92,22 @@ def test_big_arguments_sent_in_place(np_, btl):
 def test_hosts(ranks):
     rc, out, err = mpirun("hosts_info", ranks, "self,vader")
     assert "OK" in out, (out, err)
+
+
+# Issue 9 under mpirun: the @when/coroutine pattern that hung (several runs,
+# 3 and 4 ranks), and the programs that route messages through the location
+# service (ArrayMap arrays used at once, sparse arrays, constrained groups,
+# the main chare, broadcast futures with exceptions).
+@pytest.mark.parametrize("np_", (3, 4), ids=lambda n: f"np{n}")
+def test_when_coro_no_hang(np_, btl):
+    for _ in range(3):
+        rc, out, err = mpirun("when_coro", np_, btl, "future", 100, timeout=60)
+        assert "OK when_coro" in out, (out, err)
+
+
+@pytest.mark.parametrize("prog", ["sparse_map", "constrained_group", "main_chare",
+                                  "bcast_partial_exc", "sparse_bcast"])
+def test_issue9_programs(prog, btl):
+    args = ("alpha", "42") if prog == "main_chare" else ()
+    rc, out, err = mpirun(prog, 3, btl, *args, timeout=90)
+    assert f"OK {prog}" in out, (out, err)
