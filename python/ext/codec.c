@@ -262,25 +262,10 @@ static void serialize_error(PyObject *obj) {
     if (!PyErr_ExceptionMatches(PyExc_Exception) ||
         PyErr_ExceptionMatches(PyExc_MemoryError))
         return;
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (v && tb)
-        PyException_SetTraceback(v, tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
+    PyObject *v = cpy_take_exception();
     PyErr_Format(PyExc_TypeError, "cannot serialize object of type %s: %S",
                  Py_TYPE(obj)->tp_name, v ? v : Py_None);
-    if (!v)
-        return;
-    PyObject *t2, *v2, *tb2;
-    PyErr_Fetch(&t2, &v2, &tb2);
-    PyErr_NormalizeException(&t2, &v2, &tb2);
-    if (v2)
-        PyException_SetCause(v2, v); /* steals v */
-    else
-        Py_DECREF(v);
-    PyErr_Restore(t2, v2, tb2);
+    cpy_set_cause(v);
 }
 
 /* pickle.dumps's buffer_callback (self: a list, borrowed): small buffers
@@ -815,20 +800,9 @@ static PyObject *corrupt(const char *why) {
 static PyObject *corrupt_from(const char *why) {
     if (PyErr_ExceptionMatches(PyExc_MemoryError))
         return NULL;
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    Py_XDECREF(t);
-    Py_XDECREF(tb);
+    PyObject *v = cpy_take_exception();
     PyErr_Format(PyExc_ValueError, "corrupt message: %s (%S)", why, v ? v : Py_None);
-    PyObject *t2, *v2, *tb2;
-    PyErr_Fetch(&t2, &v2, &tb2);
-    PyErr_NormalizeException(&t2, &v2, &tb2);
-    if (v2 && v)
-        PyException_SetCause(v2, v); /* steals v */
-    else
-        Py_XDECREF(v);
-    PyErr_Restore(t2, v2, tb2);
+    cpy_set_cause(v);
     return NULL;
 }
 

@@ -90,6 +90,10 @@ typedef struct em_hdr {
  *                                        names: tuple, flags: tuple)
  *   new_future(nvals: int, ret: bool, bcast: bool)
  *                                        -> Future for a call's reply
+ *
+ * Besides the hooks, the extension calls user code (entry methods, and an
+ * ArrayMap's procNum from location.c), pickle.dumps/loads and numpy's
+ * frombuffer (codec.c), all with borrowed arguments and new references.
  */
 #define CPY_HOOKS(X)                                                                   \
     X(REPORT_ERROR, report_error)                                                      \
@@ -157,7 +161,8 @@ typedef struct cpy_state {
 /* The state of the module a type of this module belongs to (borrowed). */
 cpy_state *cpy_state_of_type(PyTypeObject *tp);
 /* 0, or -1 with RuntimeError when the runtime is not running. */
-int cpy_need_runtime(cpy_state *st);
+int cpy_runtime_missing(void);
+static inline int cpy_need_runtime(cpy_state *st) { return st->ctx ? 0 : cpy_runtime_missing(); }
 /* Call hook `which` with n borrowed arguments; new reference or NULL with
  * an exception. */
 PyObject *cpy_hook(cpy_state *st, int which, PyObject *const *args, size_t n);
@@ -186,6 +191,8 @@ void cpy_report_error(cpy_state *st, const char *where);
 /* The pending exception, normalized, with its traceback (new reference). */
 PyObject *cpy_take_exception(void);
 void cpy_restore_exception(PyObject *exc); /* steals exc */
+/* Make `cause` (stolen, may be NULL) the __cause__ of the pending exception. */
+void cpy_set_cause(PyObject *cause);
 
 /* ---- location.c ----------------------------------------------------------- */
 
@@ -233,7 +240,10 @@ void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg);
 void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members);
 /* The member index a message names: an int (group PE, 0 for a single
  * chare) or a tuple (array). New reference. */
-PyObject *cpy_loc_key(const em_hdr *h);
+PyObject *cpy_loc_key_tuple(const em_hdr *h);
+static inline PyObject *cpy_loc_key(const em_hdr *h) {
+    return h->ndims == 0 ? PyLong_FromLong(h->idx[0]) : cpy_loc_key_tuple(h);
+}
 /* The handler of location messages (element coll/idx lives on a PE). */
 void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user);
 /* Send an insertion (CPY_M_INSERT) of element idx of `coll` with `args`;
@@ -255,8 +265,9 @@ PyObject *cpy_entries(cpy_state *st, PyObject *cls);
  * message's header as the caller fills it (coll, method, index, future,
  * aux; the EM_BCAST and EM_BYREF flags are added here); `args` (tuple) and
  * `kwargs` (dict or NULL) are borrowed; `name` (borrowed, NULL for an
- * insertion) names the method in errors. Returns 0 or -1 with an exception
- * set (a TypeError naming the argument that cannot be serialized). */
+ * insertion) names the method in errors. The runtime must be running.
+ * Returns 0 or -1 with an exception set (a TypeError naming the argument
+ * that cannot be serialized). */
 int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
                    PyObject *kwargs);
 /* The placement and collection of a proxy of this module; 0, or -1 with

@@ -32,6 +32,15 @@ void cpy_restore_exception(PyObject *v) {
     PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(v)), v, PyException_GetTraceback(v));
 }
 
+void cpy_set_cause(PyObject *cause) {
+    PyObject *v = cpy_take_exception();
+    if (v && cause)
+        PyException_SetCause(v, cause); /* steals cause */
+    else
+        Py_XDECREF(cause);
+    cpy_restore_exception(v);
+}
+
 void cpy_report_error(cpy_state *st, const char *where) {
     PyObject *exc = cpy_take_exception();
     if (!exc) /* a bug of ours: still end the job with what we know */
@@ -75,7 +84,7 @@ void cpy_discard(cpy_state *st, cp_msg *msg) {
     cp_msg_free(st->ctx, msg);
 }
 
-int cpy_take_msg_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs) {
+static inline int take_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs) {
     em_hdr *h = cp_msg_data(msg);
     if (h->flags & EM_BYREF) {
         cpy_byref_take(h + 1, args, kwargs); /* the message's references */
@@ -83,6 +92,10 @@ int cpy_take_msg_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kw
         return 0;
     }
     return cpy_take_args(st, msg, sizeof *h, args, kwargs);
+}
+
+int cpy_take_msg_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kwargs) {
+    return take_args(st, msg, args, kwargs);
 }
 
 PyObject *cpy_reply_of(const em_hdr *h) {
@@ -300,7 +313,7 @@ void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
     reply = cpy_reply_of(h);
     if (!reply)
         goto error_msg;
-    int rc = cpy_take_msg_args(st, msg, &args, &kwargs); /* msg is gone from here on */
+    int rc = take_args(st, msg, &args, &kwargs); /* msg is gone from here on */
     msg = NULL;
     if (rc < 0)
         goto error;

@@ -211,9 +211,7 @@ int cpy_loc_early(cpy_state *st, cp_msg *msg) {
     return 0;
 }
 
-PyObject *cpy_loc_key(const em_hdr *h) {
-    if (h->ndims == 0)
-        return PyLong_FromLong(h->idx[0]);
+PyObject *cpy_loc_key_tuple(const em_hdr *h) {
     PyObject *key = PyTuple_New(h->ndims);
     for (int i = 0; key && i < h->ndims; i++) {
         PyObject *v = PyLong_FromLong(h->idx[i]);
@@ -252,9 +250,7 @@ static int mapped_home(cpy_state *st, const cpy_place *pl, const int32_t *idx) {
         return PyErr_Occurred() ? -1 : CPY_HOME_UNKNOWN;
     PyObject *index = index_tuple(pl->ndims, idx);
     PyObject *args[2] = {map, index};
-    PyObject *r = index ? PyObject_VectorcallMethod(st->str_procNum, args,
-                                                    2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
-                        : NULL;
+    PyObject *r = index ? PyObject_VectorcallMethod(st->str_procNum, args, 2, NULL) : NULL;
     Py_XDECREF(index);
     long pe = r ? PyLong_AsLong(r) : -1;
     if (r && pe == -1 && PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_TypeError)) {
@@ -416,8 +412,10 @@ static void fail_message(cpy_state *st, cp_msg *msg, PyObject *exc, const char *
     PyObject *reply = cpy_reply_of(cp_msg_data(msg));
     cpy_discard(st, msg);
     if (reply && reply != Py_None && exc) {
-        PyObject *args[5] = {reply, Py_None, exc, Py_None, Py_None};
-        PyObject *r = cpy_hook(st, CPY_HOOK_REPLY, args, 5);
+        PyObject *at = PyUnicode_FromFormat("%s on PE %d", where, cp_my_pe(st->ctx));
+        PyObject *args[5] = {reply, Py_None, exc, Py_None, at};
+        PyObject *r = at ? cpy_hook(st, CPY_HOOK_REPLY, args, 5) : NULL;
+        Py_XDECREF(at);
         Py_DECREF(reply);
         Py_DECREF(exc);
         if (!r)
@@ -490,18 +488,22 @@ void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
         return;
     }
     PyObject *pe = c->locs ? PyDict_GetItemWithError(c->locs, key) : NULL;
+    if (!pe && PyErr_Occurred()) {
+        fail_message(st, msg, cpy_take_exception(), "routing a message");
+        return;
+    }
     if (pe) {
         if (cpy_forward(st, msg, (int)PyLong_AsLong(pe)) < 0)
             fail_message(st, msg, cpy_take_exception(), "forwarding a message");
         return;
     }
     int building = c->building ? PySet_Contains(c->building, key) : 0;
-    if (!PyErr_Occurred() && c->place.sparse && (!c->done || building > 0)) {
+    if (building >= 0 && c->place.sparse && (!c->done || building > 0)) {
         if (hold(c, key, msg) < 0)
             fail_message(st, msg, cpy_take_exception(), "holding a message");
         return;
     }
-    if (!PyErr_Occurred()) {
+    if (building >= 0) {
         if (c->place.sparse)
             PyErr_Format(PyExc_LookupError,
                          "message for element %R of a sparse array, which was never "

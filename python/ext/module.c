@@ -27,9 +27,7 @@ static const char *const hook_names[CPY_NHOOKS] = {
 
 cpy_state *cpy_state_of_type(PyTypeObject *tp) { return PyType_GetModuleState(tp); }
 
-int cpy_need_runtime(cpy_state *st) {
-    if (st->ctx)
-        return 0;
+int cpy_runtime_missing(void) {
     PyErr_SetString(PyExc_RuntimeError,
                     "the charmpy runtime is not running: call charm.start(main) first");
     return -1;

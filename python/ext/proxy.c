@@ -117,8 +117,6 @@ done:
 
 int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
                    PyObject *kwargs) {
-    if (cpy_need_runtime(st))
-        return -1;
     size_t off = sizeof(em_hdr);
     int byref = pe == cp_my_pe(st->ctx) && st->local_optim;
     cp_msg *msg;
