@@ -53,6 +53,12 @@ class Chare:
         is true; re-examined after each entry method of this chare runs."""
         when.wait(self, condition)
 
+    def __flush_wait_queues__(self):
+        """charm4py's manual flush (for auto_flush_wait_queues=False): run
+        the held @when messages and waiting coroutines that can run now.
+        charmpy also does it after every entry method."""
+        when.recheck(self)
+
     def AtSync(self):
         """Array elements created with useAtSync=True: ready for load
         balancing; resumeFromSync() is called once every element is."""
