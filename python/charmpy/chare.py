@@ -6,7 +6,7 @@ the PEs of a constrained group, or along the broadcast tree to every PE);
 each PE builds its members, registers them with the location service
 (python/ext/location.c), which delivers what arrived for them early, and
 acknowledges to the creator, whose awaitCreation waits for every PE."""
-from . import _charmpy, coro, lb, reduction, unavailable, when
+from . import _charmpy, coro, lb, readonly, reduction, unavailable, when
 from ._charmpy import Proxy
 from .charm import charm
 from .futures import Future, send_future, _futures
@@ -208,7 +208,7 @@ def _create(kind, cls, args, pe, dims, ndims=-1, map=None, pes=None, flags=0):
     done = Future(nacks)
     try:
         payload = _charmpy.encode((coll, kind, cls, args, pe, dims, ndims, map, pes, flags,
-                                   charm._pe, done.fid))
+                                   charm._pe, done.fid, readonly.epoch()))
     except Exception as e:
         _futures.pop(done.fid, None)
         raise TypeError(f"the constructor arguments of {cls.__name__} cannot be "
@@ -227,7 +227,11 @@ def _create(kind, cls, args, pe, dims, ndims=-1, map=None, pes=None, flags=0):
 def on_create(payload):
     """A creation message (the on_create hook): build this PE's members."""
     (coll, kind, cls, args, pe, dims, ndims, map, pes, flags, creator,
-     done_fid) = _charmpy.decode(payload)
+     done_fid, readonlies) = _charmpy.decode(payload)
+    if readonly.epoch() < readonlies:
+        # The readonlies set before this creation have not all arrived.
+        readonly.after(readonlies, lambda: on_create(payload))
+        return
     if map is not None and _charmpy.members(map.coll) is None:
         # The array's ArrayMap has not reached this PE yet (it was created
         # elsewhere): the array waits for it.
@@ -260,25 +264,33 @@ def new_member(cls, proxy, index):
 
 def construct(objs, args, reachable, then, main=False):
     """Run the constructors, make the members reachable (`reachable`), then
-    call `then`. A constructor that is a coroutine (or the main chare's,
-    which may block) runs as one, and its chare is reachable from the
-    start, as in charm4py: its entry methods run while it is suspended.
-    Otherwise the members become reachable once built."""
+    call `then` once every constructor ended. A constructor that is a
+    coroutine (or the main chare's, which may block) runs as a coroutine of
+    its own chare; the members become reachable once each constructor ran
+    to its first suspension (or its end), so, as in charm4py, messages
+    that came early run after that and while it is suspended."""
     objs = list(objs)
     cls = type(objs[0]) if objs else None
-    suspends = cls is not None and (main or getattr(cls.__init__, "_charmpy_coro", False))
-
-    def build():
+    if cls is None or not (main or getattr(cls.__init__, "_charmpy_coro", False)):
         for obj in objs:
             obj.__init__(*args)
-        if not suspends:
-            reachable()
-        then()
-    if suspends:
         reachable()
-        coro.start(build, (), {}, None, objs[0] if len(objs) == 1 else None)
-    else:
-        build()
+        then()
+        return
+    left = [len(objs), False]   # constructors running, members reachable
+
+    def build(obj):
+        obj.__init__(*args)
+        left[0] -= 1
+        if left[0] == 0 and left[1]:
+            then()
+    build.__name__ = "__init__"   # for the errors coro.start reports
+    for obj in objs:
+        coro.start(build, (obj,), {}, None, obj)
+    reachable()
+    left[1] = True
+    if left[0] == 0:
+        then()
 
 
 def registered(coll, members):

@@ -19,9 +19,12 @@ def on_insert(coll, index, args):
     construct([obj], args, lambda: _charmpy.loc_add(coll, index, obj), lambda: None)
 
 
-def done_inserting(proxy):
-    """proxy.ckDoneInserting() (the done_inserting hook)."""
-    charm.send_msg(-1, "D", proxy.coll)
+def done_inserting(coll):
+    """ckDoneInserting of sparse array coll (the done_inserting hook, run
+    once this PE's insertions have left): each PE is told directly, so that
+    the message follows this PE's insertions to it."""
+    for pe in range(charm._npes):
+        charm.send_msg(pe, "D", coll)
 
 
 def _on_done(coll):

@@ -221,6 +221,11 @@ def _maybe_reduce(coll, info, stream, k):
     if payload is None:
         value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
         payload = pickle.dumps((rec.reducer.name, value), 5)
+    if charm._pe not in info.pes:
+        raise RuntimeError(
+            f"{info.cls.__name__}: this PE (PE {charm._pe}) holds members of the sparse array "
+            f"but was not among its PEs {info.pes} when ckDoneInserting counted them: an "
+            "element was inserted after ckDoneInserting; insert every element before it")
     if rec.allfuts:
         st.allfuts[k] = rec.allfuts
     if info.pes[0] == charm._pe:

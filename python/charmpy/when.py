@@ -107,7 +107,12 @@ def _run(obj, meth, args, kwargs, reply, flags):
 
 def recheck(obj):
     """Run obj's held messages and waiting coroutines whose condition became
-    true, in arrival order, until none can run."""
+    true, in arrival order, until none can run. From inside a coroutine
+    (self.__flush_wait_queues__()) it is queued: what it runs may suspend,
+    and must give control back to the scheduler, not to the caller."""
+    if coro.in_coroutine():
+        _charmpy.call_soon(recheck, (obj,))
+        return
     held = obj.__dict__.get("_charmpy_held", [])
     progress = True
     while progress and held:

@@ -44,6 +44,9 @@ enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
 /* The method number of an insertion into a sparse array (ckInsert): the
  * message carries the constructor's arguments to the element's PE. */
 #define CPY_M_INSERT 0xffff
+/* ckDoneInserting, when it must wait behind this PE's insertions that are
+ * still to be routed (EM_ROUTE). */
+#define CPY_M_DONE 0xfffe
 
 /* The start of an entry-method message's payload. After it come the
  * arguments: encoded (args, kwargs), or with EM_BYREF the references of
@@ -83,7 +86,8 @@ typedef struct em_hdr {
  *   on_create(payload: bytes)            a collection to create here
  *   on_py(payload: bytes)                a runtime message of the Python layer
  *   insert(coll: int, index, args)       construct a sparse array element here
- *   done_inserting(proxy)                proxy.ckDoneInserting()
+ *   done_inserting(coll: int)            ckDoneInserting of sparse array coll,
+ *                                        after this PE's insertions left
  *   combine(parts: list of bytes)        -> bytes: combine reduction parts
  *   on_reduction(stream, seq, payload)   a reduction's result, at its root
  *   entry_names(cls)                     -> (codes: dict name -> number,
@@ -231,6 +235,9 @@ int cpy_loc_home(cpy_state *st, const cpy_place *pl, const int32_t *idx);
 int cpy_loc_must_route(cpy_state *st, uint64_t coll, const cpy_place *pl,
                        const int32_t *idx);
 void cpy_loc_note_routed(cpy_state *st, uint64_t coll); /* one more EM_ROUTE */
+/* ckDoneInserting of sparse array coll from this PE: after the insertions
+ * this PE still routes. 0 or -1 with an exception. */
+int cpy_loc_done_inserting(cpy_state *st, uint64_t coll, const cpy_place *pl);
 /* A message for element `key` (borrowed), which is not among the members
  * here: an insertion to run, or a message to forward to where the element
  * is, to hold until it is inserted, or to fail. Takes msg. */

@@ -451,6 +451,15 @@ static void send_location(cpy_state *st, uint64_t coll, int ndims, const int32_t
  * through the insert hook (which registers it with loc_add). */
 static void run_insert(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
     PyObject *args = NULL, *kwargs = NULL;
+    if (c->done) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "element %R of a sparse array was inserted after ckDoneInserting "
+                     "reached PE %d: insert every element before calling ckDoneInserting "
+                     "(from the PE that inserts them)",
+                     key, cp_my_pe(st->ctx));
+        fail_message(st, msg, cpy_take_exception(), "inserting an element");
+        return;
+    }
     if (!c->building && !(c->building = PySet_New(NULL))) {
         cpy_discard(st, msg);
         goto error;
@@ -517,6 +526,8 @@ void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
     fail_message(st, msg, cpy_take_exception(), "delivering a message");
 }
 
+static int done_inserting(cpy_state *st, uint64_t coll);
+
 void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
     cpy_coll *c = find(st, h->coll);
@@ -534,6 +545,13 @@ void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
         return;
     }
     int me = cp_my_pe(st->ctx), to = home;
+    if (h->method == CPY_M_DONE) {
+        uint64_t coll = h->coll;
+        cpy_discard(st, msg);
+        if (done_inserting(st, coll) < 0)
+            cpy_report_error(st, "ckDoneInserting");
+        return;
+    }
     if (h->method == CPY_M_INSERT) {
         to = h->aux > 0 ? h->aux - 1 : home;
         if (to != home)
@@ -588,6 +606,29 @@ error:
     Py_XDECREF(key);
     Py_XDECREF(pe);
     cpy_report_error(st, "recording where a sparse array element lives");
+}
+
+static int done_inserting(cpy_state *st, uint64_t coll) {
+    PyObject *id = PyLong_FromUnsignedLongLong(coll);
+    PyObject *r = id ? cpy_hook(st, CPY_HOOK_DONE_INSERTING, &id, 1) : NULL;
+    Py_XDECREF(id);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+int cpy_loc_done_inserting(cpy_state *st, uint64_t coll, const cpy_place *pl) {
+    if (!cpy_loc_must_route(st, coll, pl, NULL))
+        return done_inserting(st, coll);
+    /* Behind this PE's insertions that wait for the ArrayMap: a message to
+     * this PE that is routed after them. */
+    PyObject *none = PyTuple_New(0);
+    em_hdr h = {.coll = coll, .flags = EM_ROUTE, .ndims = (uint16_t)pl->ndims,
+                .method = CPY_M_DONE, .fut_pe = cp_my_pe(st->ctx)};
+    int rc = none ? cpy_send_entry(st, cp_my_pe(st->ctx), &h, NULL, none, NULL) : -1;
+    Py_XDECREF(none);
+    if (rc == 0)
+        cpy_loc_note_routed(st, coll);
+    return rc;
 }
 
 int cpy_loc_insert(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,

@@ -154,30 +154,38 @@ int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyO
 
 int cpy_forward(cpy_state *st, cp_msg *msg, int pe) {
     em_hdr *h = cp_msg_data(msg);
-    if ((h->flags & EM_BYREF) && pe != cp_my_pe(st->ctx)) {
-        /* Held by reference on this PE: the other PE needs the values. */
-        PyObject *a, *k;
-        cpy_byref_take(h + 1, &a, &k);
-        cp_msg *m2 = cpy_encode_args(st, sizeof *h, a, k, NULL);
-        if (!m2) {
-            cpy_byref_store(h + 1, a, k); /* still the message's */
-            Py_DECREF(a);
-            Py_XDECREF(k);
-            return -1;
-        }
+    if (!(h->flags & EM_BYREF) || pe == cp_my_pe(st->ctx)) {
+        int rc = cp_send(st->ctx, pe, st->h_entry, msg);
+        if (rc)
+            PyErr_Format(PyExc_RuntimeError, "cannot forward a message to PE %d: %s", pe,
+                         cp_strerror(rc));
+        return rc ? -1 : 0;
+    }
+    /* Held by reference on this PE: the other PE needs the values, in a
+     * new message; msg stays the caller's until that one is sent. */
+    PyObject *a, *k;
+    cpy_byref_take(h + 1, &a, &k);
+    cp_msg *m2 = cpy_encode_args(st, sizeof *h, a, k, NULL);
+    int rc = 0;
+    if (m2) {
         memcpy(cp_msg_data(m2), h, sizeof *h);
         ((em_hdr *)cp_msg_data(m2))->flags &= ~(uint32_t)EM_BYREF;
+        if ((rc = cp_send(st->ctx, pe, st->h_entry, m2)) != 0) {
+            cp_msg_free(st->ctx, m2);
+            m2 = NULL;
+            PyErr_Format(PyExc_RuntimeError, "cannot forward a message to PE %d: %s", pe,
+                         cp_strerror(rc));
+        }
+    }
+    if (!m2) {
+        cpy_byref_store(h + 1, a, k); /* still the message's */
         Py_DECREF(a);
         Py_XDECREF(k);
-        cp_msg_free(st->ctx, msg);
-        msg = m2;
-    }
-    int rc = cp_send(st->ctx, pe, st->h_entry, msg);
-    if (rc) {
-        PyErr_Format(PyExc_RuntimeError, "cannot forward a message to PE %d: %s", pe,
-                     cp_strerror(rc));
         return -1;
     }
+    Py_DECREF(a);
+    Py_XDECREF(k);
+    cp_msg_free(st->ctx, msg);
     return 0;
 }
 
@@ -212,10 +220,10 @@ static PyObject *reply_future(cpy_state *st, long nvals, int ret, int bcast, uin
     return fut;
 }
 
-/* The PE of an element of an array: its home, or this PE with EM_ROUTE. */
+/* The PE of an element of an array: its home, or this PE with EM_ROUTE
+ * (counted by cpy_loc_note_routed once the message is sent). */
 static int element_pe(cpy_state *st, ProxyObject *p, uint32_t *flags) {
     if (cpy_loc_must_route(st, p->coll, &p->place, p->idx)) {
-        cpy_loc_note_routed(st, p->coll);
         *flags |= EM_ROUTE;
         return cp_my_pe(st->ctx);
     }
@@ -279,6 +287,8 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         Py_XDECREF(fut);
         return NULL;
     }
+    if (h.flags & EM_ROUTE)
+        cpy_loc_note_routed(st, p->coll);
     return fut ? fut : Py_NewRef(Py_None);
 }
 
@@ -742,15 +752,16 @@ static PyObject *proxy_local_branch(ProxyObject *self, PyObject *noargs) {
     if (self->place.kind != CPY_GROUP || cpy_need_runtime(st))
         return st->ctx ? PyErr_Format(PyExc_TypeError, "ckLocalBranch() is for group proxies")
                        : NULL;
-    PyObject *members = cpy_loc_members(st, self->coll);
-    PyObject *pe = members ? PyLong_FromLong(cp_my_pe(st->ctx)) : NULL;
-    PyObject *m = pe ? PyDict_GetItemWithError(members, pe) : NULL;
-    Py_XDECREF(pe);
+    PyObject *me = PyLong_FromLong(cp_my_pe(st->ctx));
+    int member = me && self->pes ? PySequence_Contains(self->pes, me) : 1;
+    PyObject *members = member > 0 ? cpy_loc_members(st, self->coll) : NULL;
+    PyObject *m = members ? PyDict_GetItemWithError(members, me) : NULL;
+    Py_XDECREF(me);
     if (m)
         return Py_NewRef(m);
-    if (PyErr_Occurred())
+    if (PyErr_Occurred() || member < 0)
         return NULL;
-    if (self->pes && members)
+    if (member == 0)
         return PyErr_Format(PyExc_RuntimeError,
                             "PE %d has no member of this group: it was created with onPEs=%R",
                             cp_my_pe(st->ctx), self->pes);
@@ -802,8 +813,9 @@ static PyObject *proxy_done_inserting(ProxyObject *self, PyObject *noargs) {
     cpy_state *st = cpy_state_of_type(Py_TYPE(self));
     if (self->place.kind != CPY_ARRAY || !self->place.sparse || self->elem)
         return PyErr_Format(PyExc_TypeError, "ckDoneInserting() is for sparse arrays");
-    PyObject *me = (PyObject *)self;
-    return cpy_need_runtime(st) ? NULL : cpy_hook(st, CPY_HOOK_DONE_INSERTING, &me, 1);
+    if (cpy_need_runtime(st) || cpy_loc_done_inserting(st, self->coll, &self->place) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef proxy_methods[] = {

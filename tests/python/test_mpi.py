@@ -111,3 +111,10 @@ def test_issue9_programs(prog, btl):
     args = ("alpha", "42") if prog == "main_chare" else ()
     rc, out, err = mpirun(prog, 3, btl, *args, timeout=90)
     assert f"OK {prog}" in out, (out, err)
+
+
+@pytest.mark.parametrize("mode", ["coro_ctor", "readonly", "insert_other", "insert_xmap"])
+def test_ctor_and_insert_order(mode, btl):
+    for _ in range(2):
+        rc, out, err = mpirun("ctor_order", 6, btl, mode, timeout=90)
+        assert "OK ctor_order" in out, (out, err)

@@ -1,0 +1,166 @@
+"""Orders the review of issue 9 found wrong. Usage: ctor_order.py MODE
+
+  coro_ctor     an array with several elements per PE whose @coro
+                constructor blocks: a message sent right after the creation
+                runs only once its element's constructor ran to its first
+                suspension, a @when it holds opens when the constructor
+                (resumed later) sets the state, and every element is its own
+                coroutine
+  ctor_nowait   a group whose @coro constructor never suspends: a @when
+                message sent right after the creation runs
+  flush         self.__flush_wait_queues__() inside a coroutine: the waiting
+                coroutine it releases and the caller both finish
+  readonly      a readonly set in main is seen by the constructor of a chare
+                created right after it on another PE
+  insert_other  a chare on another PE inserts into a sparse array with an
+                ArrayMap and calls ckDoneInserting at once; main uses every
+                element and reduces over them
+  insert_xmap   the same, the array itself created on another PE than its map
+"""
+import sys
+
+from charmpy import *
+from charmpy import readonlies
+
+MODE = sys.argv[1]
+
+
+class Blocking(Chare):
+    ready = False
+
+    @coro
+    def __init__(self, done):
+        self.started = True
+        self.kicked = Future()
+        self.kicked.get()           # until kick()
+        self.ready = True
+        done(self.thisIndex[0])
+
+    def kick(self):
+        self.kicked()
+
+    def ping(self):
+        return getattr(self, "started", False)
+
+    @when("self.ready")
+    def gated(self):
+        return self.thisIndex[0]
+
+
+class NoWait(Chare):
+    ready = False
+
+    @coro
+    def __init__(self):
+        self.ready = True
+
+    @when("self.ready")
+    def gated(self):
+        return charm.myPe()
+
+
+class Flusher(Chare):
+    def __init__(self):
+        self.x = False
+
+    @coro
+    def waiter(self):
+        self.wait("self.x")
+        return "waiter"
+
+    @coro
+    def runner(self):
+        self.x = True
+        self.__flush_wait_queues__()
+        charm.sleep(0.01)
+        return "runner"
+
+
+class Reader(Chare):
+    def __init__(self):
+        self.seen = getattr(readonlies, "value", None)
+
+    def get(self):
+        return self.seen
+
+
+class Spread(ArrayMap):
+    def procNum(self, index):
+        return (index[0] * 7 + 1) % charm.numPes()
+
+
+class Elem(Chare):
+    def info(self):
+        return (self.thisIndex, charm.myPe())
+
+    def part(self, fut):
+        self.contribute(1, Reducer.sum, fut)
+
+
+class Builder(Chare):
+    def fill(self, a, indices):
+        for i in indices:
+            a.ckInsert(i)
+        a.ckDoneInserting()
+
+    def build(self, m, indices):
+        a = Array(Elem, ndims=1, map=m)
+        self.fill(a, indices)
+        return a
+
+
+def check_sparse(a, indices):
+    P = charm.numPes()
+    infos = [a[i].info(ret=True).get() for i in indices]
+    assert infos == [((i,), (i * 7 + 1) % P) for i in indices], infos
+    f = Future()
+    a.part(f)
+    assert f.get() == len(indices)
+    assert [r[0] for r in a.info(ret=True).get()] == [(i,) for i in indices]
+
+
+def main(args):
+    P = charm.numPes()
+    if MODE == "coro_ctor":
+        n = 4 * P
+        done = Future(n)
+        a = Array(Blocking, n, args=[done])
+        assert all(a[i].ping(ret=True).get() for i in range(n))
+        gated = [a[i].gated(ret=True) for i in range(n)]
+        assert not any(g.ready() for g in gated)
+        for i in range(n):
+            a[i].kick()
+        assert sorted(done.get()) == list(range(n))
+        assert [g.get() for g in gated] == list(range(n))
+    elif MODE == "ctor_nowait":
+        g = Group(NoWait)
+        assert [g[p].gated(ret=True).get() for p in range(P)] == list(range(P))
+    elif MODE == "flush":
+        c = Chare(Flusher, onPE=P - 1)
+        charm.awaitCreation(c)
+        w = c.waiter(ret=True)
+        r = c.runner(ret=True)
+        assert (w.get(), r.get()) == ("waiter", "runner")
+    elif MODE == "readonly":
+        for k in range(3):
+            readonlies.value = k
+            c = Chare(Reader, onPE=P - 1)
+            assert c.get(ret=True).get() == k
+    elif MODE == "insert_other":
+        b = Chare(Builder, onPE=P - 1)
+        charm.awaitCreation(b)
+        a = Array(Elem, ndims=1, map=Group(Spread))
+        b.fill(a, list(range(12)), ret=True).get()
+        check_sparse(a, list(range(12)))
+    elif MODE == "insert_xmap":
+        b = Chare(Builder, onPE=P - 1)
+        charm.awaitCreation(b)
+        a = b.build(Group(Spread), list(range(12)), ret=True).get()
+        check_sparse(a, list(range(12)))
+    else:
+        raise SystemExit(f"unknown mode {MODE}")
+    print("OK ctor_order")
+    charm.exit()
+
+
+charm.start(main)
