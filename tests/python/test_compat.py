@@ -187,3 +187,17 @@ def test_ctor_and_insert_order(mode, pes):
     runs = 3 if mode.startswith("insert") and pes > 2 else 1
     for _ in range(runs):
         run_ok("ctor_order", pes, mode, timeout=60)
+
+
+# The message-exchanging programs above at 6 and 8 PEs (8 oversubscribes two
+# cores), where the broadcast tree has a second level; twice each.
+BIG = {"main_chare": ["alpha"], "constrained_group": [], "sparse_map": [],
+       "sparse_bcast": [], "bcast_partial_exc": [], "index_forms": [],
+       "charm_remote": ["on"], "atsync": []}
+
+
+@pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
+@pytest.mark.parametrize("prog", list(BIG))
+def test_more_pes(prog, pes):
+    for _ in range(2):
+        run_ok(prog, pes, *BIG[prog], timeout=90)
