@@ -167,7 +167,8 @@ class Collection:
     members are here, the PEs that hold members (reductions run among
     them; None for a sparse array until ckDoneInserting) and the
     reductions in progress (reduction.py)."""
-    __slots__ = ("proxy", "cls", "pes", "nlocal", "sparse", "flags", "red")
+    __slots__ = ("proxy", "cls", "pes", "nlocal", "sparse", "flags", "red", "inserted",
+                 "expected", "done")
 
     def __init__(self, proxy, pes, nlocal, flags=0):
         self.proxy, self.cls = proxy, proxy.cls
@@ -175,6 +176,9 @@ class Collection:
         self.sparse = bool(proxy.sparse)
         self.flags = flags
         self.red = {}
+        # sparse arrays (location.py): insertions arrived here, how many
+        # ckDoneInserting waits for, and whether it is done here
+        self.inserted, self.expected, self.done = 0, None, False
 
 
 # ---- creation ---------------------------------------------------------------
@@ -250,7 +254,8 @@ def on_create(payload):
     charm._colls[coll] = Collection(proxy, where, len(keys), flags)
     _charmpy.loc_create(proxy)
     members = {key: new_member(cls, proxy, index) for key, index in keys}
-    construct(members.values(), args, lambda: registered(coll, members),
+    construct(members.values(), args, lambda: _charmpy.loc_register(coll, members, False),
+              lambda: released(coll),
               lambda: send_future(creator, done_fid, None, None, None),
               main=bool(flags & F_MAIN))
 
@@ -262,22 +267,25 @@ def new_member(cls, proxy, index):
     return obj
 
 
-def construct(objs, args, reachable, then, main=False):
-    """Run the constructors, make the members reachable (`reachable`), then
-    call `then` once every constructor ended. A constructor that is a
-    coroutine (or the main chare's, which may block) runs as a coroutine of
-    its own chare; the members become reachable once each constructor ran
-    to its first suspension (or its end), so, as in charm4py, messages
-    that came early run after that and while it is suspended."""
+def construct(objs, args, register, release, then, main=False):
+    """Run the constructors of objs; `register` makes them known on this PE
+    (ckLocalBranch finds them), `release` delivers what arrived for them
+    early, `then` runs once every constructor ended. A constructor that is
+    a coroutine (or the main chare's, which may block) runs as a coroutine
+    of its own chare, its chare registered first, and what came early is
+    delivered once each ran to its first suspension (or its end): as in
+    charm4py, messages then run while it is suspended."""
     objs = list(objs)
     cls = type(objs[0]) if objs else None
     if cls is None or not (main or getattr(cls.__init__, "_charmpy_coro", False)):
         for obj in objs:
             obj.__init__(*args)
-        reachable()
+        register()
+        release()
         then()
         return
-    left = [len(objs), False]   # constructors running, members reachable
+    register()
+    left = [len(objs), False]   # constructors running, early messages delivered
 
     def build(obj):
         obj.__init__(*args)
@@ -287,15 +295,16 @@ def construct(objs, args, reachable, then, main=False):
     build.__name__ = "__init__"   # for the errors coro.start reports
     for obj in objs:
         coro.start(build, (obj,), {}, None, obj)
-    reachable()
+    release()
     left[1] = True
     if left[0] == 0:
         then()
 
 
-def registered(coll, members):
-    """Make members reachable on this PE, then run what waited for them."""
-    _charmpy.loc_register(coll, members)
+def released(coll):
+    """coll's members are here and built (or suspended in their first
+    coroutine step): deliver what waited for them."""
+    _charmpy.loc_release(coll)
     for fn in _waiting.pop(coll, ()):
         fn()
     charm._flush_early(coll)

@@ -215,6 +215,7 @@ def _hooks():
         "on_py": charm._on_py,
         "insert": location.on_insert,
         "done_inserting": location.done_inserting,
+        "routed": location.routed,
         "combine": reduction.combine,
         "on_reduction": reduction.on_reduction,
         "entry_names": chare.entry_names,

@@ -1,8 +1,8 @@
 """readonlies: attributes set on PE 0 once the program runs (in main) are
 sent to every PE. Every creation carries how many of them its creator had
-sent or received, and waits on each PE until as many arrived there, so the
-constructors of chares created after a readonly was set see it whatever
-path the messages took."""
+sent or received (insertions into sparse arrays too), and waits on each PE
+until as many arrived there, so the constructors of chares created after a
+readonly was set see it whatever path the messages took."""
 from . import _charmpy
 from .charm import charm
 
@@ -20,6 +20,7 @@ class Readonlies:
                 raise TypeError(f"readonlies.{name} cannot be serialized: {e}") from e
             _charmpy.send_py(-1, blob)
             _count[0] += 1
+            _charmpy.set_readonlies(_count[0])
 
 
 def epoch():
@@ -40,6 +41,7 @@ def _on_readonly(name, value):
         return
     object.__setattr__(readonlies, name, value)
     _count[0] += 1
+    _charmpy.set_readonlies(_count[0])
     ready = [w for w in _waiting if w[0] <= _count[0]]
     _waiting[:] = [w for w in _waiting if w[0] > _count[0]]
     for _, fn in ready:

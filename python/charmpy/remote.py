@@ -3,7 +3,7 @@ built on every PE at start without messages."""
 import sys
 
 from . import _charmpy
-from .chare import GROUP, Array, Chare, Collection, new_member, registered
+from .chare import GROUP, Array, Chare, Collection, new_member, released
 from .charm import charm
 
 
@@ -61,4 +61,5 @@ def install():
     charm.thisProxy = proxy
     charm._colls[0] = Collection(proxy, tuple(range(charm._npes)), 1)
     _charmpy.loc_create(proxy)
-    registered(0, {charm._pe: new_member(CharmRemote, proxy, charm._pe)})
+    _charmpy.loc_register(0, {charm._pe: new_member(CharmRemote, proxy, charm._pe)})
+    released(0)

@@ -110,10 +110,10 @@ def recheck(obj):
     true, in arrival order, until none can run. From inside a coroutine
     (self.__flush_wait_queues__()) it is queued: what it runs may suspend,
     and must give control back to the scheduler, not to the caller."""
-    if coro.in_coroutine():
-        _charmpy.call_soon(recheck, (obj,))
-        return
     held = obj.__dict__.get("_charmpy_held", [])
+    if coro.in_coroutine():
+        _recheck_in_coroutine(obj, held)
+        return
     progress = True
     while progress and held:
         progress = False
@@ -134,3 +134,32 @@ def recheck(obj):
                     break
     if not held:
         _charmpy.held.pop(id(obj), None)
+
+
+def _recheck_in_coroutine(obj, held):
+    """recheck from inside a coroutine (self.__flush_wait_queues__()): the
+    plain @when methods that can run run now, in order; from the first
+    coroutine that could run on, the rest is queued, since it may suspend
+    and must give control back to the scheduler, not to the caller."""
+    i = 0
+    while i < len(held):
+        item = held[i]
+        if item[0] == "when" and not item[5] & ENTRY_CORO:
+            _, meth, args, kwargs, reply, flags = item
+            if _true(obj, meth, args, kwargs):
+                del held[i]
+                _run(obj, meth, args, kwargs, reply, flags)
+                i = 0       # its state changed: from the start again
+                continue
+        elif _ready(obj, item):
+            _charmpy.call_soon(recheck, (obj,))
+            return
+        i += 1
+    if not held:
+        _charmpy.held.pop(id(obj), None)
+
+
+def _ready(obj, item):
+    if item[0] == "when":
+        return _true(obj, item[1], item[2], item[3])
+    return eval(item[1], sys.modules[type(obj).__module__].__dict__, {"self": obj})

@@ -44,9 +44,10 @@ enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
 /* The method number of an insertion into a sparse array (ckInsert): the
  * message carries the constructor's arguments to the element's PE. */
 #define CPY_M_INSERT 0xffff
-/* ckDoneInserting, when it must wait behind this PE's insertions that are
- * still to be routed (EM_ROUTE). */
-#define CPY_M_DONE 0xfffe
+/* A marker a PE sends itself behind its messages to a collection that are
+ * still to be routed (EM_ROUTE): when it is reached, they have left, and the
+ * routed hook runs (ckDoneInserting's count of insertions waits for it). */
+#define CPY_M_ROUTED 0xfffe
 
 /* The start of an entry-method message's payload. After it come the
  * arguments: encoded (args, kwargs), or with EM_BYREF the references of
@@ -61,6 +62,8 @@ typedef struct em_hdr {
     int32_t fut_pe;     /* ... which lives on this PE */
     int32_t aux;        /* CPY_M_INSERT: onPE + 1 (0: the home PE) */
 } em_hdr;
+/* An insertion carries in fut_id the number of readonlies its sender had
+ * set or seen (python/charmpy/readonly.py): the constructor waits for them. */
 
 /*
  * The extension's calls into the Python layer. init() takes a dict from
@@ -85,9 +88,13 @@ typedef struct em_hdr {
  *                                        answer later through reply
  *   on_create(payload: bytes)            a collection to create here
  *   on_py(payload: bytes)                a runtime message of the Python layer
- *   insert(coll: int, index, args)       construct a sparse array element here
- *   done_inserting(coll: int)            ckDoneInserting of sparse array coll,
- *                                        after this PE's insertions left
+ *   insert(coll: int, index, args, readonlies: int)
+ *                                        construct a sparse array element here
+ *                                        (once that many readonlies arrived)
+ *   done_inserting(coll: int)            proxy.ckDoneInserting()
+ *   routed(coll: int)                    the messages to coll that this PE
+ *                                        routed (EM_ROUTE) before
+ *                                        loc_after_routed(coll) have left
  *   combine(parts: list of bytes)        -> bytes: combine reduction parts
  *   on_reduction(stream, seq, payload)   a reduction's result, at its root
  *   entry_names(cls)                     -> (codes: dict name -> number,
@@ -109,6 +116,7 @@ typedef struct em_hdr {
     X(ON_PY, on_py)                                                                    \
     X(INSERT, insert)                                                                  \
     X(DONE_INSERTING, done_inserting)                                                  \
+    X(ROUTED, routed)                                                                  \
     X(COMBINE, combine)                                                                \
     X(ON_REDUCTION, on_reduction)                                                      \
     X(ENTRY_NAMES, entry_names)                                                        \
@@ -157,6 +165,7 @@ typedef struct cpy_state {
     int local_optim;         /* same-PE arguments by reference (the default) */
     int profiling;           /* time entry methods (options.profiling, +stats) */
     int pickle_protocol;     /* for values the codec pickles */
+    uint64_t readonlies;     /* readonlies set (PE 0) or received here */
     cpy_codec_cache codec;
 } cpy_state;
 
@@ -235,9 +244,7 @@ int cpy_loc_home(cpy_state *st, const cpy_place *pl, const int32_t *idx);
 int cpy_loc_must_route(cpy_state *st, uint64_t coll, const cpy_place *pl,
                        const int32_t *idx);
 void cpy_loc_note_routed(cpy_state *st, uint64_t coll); /* one more EM_ROUTE */
-/* ckDoneInserting of sparse array coll from this PE: after the insertions
- * this PE still routes. 0 or -1 with an exception. */
-int cpy_loc_done_inserting(cpy_state *st, uint64_t coll, const cpy_place *pl);
+
 /* A message for element `key` (borrowed), which is not among the members
  * here: an insertion to run, or a message to forward to where the element
  * is, to hold until it is inserted, or to fail. Takes msg. */

@@ -31,8 +31,9 @@ typedef struct cpy_coll {
     PyObject *held;     /* dict key -> list of messages (ints) waiting for the
                            element's insertion (NULL: none) */
     PyObject *building; /* set of keys whose constructor is running here */
-    int done;           /* sparse: ckDoneInserting reached this PE */
+    int done;           /* sparse: every insertion ckDoneInserting waited for ran here */
     int nroute;         /* EM_ROUTE messages of this PE not routed yet */
+    uint64_t *sent;     /* sparse: insertions this PE sent to each PE (npes), or NULL */
 } cpy_coll;
 
 struct cpy_colls {
@@ -167,6 +168,7 @@ void cpy_loc_free(cpy_state *st) {
             continue;
         clear_coll(st, c);
         PyMem_RawFree(c->early);
+        PyMem_RawFree(c->sent);
         PyMem_RawFree(c);
     }
     PyMem_RawFree(t->slot);
@@ -447,6 +449,19 @@ static void send_location(cpy_state *st, uint64_t coll, int ndims, const int32_t
         cpy_report_error(st, "announcing where a sparse array element was inserted");
 }
 
+/* One more insertion sent from this PE to PE `to` (ckDoneInserting's count). */
+static void count_insert(cpy_state *st, uint64_t coll, int to) {
+    cpy_coll *c = get(st, coll);
+    if (c && !c->sent)
+        c->sent = PyMem_RawCalloc((size_t)cp_num_pes(st->ctx), sizeof *c->sent);
+    if (!c || !c->sent) {
+        PyErr_NoMemory();
+        cpy_report_error(st, "counting insertions into a sparse array");
+        return;
+    }
+    c->sent[to]++;
+}
+
 /* An insertion arrived where the element will live: run its constructor
  * through the insert hook (which registers it with loc_add). */
 static void run_insert(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
@@ -468,12 +483,17 @@ static void run_insert(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
         cpy_discard(st, msg);
         goto error;
     }
-    if (cpy_take_msg_args(st, msg, &args, &kwargs) < 0)
+    em_hdr *h = cp_msg_data(msg);
+    PyObject *ro = PyLong_FromUnsignedLongLong(h->fut_id);
+    if (cpy_take_msg_args(st, msg, &args, &kwargs) < 0) {
+        Py_XDECREF(ro);
         goto error;
+    }
     PyObject *id = PyLong_FromUnsignedLongLong(c->id);
-    PyObject *hargs[3] = {id, key, args};
-    PyObject *r = id ? cpy_hook(st, CPY_HOOK_INSERT, hargs, 3) : NULL;
+    PyObject *hargs[4] = {id, key, args, ro};
+    PyObject *r = id && ro ? cpy_hook(st, CPY_HOOK_INSERT, hargs, 4) : NULL;
     Py_XDECREF(id);
+    Py_XDECREF(ro);
     Py_DECREF(args);
     Py_XDECREF(kwargs);
     if (!r)
@@ -526,14 +546,23 @@ void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
     fail_message(st, msg, cpy_take_exception(), "delivering a message");
 }
 
-static int done_inserting(cpy_state *st, uint64_t coll);
-
 void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
     cpy_coll *c = find(st, h->coll);
     if (c && c->nroute > 0)
         c->nroute--;
     h->flags &= ~(uint32_t)EM_ROUTE;
+    if (h->method == CPY_M_ROUTED) {
+        /* Everything this PE routed to the collection before it has left. */
+        PyObject *id = PyLong_FromUnsignedLongLong(h->coll);
+        cpy_discard(st, msg);
+        PyObject *r = id ? cpy_hook(st, CPY_HOOK_ROUTED, &id, 1) : NULL;
+        Py_XDECREF(id);
+        if (!r)
+            cpy_report_error(st, "ckDoneInserting");
+        Py_XDECREF(r);
+        return;
+    }
     int home = c && c->placed ? cpy_loc_home(st, &c->place, h->idx) : -1;
     if (home == CPY_HOME_UNKNOWN)
         PyErr_SetString(PyExc_RuntimeError,
@@ -545,15 +574,9 @@ void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
         return;
     }
     int me = cp_my_pe(st->ctx), to = home;
-    if (h->method == CPY_M_DONE) {
-        uint64_t coll = h->coll;
-        cpy_discard(st, msg);
-        if (done_inserting(st, coll) < 0)
-            cpy_report_error(st, "ckDoneInserting");
-        return;
-    }
     if (h->method == CPY_M_INSERT) {
         to = h->aux > 0 ? h->aux - 1 : home;
+        count_insert(st, h->coll, to);
         if (to != home)
             send_location(st, h->coll, h->ndims, h->idx, to, home);
     }
@@ -608,29 +631,6 @@ error:
     cpy_report_error(st, "recording where a sparse array element lives");
 }
 
-static int done_inserting(cpy_state *st, uint64_t coll) {
-    PyObject *id = PyLong_FromUnsignedLongLong(coll);
-    PyObject *r = id ? cpy_hook(st, CPY_HOOK_DONE_INSERTING, &id, 1) : NULL;
-    Py_XDECREF(id);
-    Py_XDECREF(r);
-    return r ? 0 : -1;
-}
-
-int cpy_loc_done_inserting(cpy_state *st, uint64_t coll, const cpy_place *pl) {
-    if (!cpy_loc_must_route(st, coll, pl, NULL))
-        return done_inserting(st, coll);
-    /* Behind this PE's insertions that wait for the ArrayMap: a message to
-     * this PE that is routed after them. */
-    PyObject *none = PyTuple_New(0);
-    em_hdr h = {.coll = coll, .flags = EM_ROUTE, .ndims = (uint16_t)pl->ndims,
-                .method = CPY_M_DONE, .fut_pe = cp_my_pe(st->ctx)};
-    int rc = none ? cpy_send_entry(st, cp_my_pe(st->ctx), &h, NULL, none, NULL) : -1;
-    Py_XDECREF(none);
-    if (rc == 0)
-        cpy_loc_note_routed(st, coll);
-    return rc;
-}
-
 int cpy_loc_insert(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
                    PyObject *args, int on_pe) {
     int npes = cp_num_pes(st->ctx), me = cp_my_pe(st->ctx);
@@ -654,15 +654,19 @@ int cpy_loc_insert(cpy_state *st, uint64_t coll, const cpy_place *pl, const int3
     /* The insertion is an entry message of method CPY_M_INSERT whose
      * arguments are the constructor's. */
     em_hdr h = {.coll = coll, .flags = flags, .ndims = (uint16_t)pl->ndims,
-                .method = CPY_M_INSERT, .fut_pe = me, .aux = on_pe + 1};
+                .method = CPY_M_INSERT, .fut_id = st->readonlies, .fut_pe = me,
+                .aux = on_pe + 1};
     memcpy(h.idx, idx, sizeof h.idx);
     int rc = cpy_send_entry(st, to, &h, NULL, cargs, NULL);
     Py_DECREF(cargs);
     if (rc < 0)
         return -1;
-    if (flags & EM_ROUTE)
+    if (flags & EM_ROUTE) {
         cpy_loc_note_routed(st, coll);
-    else if (to != home)
+        return 0;
+    }
+    count_insert(st, coll, to);
+    if (to != home)
         send_location(st, coll, pl->ndims, idx, to, home);
     return 0;
 }
@@ -698,14 +702,32 @@ static PyObject *mod_loc_create(PyObject *module, PyObject *proxy) {
     Py_RETURN_NONE;
 }
 
-/* loc_register(coll, members): members (a dict index -> chare, kept) now
- * receive messages for coll on this PE; those that arrived early are
- * delivered now, in arrival order. */
+/* Deliver, in arrival order, what arrived for coll before its registration. */
+static void release_early(cpy_state *st, cpy_coll *c) {
+    /* Delivering may queue more early messages of other collections, and
+     * run Python code that looks this one up: take the list first. */
+    cp_msg **early = c->early;
+    int n = c->nearly;
+    c->early = NULL;
+    c->nearly = c->capearly = 0;
+    PyObject *members = Py_NewRef(c->members);
+    for (int i = 0; i < n; i++)
+        cpy_deliver(st, early[i], members);
+    Py_DECREF(members);
+    PyMem_RawFree(early);
+}
+
+/* loc_register(coll, members, release=True): members (a dict index ->
+ * chare, kept) are coll's on this PE from now on; what arrived early is
+ * delivered now, in arrival order, or with release=False at
+ * loc_release(coll) (constructors that are coroutines run first). */
 static PyObject *mod_loc_register(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     PyObject *id, *members;
+    int release = 1;
     uint64_t coll;
-    if (!PyArg_ParseTuple(args, "OO!", &id, &PyDict_Type, &members) || coll_arg(id, &coll) < 0)
+    if (!PyArg_ParseTuple(args, "OO!|p", &id, &PyDict_Type, &members, &release) ||
+        coll_arg(id, &coll) < 0)
         return NULL;
     cpy_coll *c = get(st, coll);
     if (!c)
@@ -714,28 +736,21 @@ static PyObject *mod_loc_register(PyObject *module, PyObject *args) {
         return PyErr_Format(PyExc_RuntimeError, "collection %llx registered twice on PE %d",
                             (unsigned long long)coll, st->ctx ? cp_my_pe(st->ctx) : 0);
     c->members = Py_NewRef(members);
-    /* Delivering may queue more early messages of other collections, and
-     * run Python code that looks this one up: take the list first. */
-    cp_msg **early = c->early;
-    int n = c->nearly;
-    c->early = NULL;
-    c->nearly = c->capearly = 0;
-    Py_INCREF(members);
-    for (int i = 0; i < n; i++)
-        cpy_deliver(st, early[i], members);
-    Py_DECREF(members);
-    PyMem_RawFree(early);
+    if (release)
+        release_early(st, c);
     Py_RETURN_NONE;
 }
 
-/* loc_add(coll, index, chare): a sparse element was built here; messages
- * waiting for it are delivered now, in arrival order. */
+/* loc_add(coll, index, chare, release=True): a sparse element was built
+ * here; messages waiting for it are delivered now, in arrival order, or
+ * with release=False at loc_release(coll, index). */
 static PyObject *mod_loc_add(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     PyObject *id, *key, *obj;
+    int release = 1;
     uint64_t coll;
-    if (!PyArg_ParseTuple(args, "OOO", &id, &key, &obj) || coll_arg(id, &coll) < 0 ||
-        cpy_need_runtime(st))
+    if (!PyArg_ParseTuple(args, "OOO|p", &id, &key, &obj, &release) ||
+        coll_arg(id, &coll) < 0 || cpy_need_runtime(st))
         return NULL;
     cpy_coll *c = find(st, coll);
     if (!c || !c->members)
@@ -743,6 +758,8 @@ static PyObject *mod_loc_add(PyObject *module, PyObject *args) {
                             (unsigned long long)coll);
     if (PyDict_SetItem(c->members, key, obj) < 0)
         return NULL;
+    if (!release)
+        Py_RETURN_NONE;
     if (c->building && PySet_Discard(c->building, key) < 0)
         return NULL;
     PyObject *list = take_held(c, key);
@@ -753,8 +770,89 @@ static PyObject *mod_loc_add(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* loc_done(coll): no more insertions into the sparse array coll; messages
- * waiting here for an element that was never inserted fail. */
+/* loc_release(coll[, index]): deliver what loc_register (or loc_add for
+ * index) kept back. */
+static PyObject *mod_loc_release(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *id, *key = NULL;
+    uint64_t coll;
+    if (!PyArg_ParseTuple(args, "O|O", &id, &key) || coll_arg(id, &coll) < 0 ||
+        cpy_need_runtime(st))
+        return NULL;
+    cpy_coll *c = find(st, coll);
+    if (!c || !c->members)
+        return PyErr_Format(PyExc_RuntimeError, "loc_release: collection %llx is not "
+                            "registered", (unsigned long long)coll);
+    if (!key) {
+        release_early(st, c);
+        Py_RETURN_NONE;
+    }
+    if (c->building && PySet_Discard(c->building, key) < 0)
+        return NULL;
+    PyObject *list = take_held(c, key);
+    if (!list)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    release_list(st, list, cp_my_pe(st->ctx), c->members);
+    Py_DECREF(list);
+    Py_RETURN_NONE;
+}
+
+/* loc_sent(coll) -> tuple: the insertions this PE sent to each PE. */
+static PyObject *mod_loc_sent(PyObject *module, PyObject *id) {
+    cpy_state *st = PyModule_GetState(module);
+    uint64_t coll;
+    if (coll_arg(id, &coll) < 0 || cpy_need_runtime(st))
+        return NULL;
+    cpy_coll *c = find(st, coll);
+    int n = cp_num_pes(st->ctx);
+    PyObject *t = PyTuple_New(n);
+    for (int i = 0; t && i < n; i++) {
+        PyObject *v = PyLong_FromUnsignedLongLong(c && c->sent ? c->sent[i] : 0);
+        if (!v) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
+}
+
+/* loc_after_routed(coll): call the routed hook once the messages this PE
+ * routes to coll (EM_ROUTE) have left: now when there are none, else
+ * behind them. */
+static PyObject *mod_loc_after_routed(PyObject *module, PyObject *id) {
+    cpy_state *st = PyModule_GetState(module);
+    uint64_t coll;
+    if (coll_arg(id, &coll) < 0 || cpy_need_runtime(st))
+        return NULL;
+    cpy_coll *c = find(st, coll);
+    if (!c || c->nroute == 0)
+        return cpy_hook(st, CPY_HOOK_ROUTED, &id, 1);
+    PyObject *none = PyTuple_New(0);
+    em_hdr h = {.coll = coll, .flags = EM_ROUTE, .method = CPY_M_ROUTED,
+                .fut_pe = cp_my_pe(st->ctx)};
+    int rc = none ? cpy_send_entry(st, cp_my_pe(st->ctx), &h, NULL, none, NULL) : -1;
+    Py_XDECREF(none);
+    if (rc < 0)
+        return NULL;
+    cpy_loc_note_routed(st, coll);
+    Py_RETURN_NONE;
+}
+
+/* set_readonlies(n): how many readonlies this PE has set or received (the
+ * count its insertions carry). */
+static PyObject *mod_set_readonlies(PyObject *module, PyObject *n) {
+    cpy_state *st = PyModule_GetState(module);
+    unsigned long long v = PyLong_AsUnsignedLongLong(n);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    st->readonlies = v;
+    Py_RETURN_NONE;
+}
+
+/* loc_done(coll): every insertion into the sparse array coll that
+ * ckDoneInserting waited for ran here; messages waiting for an element that
+ * was never inserted fail, and so will later insertions. */
 static PyObject *mod_loc_done(PyObject *module, PyObject *id) {
     cpy_state *st = PyModule_GetState(module);
     uint64_t coll;
@@ -802,8 +900,15 @@ static PyObject *mod_members(PyObject *module, PyObject *id) {
 PyMethodDef cpy_location_methods[] = {
     {"loc_create", mod_loc_create, METH_O, "loc_create(proxy): how coll is placed"},
     {"loc_register", mod_loc_register, METH_VARARGS,
-     "loc_register(coll, members): the members of coll on this PE"},
-    {"loc_add", mod_loc_add, METH_VARARGS, "loc_add(coll, index, chare): inserted here"},
+     "loc_register(coll, members, release=True): the members of coll on this PE"},
+    {"loc_add", mod_loc_add, METH_VARARGS,
+     "loc_add(coll, index, chare, release=True): inserted here"},
+    {"loc_release", mod_loc_release, METH_VARARGS,
+     "loc_release(coll[, index]): deliver what was kept back"},
+    {"loc_sent", mod_loc_sent, METH_O, "loc_sent(coll): insertions sent to each PE"},
+    {"loc_after_routed", mod_loc_after_routed, METH_O,
+     "loc_after_routed(coll): the routed hook, once this PE's routed messages left"},
+    {"set_readonlies", mod_set_readonlies, METH_O, NULL},
     {"loc_done", mod_loc_done, METH_O, "loc_done(coll): no more insertions"},
     {"members", mod_members, METH_O, "members(coll): dict of this PE's members or None"},
     {"dense_layout", mod_dense_layout, METH_O,

@@ -753,7 +753,9 @@ static PyObject *proxy_local_branch(ProxyObject *self, PyObject *noargs) {
         return st->ctx ? PyErr_Format(PyExc_TypeError, "ckLocalBranch() is for group proxies")
                        : NULL;
     PyObject *me = PyLong_FromLong(cp_my_pe(st->ctx));
-    int member = me && self->pes ? PySequence_Contains(self->pes, me) : 1;
+    if (!me)
+        return NULL;
+    int member = self->pes ? PySequence_Contains(self->pes, me) : 1;
     PyObject *members = member > 0 ? cpy_loc_members(st, self->coll) : NULL;
     PyObject *m = members ? PyDict_GetItemWithError(members, me) : NULL;
     Py_XDECREF(me);
@@ -813,9 +815,10 @@ static PyObject *proxy_done_inserting(ProxyObject *self, PyObject *noargs) {
     cpy_state *st = cpy_state_of_type(Py_TYPE(self));
     if (self->place.kind != CPY_ARRAY || !self->place.sparse || self->elem)
         return PyErr_Format(PyExc_TypeError, "ckDoneInserting() is for sparse arrays");
-    if (cpy_need_runtime(st) || cpy_loc_done_inserting(st, self->coll, &self->place) < 0)
-        return NULL;
-    Py_RETURN_NONE;
+    PyObject *id = cpy_need_runtime(st) ? NULL : PyLong_FromUnsignedLongLong(self->coll);
+    PyObject *r = id ? cpy_hook(st, CPY_HOOK_DONE_INSERTING, &id, 1) : NULL;
+    Py_XDECREF(id);
+    return r;
 }
 
 static PyMethodDef proxy_methods[] = {

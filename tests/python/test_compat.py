@@ -178,13 +178,14 @@ def test_api_surface(npes):
 # Orders the review of issue 9 found wrong (ctor_order.py says each mode);
 # at 6 and 8 PEs too, where the broadcast tree has a second level, and the
 # insertion races several times.
-CTOR_MODES = ["coro_ctor", "ctor_nowait", "flush", "readonly", "insert_other", "insert_xmap"]
+CTOR_MODES = ["coro_ctor", "ctor_nowait", "flush", "readonly", "insert_other", "insert_xmap",
+              "insert_done", "done_procnum", "ro_insert", "flush_sync", "ctor_lb"]
 
 
 @pytest.mark.parametrize("pes", [1, 2, 3, 4, 6, 8], ids=lambda n: f"P{n}")
 @pytest.mark.parametrize("mode", CTOR_MODES)
 def test_ctor_and_insert_order(mode, pes):
-    runs = 3 if mode.startswith("insert") and pes > 2 else 1
+    runs = 3 if mode.startswith(("insert", "done", "ro_")) and pes > 2 else 1
     for _ in range(runs):
         run_ok("ctor_order", pes, mode, timeout=60)
 

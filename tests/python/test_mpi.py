@@ -113,7 +113,8 @@ def test_issue9_programs(prog, btl):
     assert f"OK {prog}" in out, (out, err)
 
 
-@pytest.mark.parametrize("mode", ["coro_ctor", "readonly", "insert_other", "insert_xmap"])
+@pytest.mark.parametrize("mode", ["coro_ctor", "readonly", "insert_other", "insert_xmap",
+                                  "insert_done", "done_procnum", "ro_insert"])
 def test_ctor_and_insert_order(mode, btl):
     for _ in range(2):
         rc, out, err = mpirun("ctor_order", 6, btl, mode, timeout=90)

@@ -16,7 +16,20 @@
                 ArrayMap and calls ckDoneInserting at once; main uses every
                 element and reduces over them
   insert_xmap   the same, the array itself created on another PE than its map
+  insert_done   a chare on another PE inserts (with an ArrayMap not there yet)
+                and returns; then main calls ckDoneInserting: it waits for
+                those insertions
+  done_procnum  an ArrayMap whose procNum knows only the inserted indices;
+                ckDoneInserting right after the insertions
+  ro_insert     a readonly set in main is seen by the constructors of sparse
+                elements inserted right after it on other PEs, while the PE
+                that relays broadcasts is busy
+  flush_sync    __flush_wait_queues__() in a coroutine runs the plain @when
+                method it opened before it returns
+  ctor_lb       a group's @coro constructor finds itself with ckLocalBranch
+                before its first suspension
 """
+import time
 import sys
 
 from charmpy import *
@@ -84,6 +97,48 @@ class Reader(Chare):
         return self.seen
 
 
+class Busy(Chare):
+    def spin(self, secs):
+        t = time.time()
+        while time.time() - t < secs:
+            pass
+
+
+class DictMap(ArrayMap):
+    def __init__(self, indices):
+        self.table = {(i,): i % charm.numPes() for i in indices}
+
+    def procNum(self, index):
+        return self.table[index]      # defined only for the inserted elements
+
+
+class Counter(Chare):
+    def __init__(self):
+        self.x = False
+        self.n = 0
+
+    @when("self.x")
+    def gated(self):
+        self.n += 1
+
+    @coro
+    def run(self):
+        charm.sleep(0.05)             # gated() arrived meanwhile and is held
+        self.x = True
+        self.__flush_wait_queues__()
+        return self.n
+
+
+class SelfFinder(Chare):
+    @coro
+    def __init__(self):
+        self.found = self.thisProxy.ckLocalBranch() is self
+        charm.sleep(0.01)
+
+    def get(self):
+        return self.found
+
+
 class Spread(ArrayMap):
     def procNum(self, index):
         return (index[0] * 7 + 1) % charm.numPes()
@@ -102,6 +157,11 @@ class Builder(Chare):
         for i in indices:
             a.ckInsert(i)
         a.ckDoneInserting()
+
+    def insert_only(self, a, indices):
+        for i in indices:
+            a.ckInsert(i)
+        return True
 
     def build(self, m, indices):
         a = Array(Elem, ndims=1, map=m)
@@ -157,6 +217,44 @@ def main(args):
         charm.awaitCreation(b)
         a = b.build(Group(Spread), list(range(12)), ret=True).get()
         check_sparse(a, list(range(12)))
+    elif MODE == "insert_done":
+        b = Chare(Builder, onPE=P - 1)
+        charm.awaitCreation(b)
+        a = Array(Elem, ndims=1, map=Group(Spread))
+        assert b.insert_only(a, list(range(12)), ret=True).get()
+        a.ckDoneInserting()
+        check_sparse(a, list(range(12)))
+    elif MODE == "done_procnum":
+        indices = [5, 9, 13]
+        a = Array(Elem, ndims=1, map=Group(DictMap, args=[indices]))
+        for i in indices:
+            a.ckInsert(i)
+        a.ckDoneInserting()
+        f = Future()
+        a.part(f)
+        assert f.get() == len(indices)
+        assert [r[1] for r in a.info(ret=True).get()] == [i % P for i in indices]
+    elif MODE == "ro_insert":
+        busy = Chare(Busy, onPE=1 % P)
+        a = Array(Reader, ndims=1)
+        charm.awaitCreation(busy, a)
+        busy.spin(0.5)
+        readonlies.value = 42
+        pes = list(range(1, P)) or [0]
+        for k, pe in enumerate(pes):
+            a.ckInsert(k, onPE=pe)
+        a.ckDoneInserting()
+        assert [a[k].get(ret=True).get() for k in range(len(pes))] == [42] * len(pes)
+    elif MODE == "flush_sync":
+        c = Chare(Counter, onPE=0)
+        charm.awaitCreation(c)
+        r = c.run(ret=True)
+        c.gated()
+        assert r.get() == 1, r.get()
+    elif MODE == "ctor_lb":
+        g = Group(SelfFinder)
+        charm.awaitCreation(g)
+        assert g.get(ret=True).get() == [True] * P
     else:
         raise SystemExit(f"unknown mode {MODE}")
     print("OK ctor_order")
