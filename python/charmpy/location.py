@@ -24,7 +24,7 @@ def on_insert(coll, index, args, readonlies):
     info.inserted += 1
     obj = new_member(info.cls, info.proxy, index)
     readonly.after(readonlies, lambda: construct(
-        [obj], args, lambda: _charmpy.loc_add(coll, index, obj, False),
+        [obj], args, lambda: _charmpy.loc_add(coll, index, obj),
         lambda: _charmpy.loc_release(coll, index), lambda: None))
     _check_done(coll)
 

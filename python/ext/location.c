@@ -741,25 +741,8 @@ static PyObject *mod_loc_register(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* loc_add(coll, index, chare, release=True): a sparse element was built
- * here; messages waiting for it are delivered now, in arrival order, or
- * with release=False at loc_release(coll, index). */
-static PyObject *mod_loc_add(PyObject *module, PyObject *args) {
-    cpy_state *st = PyModule_GetState(module);
-    PyObject *id, *key, *obj;
-    int release = 1;
-    uint64_t coll;
-    if (!PyArg_ParseTuple(args, "OOO|p", &id, &key, &obj, &release) ||
-        coll_arg(id, &coll) < 0 || cpy_need_runtime(st))
-        return NULL;
-    cpy_coll *c = find(st, coll);
-    if (!c || !c->members)
-        return PyErr_Format(PyExc_RuntimeError, "loc_add: collection %llx is not registered",
-                            (unsigned long long)coll);
-    if (PyDict_SetItem(c->members, key, obj) < 0)
-        return NULL;
-    if (!release)
-        Py_RETURN_NONE;
+/* The messages held for element key (inserted here) go to it now. */
+static PyObject *release_element(cpy_state *st, cpy_coll *c, PyObject *key) {
     if (c->building && PySet_Discard(c->building, key) < 0)
         return NULL;
     PyObject *list = take_held(c, key);
@@ -770,30 +753,43 @@ static PyObject *mod_loc_add(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* loc_release(coll[, index]): deliver what loc_register (or loc_add for
- * index) kept back. */
-static PyObject *mod_loc_release(PyObject *module, PyObject *args) {
-    cpy_state *st = PyModule_GetState(module);
-    PyObject *id, *key = NULL;
+static cpy_coll *registered(cpy_state *st, PyObject *id, const char *what) {
     uint64_t coll;
-    if (!PyArg_ParseTuple(args, "O|O", &id, &key) || coll_arg(id, &coll) < 0 ||
-        cpy_need_runtime(st))
+    if (coll_arg(id, &coll) < 0 || cpy_need_runtime(st))
         return NULL;
     cpy_coll *c = find(st, coll);
     if (!c || !c->members)
-        return PyErr_Format(PyExc_RuntimeError, "loc_release: collection %llx is not "
-                            "registered", (unsigned long long)coll);
-    if (!key) {
-        release_early(st, c);
-        Py_RETURN_NONE;
-    }
-    if (c->building && PySet_Discard(c->building, key) < 0)
+        PyErr_Format(PyExc_RuntimeError, "%s: collection %llx is not registered", what,
+                     (unsigned long long)coll);
+    return c && c->members ? c : NULL;
+}
+
+/* loc_add(coll, index, chare): a sparse element was built here (its
+ * messages wait for loc_release(coll, index)). */
+static PyObject *mod_loc_add(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *id, *key, *obj;
+    if (!PyArg_ParseTuple(args, "OOO", &id, &key, &obj))
         return NULL;
-    PyObject *list = take_held(c, key);
-    if (!list)
-        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
-    release_list(st, list, cp_my_pe(st->ctx), c->members);
-    Py_DECREF(list);
+    cpy_coll *c = registered(st, id, "loc_add");
+    if (!c || PyDict_SetItem(c->members, key, obj) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* loc_release(coll[, index]): deliver, in arrival order, what loc_register
+ * (or, for index, loc_add) kept back. */
+static PyObject *mod_loc_release(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *id, *key = NULL;
+    if (!PyArg_ParseTuple(args, "O|O", &id, &key))
+        return NULL;
+    cpy_coll *c = registered(st, id, "loc_release");
+    if (!c)
+        return NULL;
+    if (key)
+        return release_element(st, c, key);
+    release_early(st, c);
     Py_RETURN_NONE;
 }
 
@@ -901,8 +897,7 @@ PyMethodDef cpy_location_methods[] = {
     {"loc_create", mod_loc_create, METH_O, "loc_create(proxy): how coll is placed"},
     {"loc_register", mod_loc_register, METH_VARARGS,
      "loc_register(coll, members, release=True): the members of coll on this PE"},
-    {"loc_add", mod_loc_add, METH_VARARGS,
-     "loc_add(coll, index, chare, release=True): inserted here"},
+    {"loc_add", mod_loc_add, METH_VARARGS, "loc_add(coll, index, chare): inserted here"},
     {"loc_release", mod_loc_release, METH_VARARGS,
      "loc_release(coll[, index]): deliver what was kept back"},
     {"loc_sent", mod_loc_sent, METH_O, "loc_sent(coll): insertions sent to each PE"},
