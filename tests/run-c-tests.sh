@@ -335,6 +335,7 @@ run_pe() {
         expect_ok among "$p" "OK among P=$p" among
         expect_ok "heapfull (64 MiB heaps)" "$p" "OK heapfull P=$p" heapfull
         expect_ok rununtil "$p" "OK rununtil P=$p" rununtil
+        expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" qd
         expect_ok "flags (runtime flags kept, removed from argv)" "$p" "OK flags P=$p" flags \
             a +balancer GreedyLB b +LBDebug 1 +stats ++quiet +trace t.json +p3x c +LBPeriod
         exitcode_case "$p" 3

@@ -261,6 +261,26 @@ int cp_call_after(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg);
 /* Deliver `msg` to `handler` on this PE after `secs` seconds. */
 int cp_send_after(cp_ctx *ctx, double secs, int handler, cp_msg *msg);
 
+/* ---- quiescence detection ----------------------------------------------- */
+
+/*
+ * The job is quiescent when no message is in flight or being processed on
+ * any PE and no timer is pending. cp_qd_start() asks for fn(ctx, arg) to be
+ * called on this PE once it is (any PE may ask, any number of times; each
+ * request is answered once, from the scheduler). Detection runs in waves
+ * from PE 0 while some request waits, and costs nothing otherwise.
+ *
+ * The runtime counts what it sends and dispatches. A layer above that keeps
+ * a received message aside to deliver it later (e.g. until the object it is
+ * for exists) calls cp_qd_create(ctx, 1) when it keeps it and
+ * cp_qd_process(ctx, 1) when it delivers or drops it, so that the job is
+ * not quiescent meanwhile.
+ */
+typedef void (*cp_qd_fn)(cp_ctx *ctx, void *arg);
+int cp_qd_start(cp_ctx *ctx, cp_qd_fn fn, void *arg);
+void cp_qd_create(cp_ctx *ctx, uint64_t n);
+void cp_qd_process(cp_ctx *ctx, uint64_t n);
+
 /* ---- scheduler ---------------------------------------------------------- */
 
 /* Run until the job exits. Returns 0 then, or a negative error. */

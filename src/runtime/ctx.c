@@ -145,6 +145,7 @@ int cp_init(cp_ctx **out, int *argc, char ***argv) {
     }
     ctx->my_pe = ctx->info.my_pe;
     ctx->npes = ctx->info.num_pes;
+    ctx->qd.next_wave = -1;
     if (argc && argv && *argv && (rc = strip_runtime_flags(ctx, argc, *argv)) != 0) {
         ctx->ops->finalize(ctx->m);
         free_flags(ctx);
@@ -168,6 +169,7 @@ int cp_finalize(cp_ctx *ctx) {
             cp_msg_free(ctx, batch[i]);
     cpTm_free_all(ctx);
     cpR_free_all(ctx);
+    cpQ_free_all(ctx);
     ctx->ops->finalize(ctx->m);
     free(ctx->handlers);
     free(ctx->reducers);

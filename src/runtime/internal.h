@@ -7,6 +7,7 @@
  *   tree.c   spanning trees and broadcast
  *   reduce.c reductions and the built-in reducers
  *   timer.c  the timer heap
+ *   qd.c     quiescence detection
  */
 #ifndef CHARMPY_RUNTIME_INTERNAL_H
 #define CHARMPY_RUNTIME_INTERNAL_H
@@ -16,8 +17,8 @@
 #include "charmpy/runtime.h"
 #include "machine/machine.h"
 
-/* cp_msg.kind */
-enum { CP_KIND_PLAIN = 0, CP_KIND_BCAST = 1, CP_KIND_REDN = 2 };
+/* cp_msg.kind; quiescence detection's own messages are not counted by it */
+enum { CP_KIND_PLAIN = 0, CP_KIND_BCAST = 1, CP_KIND_REDN = 2, CP_KIND_QD = 3 };
 
 #define CP_REDUCER_CUSTOM_BASE 32
 #define CP_TREE_BFACTOR 4
@@ -65,6 +66,37 @@ typedef struct cp_redn {
     cp_msg *early[CP_TREE_BFACTOR];
 } cp_redn;
 
+/* Quiescence detection (qd.c). */
+typedef struct cp_qdreq {
+    uint64_t id;
+    cp_qd_fn fn;
+    void *arg;
+} cp_qdreq;
+
+typedef struct cp_qdwait {
+    int pe;
+    uint64_t id;
+} cp_qdwait;
+
+typedef struct cp_qd {
+    uint64_t created, processed; /* this PE's counters; they only grow */
+    cp_qdreq *reqs;              /* requests made on this PE, not answered */
+    int nreqs, capreqs;
+    uint64_t last_id;
+    /* this PE's part of the current wave */
+    uint32_t wave;
+    int in_wave, replies_wanted;
+    uint64_t sum_created, sum_processed; /* of the children's subtrees */
+    /* PE 0, which runs the waves */
+    cp_qdwait *waiting;          /* requests to answer at quiescence */
+    int nwaiting, capwaiting;
+    int wave_running;
+    double next_wave;            /* when the next wave starts; < 0: none */
+    double delay;                /* after an unbalanced wave */
+    int have_last;
+    uint64_t last_created, last_processed; /* the previous wave's sums */
+} cp_qd;
+
 /* A runtime flag of the command line (cp_flag). */
 typedef struct cp_flagval {
     char *name, *value;
@@ -99,6 +131,8 @@ struct cp_ctx {
     cp_stream *streams;  /* unordered; one per stream this PE reduced in */
     int nstreams, capstreams;
 
+    cp_qd qd;
+
     cp_flagval *flags;   /* runtime flags removed from argv, in order */
     int nflags, capflags;
 
@@ -126,6 +160,12 @@ void cpT_forward_bcast(cp_ctx *ctx, cp_msg *msg);
 /* reduce.c */
 void cpR_receive(cp_ctx *ctx, cp_msg *msg);
 void cpR_free_all(cp_ctx *ctx);
+
+/* qd.c */
+void cpQ_receive(cp_ctx *ctx, cp_msg *msg);
+double cpQ_next_wave(const cp_ctx *ctx); /* < 0 when none is due */
+int cpQ_run_due(cp_ctx *ctx);            /* starts a wave that is due */
+void cpQ_free_all(cp_ctx *ctx);
 
 /* timer.c */
 double cpTm_next_deadline(cp_ctx *ctx); /* < 0 when none */

@@ -78,12 +78,14 @@ void cpM_ring_free(cp_ctx *ctx, cp_ring *r) {
  * the machine layer for any other. Ownership passes on success. */
 int cpM_transmit(cp_ctx *ctx, int pe, cp_msg *msg) {
     uint64_t size = msg->size; /* msg is not ours to read once sent */
+    uint32_t kind = msg->kind;
     msg->src_pe = (uint32_t)ctx->my_pe;
     int rc = pe == ctx->my_pe ? cpM_ring_push(&ctx->local, msg)
                               : ctx->ops->send(ctx->m, pe, msg);
     if (rc == 0) {
         ctx->counters.msgs_sent++;
         ctx->counters.bytes_sent += size;
+        ctx->qd.created += kind != CP_KIND_QD;
     }
     return rc;
 }
@@ -171,6 +173,7 @@ int cp_send_segs(cp_ctx *ctx, int pe, int handler, cp_msg *msg, const cp_seg *se
         if (rc == 0) {
             ctx->counters.msgs_sent++;
             ctx->counters.bytes_sent += total;
+            ctx->qd.created++;
         }
         return rc;
     }

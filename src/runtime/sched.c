@@ -1,6 +1,7 @@
 /*
  * The scheduler. One pass has three phases, each bounded so that none
- * starves the others: timers that are due, then up to CP_POLL_BATCH messages
+ * starves the others: timers that are due (and a quiescence detection wave,
+ * on PE 0, when one is due), then up to CP_POLL_BATCH messages
  * from the machine layer, then the messages this PE sent itself that were
  * queued when the phase began (so a handler that keeps sending to its own PE
  * cannot hold the pass forever). When a pass finds nothing, the PE waits in
@@ -10,6 +11,11 @@
 #include "internal.h"
 
 void cpS_dispatch(cp_ctx *ctx, cp_msg *msg) {
+    if (msg->kind == CP_KIND_QD) {
+        cpQ_receive(ctx, msg);
+        return;
+    }
+    ctx->qd.processed++;
     if (msg->kind == CP_KIND_REDN) {
         cpR_receive(ctx, msg);
         return;
@@ -29,7 +35,7 @@ void cpS_dispatch(cp_ctx *ctx, cp_msg *msg) {
 /* One pass; stops early when cond holds. Returns the number of messages and
  * timers handled. */
 static int pass(cp_ctx *ctx, int (*cond)(void *), void *arg) {
-    int done = cpTm_run_due(ctx);
+    int done = cpTm_run_due(ctx) + cpQ_run_due(ctx);
     if (cond && done && cond(arg))
         return done;
     cp_msg *batch[CP_POLL_BATCH];
@@ -75,7 +81,9 @@ int cp_run_until(cp_ctx *ctx, int (*cond)(void *), void *arg) {
             continue;
         if (cp_exiting(ctx))
             return 1;
-        double next = cpTm_next_deadline(ctx);
+        double next = cpTm_next_deadline(ctx), wave = cpQ_next_wave(ctx);
+        if (wave >= 0 && (next < 0 || wave < next))
+            next = wave;
         double timeout = -1;
         if (next >= 0) {
             timeout = next - cp_wall_time();

@@ -21,6 +21,7 @@ static int add(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg, cp_msg *msg)
         return CP_ENOMEM;
     int i = ctx->ntimers++;
     ctx->timers[i] = (cp_timer){cp_wall_time() + secs, ctx->timer_seq++, fn, arg, msg};
+    ctx->qd.created++; /* a pending timer keeps the job from being quiescent */
     while (i > 0 && before(&ctx->timers[i], &ctx->timers[(i - 1) / 2])) {
         swap(&ctx->timers[i], &ctx->timers[(i - 1) / 2]);
         i = (i - 1) / 2;
@@ -78,10 +79,13 @@ int cpTm_run_due(cp_ctx *ctx) {
     int fired = 0;
     while (ctx->ntimers && ctx->timers[0].when <= t && ctx->timers[0].seq < limit) {
         cp_timer tm = pop(ctx);
-        if (tm.msg)
+        ctx->qd.processed++;
+        if (tm.msg) {
+            ctx->qd.created++; /* its delivery counts like any message's */
             cpS_dispatch(ctx, tm.msg);
-        else
+        } else {
             tm.fn(ctx, tm.arg);
+        }
         fired++;
     }
     return fired;
