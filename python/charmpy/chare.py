@@ -238,8 +238,10 @@ def on_create(payload):
         return
     if map is not None and _charmpy.members(map.coll) is None:
         # The array's ArrayMap has not reached this PE yet (it was created
-        # elsewhere): the array waits for it.
-        _waiting.setdefault(map.coll, []).append(lambda: on_create(payload))
+        # elsewhere): the array waits for it (and the job is not quiescent).
+        _charmpy.qd_hold(1)
+        _waiting.setdefault(map.coll, []).append(lambda: (_charmpy.qd_release(1),
+                                                          on_create(payload)))
         return
     proxy = Proxy(coll, kind, cls, pe, dims, None, ndims, map, pes)
     if kind == CHARE:

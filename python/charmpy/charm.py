@@ -48,11 +48,15 @@ class _Charm:
         if needs_coll and _charmpy.members(msg[1]) is None:
             # About a collection whose creation has not reached this PE yet.
             self._early.setdefault(msg[1], []).append(payload)
+            _charmpy.qd_hold(1)
             return
         fn(*msg[1:])
 
     def _flush_early(self, coll):
-        for payload in self._early.pop(coll, ()):
+        early = self._early.pop(coll, ())
+        if early:
+            _charmpy.qd_release(len(early))
+        for payload in early:
             self._on_py(payload)
 
     # ---- start and end -----------------------------------------------------
@@ -229,7 +233,7 @@ charm.on_message("N", charm.note)
 # The feature modules, which register their runtime messages, and the
 # public functions of `charm` they provide.
 from . import errors, futures, coro, when, chare, reduction, location  # noqa: E402
-from . import remote, stats, lb, unavailable  # noqa: E402
+from . import remote, stats, lb, qd, unavailable  # noqa: E402
 
 charm.Future = futures.Future
 charm.createFuture = futures.create_future
@@ -243,8 +247,8 @@ charm.addReducer = reduction.add_reducer
 charm.printStats = stats.print_stats
 charm.LBTurnInstrumentOn = lb.instrument_on
 charm.LBTurnInstrumentOff = lb.instrument_off
-charm.startQD = unavailable.startQD
-charm.waitQD = unavailable.waitQD
+charm.startQD = qd.startQD
+charm.waitQD = qd.waitQD
 charm.split = unavailable.split
 charm.combine = unavailable.combine
 charm.checkpoint = unavailable.checkpoint

@@ -29,10 +29,12 @@ def epoch():
 
 
 def after(needed, fn):
-    """Call fn once `needed` readonly messages have arrived on this PE."""
+    """Call fn once `needed` readonly messages have arrived on this PE (the
+    job is not quiescent while it waits)."""
     if _count[0] >= needed:
         fn()
     else:
+        _charmpy.qd_hold(1)
         _waiting.append((needed, fn))
 
 
@@ -44,6 +46,8 @@ def _on_readonly(name, value):
     _charmpy.set_readonlies(_count[0])
     ready = [w for w in _waiting if w[0] <= _count[0]]
     _waiting[:] = [w for w in _waiting if w[0] > _count[0]]
+    if ready:
+        _charmpy.qd_release(len(ready))
     for _, fn in ready:
         fn()
 

@@ -7,14 +7,6 @@ def _missing(feature, what):
                               "charmpy yet")
 
 
-def startQD(target):
-    _missing("quiescence detection", "charm.startQD()")
-
-
-def waitQD():
-    _missing("quiescence detection", "charm.waitQD()")
-
-
 def split(proxy, numsections, section_func=None, elems=None, **kwargs):
     _missing("sections", "charm.split()")
 

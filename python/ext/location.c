@@ -210,6 +210,7 @@ int cpy_loc_early(cpy_state *st, cp_msg *msg) {
         return -1;
     }
     c->early[c->nearly++] = msg;
+    cp_qd_create(st->ctx, 1); /* not delivered yet: the job is not quiescent */
     return 0;
 }
 
@@ -375,7 +376,7 @@ fail:
 
 /* ---- messages for members that are not here ------------------------------ */
 
-static int hold(cpy_coll *c, PyObject *key, cp_msg *msg) {
+static int hold(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
     if (!c->held && !(c->held = PyDict_New()))
         return -1;
     PyObject *list = PyDict_GetItemWithError(c->held, key); /* borrowed */
@@ -390,11 +391,14 @@ static int hold(cpy_coll *c, PyObject *key, cp_msg *msg) {
     PyObject *ptr = PyLong_FromVoidPtr(msg);
     int rc = ptr ? PyList_Append(list, ptr) : -1;
     Py_XDECREF(ptr);
+    if (rc == 0)
+        cp_qd_create(st->ctx, 1); /* kept for an element not here yet */
     return rc;
 }
 
-/* Take the list of messages held for key (new reference, NULL when none). */
-static PyObject *take_held(cpy_coll *c, PyObject *key) {
+/* Take the list of messages held for key (new reference, NULL when none):
+ * they are the caller's to deliver, forward or fail. */
+static PyObject *take_held(cpy_state *st, cpy_coll *c, PyObject *key) {
     if (!c->held)
         return NULL;
     PyObject *list = PyDict_GetItemWithError(c->held, key);
@@ -405,6 +409,7 @@ static PyObject *take_held(cpy_coll *c, PyObject *key) {
         Py_DECREF(list);
         return NULL;
     }
+    cp_qd_process(st->ctx, (uint64_t)PyList_GET_SIZE(list));
     return list;
 }
 
@@ -528,7 +533,7 @@ void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
     }
     int building = c->building ? PySet_Contains(c->building, key) : 0;
     if (building >= 0 && c->place.sparse && (!c->done || building > 0)) {
-        if (hold(c, key, msg) < 0)
+        if (hold(st, c, key, msg) < 0)
             fail_message(st, msg, cpy_take_exception(), "holding a message");
         return;
     }
@@ -615,7 +620,7 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
         c->locs = PyDict_New();
     if (!pe || !c->locs || PyDict_SetItem(c->locs, key, pe) < 0)
         goto error;
-    PyObject *list = take_held(c, key);
+    PyObject *list = take_held(st, c, key);
     if (list) {
         release_list(st, list, l.pe, c->members);
         Py_DECREF(list);
@@ -710,6 +715,7 @@ static void release_early(cpy_state *st, cpy_coll *c) {
     int n = c->nearly;
     c->early = NULL;
     c->nearly = c->capearly = 0;
+    cp_qd_process(st->ctx, (uint64_t)n);
     PyObject *members = Py_NewRef(c->members);
     for (int i = 0; i < n; i++)
         cpy_deliver(st, early[i], members);
@@ -745,7 +751,7 @@ static PyObject *mod_loc_register(PyObject *module, PyObject *args) {
 static PyObject *release_element(cpy_state *st, cpy_coll *c, PyObject *key) {
     if (c->building && PySet_Discard(c->building, key) < 0)
         return NULL;
-    PyObject *list = take_held(c, key);
+    PyObject *list = take_held(st, c, key);
     if (!list)
         return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
     release_list(st, list, cp_my_pe(st->ctx), c->members);
@@ -866,7 +872,7 @@ static PyObject *mod_loc_done(PyObject *module, PyObject *id) {
         int building = c->building ? PySet_Contains(c->building, key) : 0;
         if (building)
             continue; /* its constructor is running: it will come */
-        PyObject *list = take_held(c, key);
+        PyObject *list = take_held(st, c, key);
         for (Py_ssize_t j = 0; list && j < PyList_GET_SIZE(list); j++) {
             PyErr_Format(PyExc_LookupError,
                          "message for element %R of a sparse array, which was never "

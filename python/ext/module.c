@@ -110,7 +110,8 @@ static void on_call(cp_ctx *ctx, cp_msg *msg, void *user) {
     call_pair(user, pair, "");
 }
 
-/* A timer's argument: the state and (callable, args). */
+/* A timer's (or a quiescence request's) argument: the state and
+ * (callable, args). */
 typedef struct timer_arg {
     cpy_state *st;
     PyObject *pair; /* strong */
@@ -457,6 +458,58 @@ static PyObject *mod_stats_add(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- quiescence detection ------------------------------------------------------ */
+
+static void on_quiescence(cp_ctx *ctx, void *arg) {
+    (void)ctx;
+    timer_arg t = *(timer_arg *)arg;
+    PyMem_RawFree(arg);
+    call_pair(t.st, t.pair, "the quiescence callback ");
+}
+
+/* qd_start(callable): call callable() from the scheduler once the job is
+ * quiescent (cp_qd_start). */
+static PyObject *mod_qd_start(PyObject *module, PyObject *fn) {
+    cpy_state *st = PyModule_GetState(module);
+    if (cpy_need_runtime(st))
+        return NULL;
+    timer_arg *t = PyMem_RawMalloc(sizeof *t);
+    if (!t)
+        return PyErr_NoMemory();
+    t->st = st;
+    t->pair = Py_BuildValue("(O())", fn);
+    if (!t->pair) {
+        PyMem_RawFree(t);
+        return NULL;
+    }
+    if (cp_qd_start(st->ctx, on_quiescence, t)) {
+        Py_DECREF(t->pair);
+        PyMem_RawFree(t);
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+/* qd_hold(n) / qd_release(n): n messages kept aside by the Python layer (the
+ * job is not quiescent while they wait), then delivered or dropped. */
+static PyObject *qd_count(PyObject *module, PyObject *arg, int hold) {
+    cpy_state *st = PyModule_GetState(module);
+    unsigned long long n = PyLong_AsUnsignedLongLong(arg);
+    if ((n == (unsigned long long)-1 && PyErr_Occurred()) || cpy_need_runtime(st))
+        return NULL;
+    if (hold)
+        cp_qd_create(st->ctx, n);
+    else
+        cp_qd_process(st->ctx, n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_qd_hold(PyObject *module, PyObject *arg) { return qd_count(module, arg, 1); }
+
+static PyObject *mod_qd_release(PyObject *module, PyObject *arg) {
+    return qd_count(module, arg, 0);
+}
+
 /* ---- sending ------------------------------------------------------------------ */
 
 /* call_soon(callable, args): run callable(*args) on this PE from the
@@ -622,6 +675,9 @@ static PyMethodDef mod_methods[] = {
     {"transport", mod_transport, METH_NOARGS, "the machine layer in use: shm or mpi"},
     {"stats", mod_stats, METH_NOARGS, "(counters, profiling, per-method rows) of this PE"},
     {"stats_add", mod_stats_add, METH_VARARGS, NULL},
+    {"qd_start", mod_qd_start, METH_O, "qd_start(callable): call it at quiescence"},
+    {"qd_hold", mod_qd_hold, METH_O, "qd_hold(n): n messages kept aside"},
+    {"qd_release", mod_qd_release, METH_O, "qd_release(n): n kept messages delivered"},
     {"call_soon", mod_call_soon, METH_VARARGS, NULL},
     {"call_after", mod_call_after, METH_VARARGS, NULL},
     {"send_create", mod_send_create, METH_VARARGS, NULL},

@@ -119,3 +119,9 @@ def test_ctor_and_insert_order(mode, btl):
     for _ in range(2):
         rc, out, err = mpirun("ctor_order", 6, btl, mode, timeout=90)
         assert "OK ctor_order" in out, (out, err)
+
+
+@pytest.mark.parametrize("mode", ["burst", "timers", "held", "targets"])
+def test_qd(mode, btl):
+    rc, out, err = mpirun("qd", 4, btl, mode, timeout=90)
+    assert "OK qd" in out, (out, err)
