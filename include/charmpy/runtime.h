@@ -281,6 +281,60 @@ int cp_qd_start(cp_ctx *ctx, cp_qd_fn fn, void *arg);
 void cp_qd_create(cp_ctx *ctx, uint64_t n);
 void cp_qd_process(cp_ctx *ctx, uint64_t n);
 
+/* ---- load-balancing strategies ------------------------------------------ */
+
+/*
+ * A strategy is a pure function from a load table to a placement: it reads
+ * the objects (their PE, measured load, whether they may move) and the PEs'
+ * background load, and writes a new PE for every object. It sends nothing
+ * and keeps nothing; the layer above migrates what moved.
+ */
+typedef enum cp_lb_kind {
+    CP_LB_DUMMY,         /* measure, move nothing */
+    CP_LB_GREEDY,        /* heaviest first, each to the least loaded PE */
+    CP_LB_GREEDY_REFINE, /* greedy's result, keeping objects where they are
+                            unless that exceeds tolerance x greedy's max */
+    CP_LB_REFINE,        /* from the current placement, move objects off PEs
+                            above tolerance x the average, few moves */
+    CP_LB_RAND_CENT,     /* every movable object to a random PE */
+    CP_LB_ROTATE,        /* every movable object one PE on (a stress test) */
+    CP_LB_COUNT_
+} cp_lb_kind;
+
+typedef struct cp_lb_obj {
+    int pe;         /* where it is, 0 <= pe < npes */
+    int migratable; /* 0: it stays */
+    double load;    /* seconds, >= 0 */
+} cp_lb_obj;
+
+typedef struct cp_lb_input {
+    int npes;
+    const double *bg_load; /* npes background loads (seconds), or NULL */
+    const cp_lb_obj *objs;
+    size_t nobjs;
+    double tolerance;      /* GreedyRefine and Refine; <= 0 means 1.05 */
+    uint64_t seed;         /* RandCent */
+} cp_lb_input;
+
+/* The strategy named `name` (e.g. "GreedyLB"), or CP_EINVAL; cp_lb_name is
+ * the inverse (NULL for a bad kind). */
+int cp_lb_kind_of(const char *name);
+const char *cp_lb_name(int kind);
+
+/* Write a PE for every object into new_pe (nobjs entries). CP_EINVAL for a
+ * bad kind or input (npes < 1, an object on a PE that does not exist, a
+ * negative load), CP_ENOMEM when out of memory (new_pe then unchanged). */
+int cp_lb_place(int kind, const cp_lb_input *in, int *new_pe);
+
+/* Figures of a placement: the max and average PE load before (objects at
+ * `pe`) and after (at new_pe), and how many objects move. */
+typedef struct cp_lb_figures {
+    double max_before, max_after, avg;
+    size_t moves;
+} cp_lb_figures;
+
+int cp_lb_figures_of(const cp_lb_input *in, const int *new_pe, cp_lb_figures *out);
+
 /* ---- scheduler ---------------------------------------------------------- */
 
 /* Run until the job exits. Returns 0 then, or a negative error. */

@@ -1,0 +1,331 @@
+/*
+ * Load-balancing strategies: pure functions from a load table to a
+ * placement (runtime.h, cp_lb_place). Each works on a copy of the PE loads:
+ * background load plus the load of the objects that stay, then places the
+ * movable objects. O(n log n) in the objects, O(npes) memory besides.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const lb_names[CP_LB_COUNT_] = {
+    "DummyLB", "GreedyLB", "GreedyRefineLB", "RefineLB", "RandCentLB", "RotateLB",
+};
+
+int cp_lb_kind_of(const char *name) {
+    for (int i = 0; name && i < CP_LB_COUNT_; i++)
+        if (strcmp(name, lb_names[i]) == 0)
+            return i;
+    return CP_EINVAL;
+}
+
+const char *cp_lb_name(int kind) {
+    return kind >= 0 && kind < CP_LB_COUNT_ ? lb_names[kind] : NULL;
+}
+
+static int check_input(const cp_lb_input *in) {
+    if (!in || in->npes < 1 || (in->nobjs && !in->objs))
+        return CP_EINVAL;
+    for (size_t i = 0; i < in->nobjs; i++)
+        if (in->objs[i].pe < 0 || in->objs[i].pe >= in->npes || !(in->objs[i].load >= 0))
+            return CP_EINVAL;
+    for (int p = 0; in->bg_load && p < in->npes; p++)
+        if (!(in->bg_load[p] >= 0))
+            return CP_EINVAL;
+    return 0;
+}
+
+/* ---- a min-heap of PEs by load --------------------------------------------- */
+
+typedef struct pe_heap {
+    int *pe;      /* heap of PE numbers */
+    double *load; /* load of each PE (indexed by PE) */
+    int n;
+} pe_heap;
+
+static int lighter(const pe_heap *h, int a, int b) {
+    double la = h->load[h->pe[a]], lb = h->load[h->pe[b]];
+    return la < lb || (la == lb && h->pe[a] < h->pe[b]);
+}
+
+static void sift_down(pe_heap *h, int i) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->n && lighter(h, l, m))
+            m = l;
+        if (r < h->n && lighter(h, r, m))
+            m = r;
+        if (m == i)
+            return;
+        int t = h->pe[i];
+        h->pe[i] = h->pe[m];
+        h->pe[m] = t;
+        i = m;
+    }
+}
+
+static void heap_build(pe_heap *h) {
+    for (int i = h->n / 2 - 1; i >= 0; i--)
+        sift_down(h, i);
+}
+
+/* Add `load` to the lightest PE and return it. */
+static int heap_take(pe_heap *h, double load) {
+    int pe = h->pe[0];
+    h->load[pe] += load;
+    sift_down(h, 0);
+    return pe;
+}
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+/* Loads of the PEs with only the background and the objects that stay. */
+static void fixed_loads(const cp_lb_input *in, double *load) {
+    for (int p = 0; p < in->npes; p++)
+        load[p] = in->bg_load ? in->bg_load[p] : 0;
+    for (size_t i = 0; i < in->nobjs; i++)
+        if (!in->objs[i].migratable)
+            load[in->objs[i].pe] += in->objs[i].load;
+}
+
+typedef struct by_load {
+    double load;
+    size_t i;
+} by_load;
+
+/* Heaviest first; ties by index, so the result does not depend on qsort. */
+static int heavier_first(const void *a, const void *b) {
+    const by_load *x = a, *y = b;
+    if (x->load != y->load)
+        return x->load > y->load ? -1 : 1;
+    return x->i < y->i ? -1 : (x->i > y->i);
+}
+
+/* The movable objects, heaviest first: a new array of their indices. */
+static size_t *movable_by_load(const cp_lb_input *in, size_t *n) {
+    size_t cap = in->nobjs ? in->nobjs : 1;
+    size_t *idx = malloc(cap * sizeof *idx);
+    by_load *tmp = malloc(cap * sizeof *tmp);
+    if (!idx || !tmp) {
+        free(idx);
+        free(tmp);
+        return NULL;
+    }
+    *n = 0;
+    for (size_t i = 0; i < in->nobjs; i++)
+        if (in->objs[i].migratable)
+            tmp[(*n)++] = (by_load){in->objs[i].load, i};
+    qsort(tmp, *n, sizeof *tmp, heavier_first);
+    for (size_t k = 0; k < *n; k++)
+        idx[k] = tmp[k].i;
+    free(tmp);
+    return idx;
+}
+
+static double tolerance(const cp_lb_input *in) {
+    return in->tolerance > 0 ? in->tolerance : 1.05;
+}
+
+/* ---- the strategies ------------------------------------------------------------- */
+
+static int greedy(const cp_lb_input *in, int *new_pe, double *max_out) {
+    double *load = malloc((size_t)in->npes * sizeof *load);
+    int *heap = malloc((size_t)in->npes * sizeof *heap);
+    size_t n;
+    size_t *idx = load && heap ? movable_by_load(in, &n) : NULL;
+    if (!idx) {
+        free(load);
+        free(heap);
+        return CP_ENOMEM;
+    }
+    fixed_loads(in, load);
+    pe_heap h = {heap, load, in->npes};
+    for (int p = 0; p < in->npes; p++)
+        heap[p] = p;
+    heap_build(&h);
+    for (size_t i = 0; i < in->nobjs; i++)
+        new_pe[i] = in->objs[i].pe;
+    for (size_t k = 0; k < n; k++)
+        new_pe[idx[k]] = heap_take(&h, in->objs[idx[k]].load);
+    if (max_out) {
+        double m = 0;
+        for (int p = 0; p < in->npes; p++)
+            m = load[p] > m ? load[p] : m;
+        *max_out = m;
+    }
+    free(idx);
+    free(load);
+    free(heap);
+    return 0;
+}
+
+/* Heaviest first: an object stays where it is when its PE stays within
+ * tolerance x greedy's maximum, else it goes to the least loaded PE. */
+static int greedy_refine(const cp_lb_input *in, int *new_pe) {
+    double gmax;
+    int rc = greedy(in, new_pe, &gmax);
+    if (rc)
+        return rc;
+    double limit = tolerance(in) * gmax;
+    double *load = malloc((size_t)in->npes * sizeof *load);
+    int *heap = malloc((size_t)in->npes * sizeof *heap);
+    size_t n;
+    size_t *idx = load && heap ? movable_by_load(in, &n) : NULL;
+    if (!idx) {
+        free(load);
+        free(heap);
+        return CP_ENOMEM;
+    }
+    fixed_loads(in, load);
+    /* Stay first: keep every object whose PE stays within the limit
+     * (heaviest first), then place the others greedily. */
+    char *placed = calloc(n ? n : 1, 1);
+    if (!placed) {
+        free(idx);
+        free(load);
+        free(heap);
+        return CP_ENOMEM;
+    }
+    for (size_t k = 0; k < n; k++) {
+        const cp_lb_obj *o = &in->objs[idx[k]];
+        if (load[o->pe] + o->load <= limit) {
+            load[o->pe] += o->load;
+            new_pe[idx[k]] = o->pe;
+            placed[k] = 1;
+        }
+    }
+    pe_heap h = {heap, load, in->npes};
+    for (int p = 0; p < in->npes; p++)
+        heap[p] = p;
+    heap_build(&h);
+    for (size_t k = 0; k < n; k++)
+        if (!placed[k])
+            new_pe[idx[k]] = heap_take(&h, in->objs[idx[k]].load);
+    free(placed);
+    free(idx);
+    free(load);
+    free(heap);
+    return 0;
+}
+
+/* From the current placement: while the most loaded PE is above tolerance
+ * x the average, move its heaviest object that fits on the least loaded PE
+ * without putting that one above the limit. */
+static int refine(const cp_lb_input *in, int *new_pe) {
+    int np = in->npes;
+    double *load = malloc((size_t)np * sizeof *load);
+    size_t n;
+    size_t *idx = load ? movable_by_load(in, &n) : NULL;
+    if (!idx) {
+        free(load);
+        return CP_ENOMEM;
+    }
+    fixed_loads(in, load);
+    double total = 0;
+    for (int p = 0; p < np; p++)
+        total += load[p];
+    for (size_t k = 0; k < n; k++) {
+        load[in->objs[idx[k]].pe] += in->objs[idx[k]].load;
+        total += in->objs[idx[k]].load;
+    }
+    for (size_t i = 0; i < in->nobjs; i++)
+        new_pe[i] = in->objs[i].pe;
+    double limit = tolerance(in) * total / np;
+    for (size_t rounds = 0; rounds <= n; rounds++) {
+        int hi = 0, lo = 0;
+        for (int p = 1; p < np; p++) {
+            if (load[p] > load[hi])
+                hi = p;
+            if (load[p] < load[lo])
+                lo = p;
+        }
+        if (load[hi] <= limit || hi == lo)
+            break;
+        size_t pick = n;
+        for (size_t k = 0; k < n && pick == n; k++) /* heaviest first */
+            if (new_pe[idx[k]] == hi && load[lo] + in->objs[idx[k]].load <= limit)
+                pick = k;
+        if (pick == n)
+            break; /* nothing fits: as good as this strategy gets */
+        double l = in->objs[idx[pick]].load;
+        new_pe[idx[pick]] = lo;
+        load[hi] -= l;
+        load[lo] += l;
+    }
+    free(idx);
+    free(load);
+    return 0;
+}
+
+int cp_lb_place(int kind, const cp_lb_input *in, int *new_pe) {
+    int rc = check_input(in);
+    if (rc || kind < 0 || kind >= CP_LB_COUNT_ || (in->nobjs && !new_pe))
+        return rc ? rc : CP_EINVAL;
+    uint64_t x = in->seed;
+    switch (kind) {
+    case CP_LB_GREEDY:
+        return greedy(in, new_pe, NULL);
+    case CP_LB_GREEDY_REFINE:
+        return greedy_refine(in, new_pe);
+    case CP_LB_REFINE:
+        return refine(in, new_pe);
+    default:
+        break;
+    }
+    for (size_t i = 0; i < in->nobjs; i++) {
+        const cp_lb_obj *o = &in->objs[i];
+        new_pe[i] = o->pe;
+        if (!o->migratable)
+            continue;
+        if (kind == CP_LB_ROTATE) {
+            new_pe[i] = (o->pe + 1) % in->npes;
+        } else if (kind == CP_LB_RAND_CENT) {
+            x += 0x9e3779b97f4a7c15ull; /* splitmix64 */
+            uint64_t z = x;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            new_pe[i] = (int)((z ^ (z >> 31)) % (uint64_t)in->npes);
+        }
+    }
+    return 0;
+}
+
+int cp_lb_figures_of(const cp_lb_input *in, const int *new_pe, cp_lb_figures *out) {
+    int rc = check_input(in);
+    if (rc || !out || (in->nobjs && !new_pe))
+        return rc ? rc : CP_EINVAL;
+    double *before = calloc((size_t)in->npes, sizeof *before);
+    double *after = calloc((size_t)in->npes, sizeof *after);
+    if (!before || !after) {
+        free(before);
+        free(after);
+        return CP_ENOMEM;
+    }
+    double total = 0;
+    memset(out, 0, sizeof *out);
+    for (int p = 0; p < in->npes; p++) {
+        double b = in->bg_load ? in->bg_load[p] : 0;
+        before[p] = after[p] = b;
+        total += b;
+    }
+    for (size_t i = 0; i < in->nobjs; i++) {
+        if (new_pe[i] < 0 || new_pe[i] >= in->npes) {
+            free(before);
+            free(after);
+            return CP_EINVAL;
+        }
+        before[in->objs[i].pe] += in->objs[i].load;
+        after[new_pe[i]] += in->objs[i].load;
+        total += in->objs[i].load;
+        out->moves += new_pe[i] != in->objs[i].pe;
+    }
+    for (int p = 0; p < in->npes; p++) {
+        out->max_before = before[p] > out->max_before ? before[p] : out->max_before;
+        out->max_after = after[p] > out->max_after ? after[p] : out->max_after;
+    }
+    out->avg = total / in->npes;
+    free(before);
+    free(after);
+    return 0;
+}
