@@ -84,6 +84,7 @@ class _Charm:
         self._profiling = bool(o.profiling) or "+stats" in self._flags
         if "++quiet" in self._flags:
             o.quiet = True
+        self._check_balancer()
         self._my_host, self._num_hosts, self._pe_host = _charmpy.host_table()
         self._sched = getcurrent()
         remote.install()
@@ -96,6 +97,16 @@ class _Charm:
         sys.stdout.flush()
         sys.stderr.flush()
         sys.exit(code)
+
+    def _check_balancer(self):
+        """A load balancer asked for by name (options.balancer, +balancer)
+        must exist: else the job ends, naming the ones there are."""
+        name = self.options.balancer
+        if name is None:
+            name = self._flags.get("+balancer")
+        if name is not None and name not in _charmpy.lb_strategies() and self._pe == 0:
+            self.abort(f"unknown load balancer {name!r}: the strategies are "
+                       + ", ".join(_charmpy.lb_strategies()))
 
     def exit(self, exit_code=0):
         """End the program on every PE; the launcher exits with exit_code."""

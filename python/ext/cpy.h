@@ -11,6 +11,7 @@
  *   args.c      the arguments of a call inside a message
  *   codec.c     the compact encoding of Python values (codec.h)
  *   reducers.c  built-in reducers over typed vectors of numbers
+ *   balance.c   the load-balancing strategies (src/runtime/lb.c) for Python
  *
  * Reference notes: every PyObject * field of a struct here is a strong
  * reference; functions say when they return a borrowed one. All functions
@@ -319,6 +320,9 @@ void cpy_byref_take(const void *src, PyObject **args, PyObject **kwargs);
 extern PyMethodDef cpy_codec_methods[];
 void cpy_codec_clear(cpy_codec_cache *c);
 int cpy_codec_traverse(cpy_codec_cache *c, visitproc visit, void *arg);
+
+/* ---- balance.c: the load-balancing strategies for Python ----------------- */
+extern PyMethodDef cpy_balance_methods[];
 
 /* ---- reducers.c: built-in reducers over typed vectors of numbers --------- */
 extern PyMethodDef cpy_reducer_methods[];

@@ -714,7 +714,8 @@ static int mod_exec(PyObject *module) {
         return -1;
     if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0 ||
         PyModule_AddFunctions(module, cpy_codec_methods) < 0 ||
-        PyModule_AddFunctions(module, cpy_location_methods) < 0)
+        PyModule_AddFunctions(module, cpy_location_methods) < 0 ||
+        PyModule_AddFunctions(module, cpy_balance_methods) < 0)
         return -1;
     return 0;
 }

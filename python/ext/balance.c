@@ -1,0 +1,119 @@
+/*
+ * The load-balancing strategies (src/runtime/lb.c) for Python:
+ * lb_place(strategy, objects, npes, background=None, tolerance=0, seed=0)
+ * -> (new PE of each object, figures), where objects is a sequence of
+ * (pe, load, migratable) and figures a dict (max_before, max_after, avg,
+ * moves). lb_strategies() -> the strategies' names.
+ */
+#include "cpy.h"
+
+#include <stdlib.h>
+
+static int bad_strategy(PyObject *name) {
+    PyObject *names = PyUnicode_FromString("");
+    for (int k = 0; names && k < CP_LB_COUNT_; k++)
+        Py_SETREF(names, PyUnicode_FromFormat("%U%s%s", names, k ? ", " : "", cp_lb_name(k)));
+    if (names)
+        PyErr_Format(PyExc_ValueError, "unknown load balancer %R: the strategies are %U", name,
+                     names);
+    Py_XDECREF(names);
+    return -1;
+}
+
+/* Read the objects: (pe, load, migratable) each. */
+static int read_objs(PyObject *seq, int npes, cp_lb_obj *objs, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
+        int pe, mig = 1;
+        double load;
+        if (!PyArg_ParseTuple(t, "id|p", &pe, &load, &mig))
+            return -1;
+        if (pe < 0 || pe >= npes || !(load >= 0)) {
+            char ls[40];
+            snprintf(ls, sizeof ls, "%g", load);
+            PyErr_Format(PyExc_ValueError,
+                         "object %zd: PE %d of %d, load %s (a PE from 0 to %d and a load >= 0 "
+                         "were expected)",
+                         i, pe, npes, ls, npes - 1);
+            return -1;
+        }
+        objs[i] = (cp_lb_obj){pe, mig, load};
+    }
+    return 0;
+}
+
+static PyObject *mod_lb_place(PyObject *module, PyObject *args, PyObject *kwargs) {
+    (void)module;
+    static char *kw[] = {"strategy", "objects", "npes", "background", "tolerance", "seed", NULL};
+    PyObject *name, *objs_in, *bg_in = Py_None;
+    int npes;
+    double tol = 0;
+    unsigned long long seed = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UOi|OdK", kw, &name, &objs_in, &npes,
+                                     &bg_in, &tol, &seed))
+        return NULL;
+    int kind = cp_lb_kind_of(PyUnicode_AsUTF8(name));
+    if (kind < 0)
+        return bad_strategy(name), NULL;
+    if (npes < 1)
+        return PyErr_Format(PyExc_ValueError, "npes must be at least 1, got %d", npes);
+    PyObject *seq = PySequence_Fast(objs_in, "objects must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    cp_lb_obj *objs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *objs);
+    int *out = PyMem_Malloc((size_t)(n ? n : 1) * sizeof *out);
+    double *bg = bg_in != Py_None ? PyMem_Malloc((size_t)npes * sizeof *bg) : NULL;
+    PyObject *res = NULL;
+    if (!objs || !out || (bg_in != Py_None && !bg)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (read_objs(seq, npes, objs, n) < 0)
+        goto done;
+    for (int p = 0; bg && p < npes; p++) {
+        PyObject *v = PySequence_GetItem(bg_in, p);
+        bg[p] = v ? PyFloat_AsDouble(v) : -1;
+        Py_XDECREF(v);
+        if (PyErr_Occurred())
+            goto done;
+    }
+    cp_lb_input in = {npes, bg, objs, (size_t)n, tol, seed};
+    cp_lb_figures f;
+    int rc = cp_lb_place(kind, &in, out);
+    if (!rc)
+        rc = cp_lb_figures_of(&in, out, &f);
+    if (rc) {
+        PyErr_Format(rc == CP_ENOMEM ? PyExc_MemoryError : PyExc_ValueError,
+                     "load balancing with %U: %s", name, cp_strerror(rc));
+        goto done;
+    }
+    PyObject *pes = PyList_New(n);
+    for (Py_ssize_t i = 0; pes && i < n; i++)
+        PyList_SET_ITEM(pes, i, PyLong_FromLong(out[i]));
+    if (pes)
+        res = Py_BuildValue("N{sdsdsdsn}", pes, "max_before", f.max_before, "max_after",
+                            f.max_after, "avg", f.avg, "moves", (Py_ssize_t)f.moves);
+done:
+    Py_DECREF(seq);
+    PyMem_Free(objs);
+    PyMem_Free(out);
+    PyMem_Free(bg);
+    return res;
+}
+
+static PyObject *mod_lb_strategies(PyObject *module, PyObject *noargs) {
+    (void)module;
+    (void)noargs;
+    PyObject *t = PyTuple_New(CP_LB_COUNT_);
+    for (int k = 0; t && k < CP_LB_COUNT_; k++)
+        PyTuple_SET_ITEM(t, k, PyUnicode_FromString(cp_lb_name(k)));
+    return t;
+}
+
+PyMethodDef cpy_balance_methods[] = {
+    {"lb_place", (PyCFunction)(void (*)(void))mod_lb_place, METH_VARARGS | METH_KEYWORDS,
+     "lb_place(strategy, objects, npes, background=None, tolerance=0, seed=0)"},
+    {"lb_strategies", mod_lb_strategies, METH_NOARGS, "the load balancers' names"},
+    {NULL, NULL, 0, NULL},
+};
