@@ -182,6 +182,19 @@ int cp_send_segs(cp_ctx *ctx, int pe, int handler, cp_msg *msg, const cp_seg *se
  * them (the transport reads them in place). */
 int cp_sends_in_place(const cp_ctx *ctx);
 
+/*
+ * Take out of this PE's queue of messages it sent itself (not yet
+ * dispatched), in order, the plain ones (cp_send; never the runtime's own
+ * broadcasts, reductions or waves) for which match(msg, arg) is non-zero, and
+ * hand each to take(ctx, msg, arg), which owns it; the others keep their
+ * order. For a layer above whose object leaves the PE: the calls queued for
+ * it must follow it, ahead of later ones. take must not send to this PE.
+ * For quiescence detection a message taken counts as processed (what take
+ * sends on counts as new). Returns how many were taken.
+ */
+int cp_local_extract(cp_ctx *ctx, int (*match)(const cp_msg *msg, void *arg),
+                     void (*take)(cp_ctx *ctx, cp_msg *msg, void *arg), void *arg);
+
 /* ---- reductions --------------------------------------------------------- */
 
 typedef enum cp_op {

@@ -197,3 +197,20 @@ int cp_send_segs(cp_ctx *ctx, int pe, int handler, cp_msg *msg, const cp_seg *se
 }
 
 int cp_sends_in_place(const cp_ctx *ctx) { return ctx->ops->sendv != NULL; }
+
+int cp_local_extract(cp_ctx *ctx, int (*match)(const cp_msg *msg, void *arg),
+                     void (*take)(cp_ctx *ctx, cp_msg *msg, void *arg), void *arg) {
+    uint32_t n = ctx->local.count;
+    int taken = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        cp_msg *m = cpM_ring_pop(&ctx->local);
+        if (m->kind == CP_KIND_PLAIN && match(m, arg)) {
+            ctx->qd.processed++; /* it leaves the queue without a dispatch */
+            take(ctx, m, arg);
+            taken++;
+        } else if (cpM_ring_push(&ctx->local, m)) {
+            cp_abort(ctx, "out of memory requeueing a message"); /* cannot be: room was freed */
+        }
+    }
+    return taken;
+}

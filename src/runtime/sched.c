@@ -57,7 +57,10 @@ static int pass(cp_ctx *ctx, int (*cond)(void *), void *arg) {
     done += n;
     uint32_t local = ctx->local.count;
     for (uint32_t i = 0; i < local; i++) {
-        cpS_dispatch(ctx, cpM_ring_pop(&ctx->local));
+        cp_msg *m = cpM_ring_pop(&ctx->local);
+        if (!m)
+            break; /* a handler took queued messages out (cp_local_extract) */
+        cpS_dispatch(ctx, m);
         done++;
         if (ctx->exiting || (cond && cond(arg)))
             break;
