@@ -8,7 +8,7 @@ import pickle
 
 from . import _charmpy
 from .charm import charm
-from .futures import Future, _FutureRef
+from . import futures
 
 
 def _is_numpy(v):
@@ -124,20 +124,33 @@ def add_reducer(func, pre=None, post=None):
 
 
 # ---- contributions and their combination --------------------------------------
-# A collection reduces in streams of its own (cp_reduce_among): stream coll
-# for contribute/allreduce, and coll | SYNC for AtSync (lb.py), so that the
-# two never mix their numbering.
+# A collection reduces in streams of its own: stream 0 for contribute and
+# allreduce, SYNC for AtSync (lb.py), so that the two never mix their
+# numbering. Every member numbers its contributions to a stream (its
+# counter travels with it when it migrates); this PE combines the
+# contributions to reduction k of its members once no member here still
+# has to make one (a histogram of the members' next numbers says so).
+#
+# Groups (which never move) then reduce along the runtime's spanning tree
+# (cp_reduce_among over the PEs that hold members). Arrays and single
+# chares, whose members move, count instead: each PE sends its part with
+# the number of contributions in it to the root (PE 0), which is done when
+# it has as many as the collection has members; a PE whose members left
+# sends nothing, and one that gets a late member sends a second part.
 SYNC = 1 << 63
+ROOT = 0
 
 
 class _RedState:
     """The reductions of one stream of a collection on this PE."""
-    __slots__ = ("pending", "targets", "allfuts")
+    __slots__ = ("pending", "targets", "allfuts", "hist", "parts")
 
-    def __init__(self):
+    def __init__(self, hist):
         self.pending = {}   # reduction number -> _Redn: local members so far
-        self.targets = {}   # on the root: reduction number -> _Redn
+        self.targets = {}   # on the tree's root: reduction number -> _Redn
         self.allfuts = {}   # reduction number -> futures of allreduce callers
+        self.hist = hist    # next reduction number -> local members at it
+        self.parts = {}     # on the counting root: number -> [count, parts, reducer, target]
 
 
 class _Redn:
@@ -150,11 +163,41 @@ class _Redn:
         self.allfuts = []
 
 
+def _counter(obj, stream):
+    return obj.__dict__.get("_charmpy_redk", {}).get(stream, 0)
+
+
 def _state(info, stream):
     st = info.red.get(stream)
     if st is None:
-        st = info.red[stream] = _RedState()
+        hist = {}
+        for obj in (_charmpy.members(info.proxy.coll) or {}).values():
+            r = _counter(obj, stream)
+            hist[r] = hist.get(r, 0) + 1
+        st = info.red[stream] = _RedState(hist)
     return st
+
+
+def _move(hist, r, delta):
+    n = hist.get(r, 0) + delta
+    if n:
+        hist[r] = n
+    else:
+        hist.pop(r, None)
+
+
+def member_arrived(info, obj):
+    """A member came here (insertion or migration): its reductions count here."""
+    for stream, st in info.red.items():
+        _move(st.hist, _counter(obj, stream), 1)
+
+
+def member_left(info, obj):
+    """A member left: reductions that waited only for it can go on here."""
+    for stream, st in list(info.red.items()):
+        _move(st.hist, _counter(obj, stream), -1)
+        for k in sorted(st.pending):
+            _maybe_reduce(info.proxy.coll, info, stream, k)
 
 
 def contribute(obj, data, reducer, target, allfut, stream=0):
@@ -170,10 +213,12 @@ def contribute(obj, data, reducer, target, allfut, stream=0):
     elif not isinstance(reducer, _Reducer):
         raise TypeError(f"{reducer!r} is not a reducer: use Reducer.sum, ... or "
                         "Reducer.addReducer(func)")
+    st = _state(info, stream)
     counters = obj.__dict__.setdefault("_charmpy_redk", {})
     k = counters.get(stream, 0)
     counters[stream] = k + 1
-    st = _state(info, stream)
+    _move(st.hist, k, -1)
+    _move(st.hist, k + 1, 1)
     rec = st.pending.get(k)
     if rec is None:
         rec = st.pending[k] = _Redn(reducer, target)
@@ -193,44 +238,118 @@ def contribute(obj, data, reducer, target, allfut, stream=0):
 
 
 def set_participants(coll, pes):
-    """A sparse array's PEs with members became known (ckDoneInserting):
-    the reductions waiting for them go on."""
+    """A sparse array's PEs with members became known (ckDoneInserting)."""
     info = charm._colls[coll]
     info.pes = pes
     for stream, st in list(info.red.items()):
         for k in sorted(st.pending):
             _maybe_reduce(coll, info, stream, k)
+        for k in sorted(st.parts):
+            _root_check(coll, info, stream, k)
+
+
+def _counting(info):
+    return info.proxy.kind != 1   # arrays and single chares (1: GROUP)
+
+
+def _local_part(rec):
+    """The payload of this PE's contributions to one reduction."""
+    vals = rec.values
+    op = rec.reducer.op
+    if op is not None:
+        # Numbers: encoded and combined in C, here and after.
+        parts = [_charmpy.typed_encode(op, v) for v in vals]
+        if None not in parts:
+            return parts[0] if len(parts) == 1 else _charmpy.typed_combine(parts)
+    value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
+    return pickle.dumps((rec.reducer.name, value), 5)
 
 
 def _maybe_reduce(coll, info, stream, k):
-    """Pass reduction k on to the PE-level tree once every local member
-    contributed (and, for sparse arrays, the participants are known)."""
+    """Pass reduction k on once no member here still has to contribute to
+    it (for groups, and sparse arrays reducing along the tree, once the
+    participants are known)."""
     st = info.red[stream]
     rec = st.pending.get(k)
-    if rec is None or info.pes is None or len(rec.values) < info.nlocal:
+    if rec is None or (st.hist and min(st.hist) <= k):
+        return
+    counting = _counting(info)
+    if not counting and info.pes is None:
         return
     del st.pending[k]
-    vals = rec.values
-    payload = None
-    op = rec.reducer.op
-    if op is not None:
-        # Numbers: encoded and combined in C, here and along the tree.
-        parts = [_charmpy.typed_encode(op, v) for v in vals]
-        if None not in parts:
-            payload = parts[0] if len(parts) == 1 else _charmpy.typed_combine(parts)
-    if payload is None:
-        value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
-        payload = pickle.dumps((rec.reducer.name, value), 5)
-    if charm._pe not in info.pes:
-        raise RuntimeError(
-            f"{info.cls.__name__}: this PE (PE {charm._pe}) holds members of the sparse array "
-            f"but was not among its PEs {info.pes} when ckDoneInserting counted them: an "
-            "element was inserted after ckDoneInserting; insert every element before it")
+    payload = _local_part(rec)
     if rec.allfuts:
         st.allfuts[k] = rec.allfuts
+    if counting:
+        args = (coll, stream, k, len(rec.values), payload, rec.reducer.name, rec.target,
+                charm._pe if rec.allfuts else -1)
+        root = _root(info)
+        if charm._pe == root:
+            _on_part(*args)
+        else:
+            charm.send_msg(root, "Q", *args)
+        return
+    if charm._pe not in info.pes:
+        raise RuntimeError(
+            f"{info.cls.__name__}: this PE (PE {charm._pe}) holds members but is not "
+            f"among the PEs {info.pes} the reduction runs over")
     if info.pes[0] == charm._pe:
         st.targets[k] = rec
     _charmpy.reduce_among(coll | stream, payload, info.pes)
+
+
+def _root(info):
+    """The counting root: PE 0 for arrays (created on every PE), the PE a
+    single chare was created on (the one that has its collection)."""
+    return info.proxy.pe if info.proxy.kind == 0 else ROOT
+
+
+def _expected(info):
+    """How many contributions a reduction of the collection has: None while
+    a sparse array's count is not known (before ckDoneInserting)."""
+    if info.proxy.kind == 0:
+        return 1
+    if info.sparse:
+        return None if info.pes is None else info.total
+    n = 1
+    for d in info.proxy.dims:
+        n *= d
+    return n
+
+
+def _on_part(coll, stream, k, count, payload, name, target, allreduce_pe):
+    """At the counting root: a PE's part of reduction k (allreduce_pe: that
+    PE, when members there wait in allreduce, else -1)."""
+    info = charm._colls[coll]
+    st = _state(info, stream)
+    acc = st.parts.get(k)
+    if acc is None:
+        acc = st.parts[k] = [0, [], name, target, set()]
+    if allreduce_pe >= 0:
+        acc[4].add(allreduce_pe)
+    elif acc[2] != name:
+        raise ValueError(f"mismatched reduction {k}: reducer '{acc[2]}' on one PE and "
+                         f"'{name}' on another")
+    acc[0] += count
+    acc[1].append(payload)
+    _root_check(coll, info, stream, k)
+
+
+def _root_check(coll, info, stream, k):
+    st = info.red[stream]
+    acc = st.parts.get(k)
+    n = _expected(info)
+    if acc is None or n is None or acc[0] < n:
+        return
+    del st.parts[k]
+    parts = acc[1]
+    if len(parts) == 1:
+        payload = parts[0]
+    elif all(p[:1] != b"\x80" for p in parts):
+        payload = _charmpy.typed_combine(parts)
+    else:
+        payload = combine(parts)
+    _finish(coll, info, stream, k, payload, _reducer_by_name(acc[2]), acc[3], sorted(acc[4]))
 
 
 def _decode_part(payload):
@@ -253,35 +372,40 @@ def combine(parts):
 
 
 def on_reduction(stream_id, seq, payload):
-    """A reduction's result at its root (the on_reduction hook)."""
-    _, value = _decode_part(payload)
+    """A tree reduction's result at its root (the on_reduction hook)."""
     stream, coll = stream_id & SYNC, stream_id & ~SYNC
     info = charm._colls[coll]
-    st = info.red[stream]
-    rec = st.targets.pop(seq)
+    rec = info.red[stream].targets.pop(seq)
+    _finish(coll, info, stream, seq, payload, rec.reducer, rec.target)
+
+
+def _finish(coll, info, stream, k, payload, reducer, target, waiting=None):
+    """Reduction k is complete: its result to target, or (allreduce) to the
+    PEs where members wait (`waiting`; the tree's PEs when None)."""
     if stream == SYNC:
         lb.sync_done(info)
         return
-    if rec.reducer.post is not None:
-        value = rec.reducer.post(value)
-    if rec.reducer is Reducer.nop:
+    _, value = _decode_part(payload)
+    if reducer.post is not None:
+        value = reducer.post(value)
+    if reducer is Reducer.nop:
         value = None
-    if st.allfuts.get(seq) is not None or rec.target is None:
-        # allreduce: every participant PE gets the value.
-        for pe in info.pes:
-            charm.send_msg(pe, "A", coll, seq, value)
+    if target is None:
+        # allreduce: every PE where a member waits gets the value.
+        for pe in info.pes if waiting is None else waiting:
+            charm.send_msg(pe, "A", coll, k, value)
         return
-    _deliver(rec.target, value, rec.reducer is Reducer.nop)
+    _deliver(target, value, reducer is Reducer.nop)
 
 
 def _allreduce_done(coll, seq, value):
-    st = charm._colls[coll].red[0]
+    st = _state(charm._colls[coll], 0)
     for f in st.allfuts.pop(seq, ()):
         f._deliver(None, value, None)
 
 
 def _deliver(target, value, empty):
-    if isinstance(target, (Future, _FutureRef)):
+    if isinstance(target, (futures.Future, futures._FutureRef)):
         target.send(value)
     elif empty:
         target()
@@ -295,5 +419,6 @@ def _idx(obj):
 
 
 charm.on_message("A", _allreduce_done, coll=True)
+charm.on_message("Q", _on_part, coll=True)
 
 from . import lb  # noqa: E402  (it reduces through this module)
