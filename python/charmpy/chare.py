@@ -6,7 +6,7 @@ the PEs of a constrained group, or along the broadcast tree to every PE);
 each PE builds its members, registers them with the location service
 (python/ext/location.c), which delivers what arrived for them early, and
 acknowledges to the creator, whose awaitCreation waits for every PE."""
-from . import _charmpy, coro, lb, readonly, reduction, unavailable, when
+from . import _charmpy, coro, lb, migration, readonly, reduction, unavailable, when
 from ._charmpy import Proxy
 from .charm import charm
 from .futures import Future, send_future, _futures
@@ -65,7 +65,9 @@ class Chare:
         lb.at_sync(self)
 
     def migrate(self, toPe):
-        unavailable.migrate(self, toPe)
+        """Move this array element or single chare to PE toPe, once the
+        entry method returns (and no coroutine of it is suspended)."""
+        migration.migrate(self, toPe)
 
     def migrated(self):
         """Called on a chare after it arrived on a new PE (override it)."""
@@ -168,7 +170,7 @@ class Collection:
     them; None for a sparse array until ckDoneInserting) and the
     reductions in progress (reduction.py)."""
     __slots__ = ("proxy", "cls", "pes", "nlocal", "sparse", "flags", "red", "inserted",
-                 "expected", "done")
+                 "expected", "done", "total")
 
     def __init__(self, proxy, pes, nlocal, flags=0):
         self.proxy, self.cls = proxy, proxy.cls
@@ -179,6 +181,7 @@ class Collection:
         # sparse arrays (location.py): insertions arrived here, how many
         # ckDoneInserting waits for, and whether it is done here
         self.inserted, self.expected, self.done = 0, None, False
+        self.total = None   # on PE 0: the elements of a sparse array, once counted
 
 
 # ---- creation ---------------------------------------------------------------

@@ -230,6 +230,8 @@ def _hooks():
         "on_py": charm._on_py,
         "insert": location.on_insert,
         "done_inserting": location.done_inserting,
+        "arrive": migration.on_arrive,
+        "migrations": migration.migrations,
         "routed": location.routed,
         "combine": reduction.combine,
         "on_reduction": reduction.on_reduction,
@@ -243,7 +245,7 @@ charm.on_message("N", charm.note)
 
 # The feature modules, which register their runtime messages, and the
 # public functions of `charm` they provide.
-from . import errors, futures, coro, when, chare, reduction, location  # noqa: E402
+from . import errors, futures, coro, when, chare, reduction, location, migration  # noqa: E402
 from . import remote, stats, lb, qd, unavailable  # noqa: E402
 
 charm.Future = futures.Future

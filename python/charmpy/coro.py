@@ -78,7 +78,23 @@ def start(fn, args, kwargs, reply, obj):
         if reply is not None:
             futures.reply(reply, result, None, obj)
     g = Coroutine(body, obj, getattr(fn, "__name__", None))
+    if obj is not None:
+        obj.__dict__["_charmpy_ncoro"] = obj.__dict__.get("_charmpy_ncoro", 0) + 1
     g.switch()
+    _after_run(g)
+
+
+def _after_run(g):
+    """After coroutine g ran (to a suspension or its end): count it out of
+    its chare when it ended, and move the chares that asked to migrate."""
+    obj = g.chare
+    if obj is not None and g.dead:
+        n = obj.__dict__.get("_charmpy_ncoro", 1) - 1
+        obj.__dict__["_charmpy_ncoro"] = n
+        if n == 0:
+            migration.coroutine_ended(obj)
+    if migration._pending:
+        migration.migrations()
 
 
 def resume(g, value=None):
@@ -94,6 +110,7 @@ def resume(g, value=None):
     obj = g.chare
     if profiling and obj is not None and g.method:
         _charmpy.stats_add(type(obj), g.method, time.perf_counter() - t0)
+    _after_run(g)
     if obj is not None and id(obj) in _charmpy.held:
         when.recheck(obj)
 
@@ -118,10 +135,12 @@ def schedule_callable_after(callable_, secs, args=()):
 
 def _call_timer(callable_, args):
     callable_(*args)
+    if migration._pending:
+        migration.migrations()
     obj = getattr(callable_, "__self__", None)
     if obj is not None and id(obj) in _charmpy.held:
         when.recheck(obj)
 
 
-from . import futures, when  # noqa: E402  (they use this module)
+from . import futures, migration, when  # noqa: E402  (they use this module)
 from .errors import report_error, where  # noqa: E402

@@ -23,6 +23,7 @@ def on_insert(coll, index, args, readonlies):
     info.nlocal += 1
     info.inserted += 1
     obj = new_member(info.cls, info.proxy, index)
+    reduction.member_arrived(info, obj)
     readonly.after(readonlies, lambda: construct(
         [obj], args, lambda: _charmpy.loc_add(coll, index, obj),
         lambda: _charmpy.loc_release(coll, index), lambda: None))
@@ -79,6 +80,7 @@ def _on_count(coll, pe, n):
     counts[pe] = n
     if len(counts) == charm._npes:
         del _counts[coll]
+        charm._colls[coll].total = sum(counts.values())
         pes = tuple(p for p in range(charm._npes) if counts[p]) or (0,)
         charm.send_msg(-1, "P", coll, pes)
 

@@ -20,10 +20,6 @@ def no_section(section):
         _missing("sections", "a reduction over a section (section=)")
 
 
-def migrate(obj, to_pe):
-    _missing("migration of chares", f"{type(obj).__name__}.migrate({to_pe})")
-
-
 def checkpoint(path, resume=None):
     _missing("checkpoint/restart", "charm.checkpoint()")
 

@@ -49,6 +49,10 @@ enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
  * still to be routed (EM_ROUTE): when it is reached, they have left, and the
  * routed hook runs (ckDoneInserting's count of insertions waits for it). */
 #define CPY_M_ROUTED 0xfffe
+/* A migrating chare's state, sent by its old PE to its new one. */
+#define CPY_M_ARRIVE 0xfffd
+/* The first method number that is not an entry method's. */
+#define CPY_M_SPECIAL 0xfffd
 
 /* The start of an entry-method message's payload. After it come the
  * arguments: encoded (args, kwargs), or with EM_BYREF the references of
@@ -62,6 +66,8 @@ typedef struct em_hdr {
     uint64_t fut_id;    /* EM_RET/EM_AWAIT: the future to fulfil ... */
     int32_t fut_pe;     /* ... which lives on this PE */
     int32_t aux;        /* CPY_M_INSERT: onPE + 1 (0: the home PE) */
+    uint64_t seq;       /* to an element that moved: its number at the home
+                           (location.c), 0: none */
 } em_hdr;
 /* An insertion carries in fut_id the number of readonlies its sender had
  * set or seen (python/charmpy/readonly.py): the constructor waits for them. */
@@ -92,6 +98,13 @@ typedef struct em_hdr {
  *   insert(coll: int, index, args, readonlies: int)
  *                                        construct a sparse array element here
  *                                        (once that many readonlies arrived)
+ *   arrive(coll: int, index, state: bytes, expected: int, mig: int, src: int)
+ *                                        a chare migrated here from PE src
+ *                                        (its mig-th move): rebuild it; it
+ *                                        takes its calls from number
+ *                                        `expected` on (loc_arrived)
+ *   migrations()                         move the chares that asked to (after
+ *                                        the entry method that asked)
  *   done_inserting(coll: int)            proxy.ckDoneInserting()
  *   routed(coll: int)                    the messages to coll that this PE
  *                                        routed (EM_ROUTE) before
@@ -117,6 +130,8 @@ typedef struct em_hdr {
     X(ON_PY, on_py)                                                                    \
     X(INSERT, insert)                                                                  \
     X(DONE_INSERTING, done_inserting)                                                  \
+    X(ARRIVE, arrive)                                                                  \
+    X(MIGRATIONS, migrations)                                                          \
     X(ROUTED, routed)                                                                  \
     X(COMBINE, combine)                                                                \
     X(ON_REDUCTION, on_reduction)                                                      \
@@ -153,6 +168,9 @@ typedef struct cpy_codec_cache {
 typedef struct cpy_state {
     cp_ctx *ctx;             /* NULL until init() and after run() */
     int h_entry, h_create, h_call, h_py, h_redres, h_loc;
+    int nmoved;              /* collections with location entries on this PE */
+    int migrating;           /* a chare asked to migrate: the migrations hook runs
+                                after the entry method */
     int red_py;              /* the reducer that combines Python values */
     PyObject *hooks[CPY_NHOOKS];
     cpy_colls *colls;        /* the location service's table */
@@ -163,6 +181,7 @@ typedef struct cpy_state {
     PyObject *held;          /* dict: id(chare) -> chare, for chares holding
                                 messages (@when) or waiting coroutines */
     PyObject *str_procNum;   /* "procNum" */
+    PyObject *str_mig;       /* "_charmpy_mig" */
     int local_optim;         /* same-PE arguments by reference (the default) */
     int profiling;           /* time entry methods (options.profiling, +stats) */
     int pickle_protocol;     /* for values the codec pickles */
@@ -219,7 +238,21 @@ typedef struct cpy_place {
     int32_t dims[CPY_MAXDIMS]; /* dense arrays: the shape */
     uint64_t map_coll;         /* the ArrayMap group's collection ... */
     int has_map;               /* ... when there is one */
+    int chare_pe;              /* a single chare: the PE it was created on */
 } cpy_place;
+
+/* Where a call to element idx goes from this PE: its home (by which every
+ * call to an element goes, wherever it is: location.c), or this PE itself
+ * with EM_ROUTE added to *flags (an ArrayMap not here yet). -1 with an
+ * exception. */
+int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
+                    uint32_t *flags);
+/* A message for member key here: 1 when location.c took it (it came early
+ * in the order of the element's calls, or twice), 0 when it goes now. */
+int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key);
+/* After a delivery to key: the message that came early and is next now, or
+ * NULL. */
+cp_msg *cpy_loc_next_in_order(cpy_state *st, uint64_t coll, PyObject *key);
 
 /* cpy_loc_home's answer when the ArrayMap group has no member on this PE
  * yet: the message must wait for it (EM_ROUTE). */

@@ -134,6 +134,18 @@ static void recheck_held(cpy_state *st, PyObject *obj) {
     Py_DECREF(r);
 }
 
+/* A chare asked to migrate (self.migrate): it moves now, once the entry
+ * method that asked returned. */
+static void run_migrations(cpy_state *st) {
+    st->migrating = 0;
+    PyObject *r = cpy_hook(st, CPY_HOOK_MIGRATIONS, NULL, 0);
+    if (!r) {
+        cpy_report_error(st, "migrating chares");
+        return;
+    }
+    Py_DECREF(r);
+}
+
 /* obj.name(*args, **kwargs); new reference or NULL with an exception. */
 static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args,
                              PyObject *kwargs) {
@@ -240,6 +252,8 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
     }
     if (st->profiling)
         add_time(ent, method, cp_wall_time() - t0);
+    if (st->migrating)
+        run_migrations(st);
     recheck_held(st, obj);
     return;
 error: {
@@ -281,7 +295,27 @@ static int deliver_bcast(cpy_state *st, PyObject *members, int method, PyObject 
     return r ? 0 : -1;
 }
 
+static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members);
+
 void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
+    em_hdr *h = cp_msg_data(msg);
+    if (!st->nmoved || (h->flags & EM_BCAST)) {
+        deliver1(st, msg, members);
+        return;
+    }
+    /* An element that moved: after each call, the ones that came early and
+     * are next now. */
+    uint64_t coll = h->coll;
+    PyObject *key = cpy_loc_key(h);
+    deliver1(st, msg, members);
+    cp_msg *m;
+    while (key && (m = cpy_loc_next_in_order(st, coll, key)) != NULL)
+        deliver1(st, m, members);
+    Py_XDECREF(key);
+    PyErr_Clear();
+}
+
+static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
     unsigned long long coll = (unsigned long long)h->coll;
     int method = h->method;
@@ -296,12 +330,17 @@ void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
         if (!key)
             goto error_msg;
         obj = PyDict_GetItemWithError(members, key); /* borrowed */
-        if (!obj || method == CPY_M_INSERT) {
+        if (obj && st->nmoved && cpy_loc_in_order(st, msg, key)) {
+            Py_DECREF(key);
+            return;
+        }
+        if (!obj || method == CPY_M_INSERT || method == CPY_M_ARRIVE) {
             if (PyErr_Occurred())
                 goto error_msg;
             if (obj) {
-                PyErr_Format(PyExc_KeyError, "element %R of the sparse array was inserted twice",
-                             key);
+                PyErr_Format(PyExc_KeyError, "element %R %s", key,
+                             method == CPY_M_INSERT ? "of the sparse array was inserted twice"
+                                                    : "migrated to a PE where it already is");
                 goto error_msg;
             }
             cpy_loc_missing(st, coll, key, msg);
@@ -349,6 +388,19 @@ void cpy_on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
     cpy_state *st = user;
     em_hdr *h = cp_msg_data(msg);
     PyObject *members = cpy_loc_members(st, h->coll);
+    if (!members && h->method == CPY_M_ARRIVE) {
+        /* A single chare migrating to a PE that never had its collection:
+         * the arrive hook makes it. */
+        PyObject *key = cpy_loc_key(h);
+        if (!key) {
+            cpy_discard(st, msg);
+            cpy_report_error(st, "receiving a chare that migrated here");
+            return;
+        }
+        cpy_loc_missing(st, h->coll, key, msg);
+        Py_DECREF(key);
+        return;
+    }
     if (!members) {
         /* Not created here yet: keep the message until it is. */
         if (cpy_loc_early(st, msg) < 0)

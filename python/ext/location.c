@@ -27,11 +27,14 @@ typedef struct cpy_coll {
     PyObject *members; /* dict key -> chare; NULL until registered here */
     cp_msg **early;    /* arrived before registration, in arrival order */
     int nearly, capearly;
-    PyObject *locs;     /* dict key -> PE: elements living elsewhere (NULL: none) */
+    PyObject *locs;     /* dict key -> location entry (see below), NULL: none */
     PyObject *held;     /* dict key -> list of messages (ints) waiting for the
                            element's insertion (NULL: none) */
     PyObject *building; /* set of keys whose constructor is running here */
+    PyObject *departed; /* dict key -> PE it left this PE for (NULL: none) */
+    PyObject *order;    /* dict key -> [number it takes next, {number: message}] */
     int done;           /* sparse: every insertion ckDoneInserting waited for ran here */
+    int moved;          /* this PE has location entries for it (migration) */
     int nroute;         /* EM_ROUTE messages of this PE not routed yet */
     uint64_t *sent;     /* sparse: insertions this PE sent to each PE (npes), or NULL */
 } cpy_coll;
@@ -42,11 +45,17 @@ struct cpy_colls {
     cpy_coll *last;  /* the collection of the last lookup */
 };
 
-/* The location message: element idx of coll lives on pe. */
+/* The location message: element idx of coll lives on pe, as of its mig-th
+ * migration; it tells the element's home (after an insertion elsewhere or
+ * an arrival). */
+enum { LOC_AT = 0 };
+
 typedef struct loc_msg {
     uint64_t coll;
     int32_t pe, ndims;
     int32_t idx[CPY_MAXDIMS];
+    uint32_t type, pad;
+    uint64_t mig;
 } loc_msg;
 
 static size_t slot_of(uint64_t id, size_t cap) {
@@ -142,9 +151,22 @@ static void clear_coll(cpy_state *st, cpy_coll *c) {
         while (PyDict_Next(c->held, &pos, &k, &v))
             discard_list(st, v);
     }
+
     Py_CLEAR(c->held);
     Py_CLEAR(c->locs);
     Py_CLEAR(c->building);
+    Py_CLEAR(c->departed);
+    if (c->order && st->ctx) {
+        PyObject *k, *o;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(c->order, &pos, &k, &o)) {
+            PyObject *n, *m;
+            Py_ssize_t p2 = 0;
+            while (PyDict_Next(PyList_GET_ITEM(o, 1), &p2, &n, &m))
+                cpy_discard(st, PyLong_AsVoidPtr(m));
+        }
+    }
+    Py_CLEAR(c->order);
     if (c->members)
         PyDict_Clear(c->members); /* chares may refer to their proxies */
     Py_CLEAR(c->members);
@@ -187,6 +209,8 @@ int cpy_loc_traverse(cpy_state *st, visitproc visit, void *arg) {
         Py_VISIT(c->locs);
         Py_VISIT(c->held);
         Py_VISIT(c->building);
+        Py_VISIT(c->departed);
+        Py_VISIT(c->order);
     }
     return 0;
 }
@@ -286,6 +310,10 @@ static int block_home(const cpy_place *pl, const int32_t *idx, int npes) {
 
 int cpy_loc_home(cpy_state *st, const cpy_place *pl, const int32_t *idx) {
     int npes = cp_num_pes(st->ctx);
+    if (pl->kind == CPY_CHARE)
+        return pl->chare_pe;
+    if (pl->kind == CPY_GROUP)
+        return idx[0];
     if (pl->has_map)
         return mapped_home(st, pl, idx);
     if (pl->sparse) {
@@ -436,22 +464,30 @@ static void fail_message(cpy_state *st, cp_msg *msg, PyObject *exc, const char *
     cpy_report_error(st, where);
 }
 
-static void send_location(cpy_state *st, uint64_t coll, int ndims, const int32_t *idx,
-                          int at, int home) {
+/* Send a location message about element idx of coll to PE `to`. */
+static void send_loc(cpy_state *st, int to, uint32_t type, uint64_t coll, int ndims,
+                     const int32_t *idx, int pe, uint64_t mig) {
     cp_msg *m = cp_msg_alloc(st->ctx, sizeof(loc_msg));
     if (!m) {
         PyErr_NoMemory();
-        cpy_report_error(st, "announcing where a sparse array element was inserted");
+        cpy_report_error(st, "telling where an element lives");
         return;
     }
     loc_msg *l = cp_msg_data(m);
     memset(l, 0, sizeof *l);
     l->coll = coll;
-    l->pe = at;
+    l->pe = pe;
     l->ndims = ndims;
     memcpy(l->idx, idx, sizeof l->idx);
-    if (cpy_send_or_bcast(st, home, st->h_loc, m) < 0)
-        cpy_report_error(st, "announcing where a sparse array element was inserted");
+    l->type = type;
+    l->mig = mig;
+    if (cpy_send_or_bcast(st, to, st->h_loc, m) < 0)
+        cpy_report_error(st, "telling where an element lives");
+}
+
+static void send_location(cpy_state *st, uint64_t coll, int ndims, const int32_t *idx,
+                          int at, int home) {
+    send_loc(st, home, LOC_AT, coll, ndims, idx, at, 0);
 }
 
 /* One more insertion sent from this PE to PE `to` (ckDoneInserting's count). */
@@ -509,30 +545,172 @@ error:
     cpy_report_error(st, "inserting an element into a sparse array");
 }
 
-void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
+/* A migrating chare's state arrived: the arrive hook rebuilds it (and calls
+ * loc_arrived). */
+static void run_arrive(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
     em_hdr *h = cp_msg_data(msg);
-    cpy_coll *c = find(st, coll);
-    if (!c) { /* cannot happen: the caller found the members */
-        PyErr_SetString(PyExc_SystemError, "location: no record of a registered collection");
+    uint64_t mig = h->fut_id;
+    int src = h->aux;
+    PyObject *args = NULL, *kwargs = NULL;
+    if (cpy_take_msg_args(st, msg, &args, &kwargs) < 0)
+        goto error;
+    if (PyTuple_GET_SIZE(args) != 2) {
+        PyErr_SetString(PyExc_RuntimeError, "corrupt migration message");
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
+        goto error;
+    }
+    PyObject *id = PyLong_FromUnsignedLongLong(c->id);
+    PyObject *m = PyLong_FromUnsignedLongLong(mig);
+    PyObject *from = PyLong_FromLong(src);
+    PyObject *hargs[6] = {id, key, PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), m, from};
+    PyObject *r = id && m && from ? cpy_hook(st, CPY_HOOK_ARRIVE, hargs, 6) : NULL;
+    Py_XDECREF(id);
+    Py_XDECREF(m);
+    Py_XDECREF(from);
+    Py_DECREF(args);
+    Py_XDECREF(kwargs);
+    if (!r)
+        goto error;
+    Py_DECREF(r);
+    return;
+error:
+    cpy_report_error(st, "rebuilding a chare that migrated here");
+}
+
+/* ---- elements that moved: forwarding, and the order of calls --------------
+ *
+ * Once an element has moved (or was inserted away from its home), every
+ * call to it goes to its home first (from its own PE too), and the home
+ * numbers the calls in the order they reach it (1, 2, ...) and sends them
+ * on to where the element is. The element takes them in that order: one
+ * that comes early waits, one that comes twice is dropped. Calls from one
+ * PE reach the home in the order made (one FIFO channel), so they reach the
+ * element in that order too, whatever paths they took after the home:
+ * direct, or through the PEs it left, each of which forwards what comes for
+ * it to where it went (c->departed). No transport needs to order messages
+ * from different PEs (MPI does not), and no PE ever waits for another to
+ * change a path.
+ *
+ * At the home, c->locs maps a key to [pe, mig, next]: where the element is
+ * as of its mig-th move, and the number the next call gets. Where the
+ * element is, c->order maps its key to [expected, {number: message}]: the
+ * number it takes next and the calls that came early. A call made before
+ * the element first moved has no number and is taken at once (the home
+ * numbers what reaches it from the move on; what was queued for the element
+ * where it was follows it in order, numbered at the home).
+ */
+
+static PyObject *entry_of(cpy_coll *c, PyObject *key) {
+    return c->locs ? PyDict_GetItemWithError(c->locs, key) : NULL; /* borrowed */
+}
+
+static int entry_pe(PyObject *e) { return (int)PyLong_AsLong(PyList_GET_ITEM(e, 0)); }
+static uint64_t entry_mig(PyObject *e) {
+    return PyLong_AsUnsignedLongLong(PyList_GET_ITEM(e, 1));
+}
+
+static int entry_field(PyObject *e, Py_ssize_t i, PyObject *v) {
+    if (!v)
+        return -1;
+    PyList_SetItem(e, i, v); /* steals v */
+    return 0;
+}
+
+static void mark_moved(cpy_state *st, cpy_coll *c) {
+    if (!c->moved) {
+        c->moved = 1;
+        st->nmoved++;
+    }
+}
+
+/* The home's entry for key, made (pe, mig, next number 1) when missing. */
+static PyObject *entry_get(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig) {
+    PyObject *e = entry_of(c, key);
+    if (e || PyErr_Occurred())
+        return e;
+    if (!c->locs && !(c->locs = PyDict_New()))
+        return NULL;
+    e = Py_BuildValue("[iKK]", pe, (unsigned long long)mig, 1ull);
+    int rc = e ? PyDict_SetItem(c->locs, key, e) : -1;
+    Py_XDECREF(e);
+    mark_moved(st, c);
+    return rc < 0 ? NULL : e; /* borrowed from the dict */
+}
+
+/* Give msg the next number of the home's entry e, unless it has one. */
+static void number(PyObject *e, cp_msg *msg) {
+    em_hdr *h = cp_msg_data(msg);
+    if (h->seq)
+        return;
+    uint64_t next = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(e, 2));
+    h->seq = next;
+    entry_field(e, 2, PyLong_FromUnsignedLongLong(next + 1));
+}
+
+static int key_index(cpy_coll *c, PyObject *key, int32_t *idx) {
+    memset(idx, 0, CPY_MAXDIMS * sizeof *idx);
+    if (PyLong_Check(key)) {
+        idx[0] = (int32_t)PyLong_AsLong(key);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    for (int i = 0; i < c->place.ndims && i < PyTuple_GET_SIZE(key); i++)
+        idx[i] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(key, i));
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int key_ndims(cpy_coll *c, PyObject *key) {
+    return PyLong_Check(key) ? 0 : c->place.ndims;
+}
+
+static int home_of_key(cpy_state *st, cpy_coll *c, PyObject *key) {
+    int32_t idx[CPY_MAXDIMS];
+    if (!c->placed || key_index(c, key, idx) < 0)
+        return -1;
+    return cpy_loc_home(st, &c->place, idx);
+}
+
+/* The PE an element left this PE for (or -1). */
+static int departed_to(cpy_coll *c, PyObject *key) {
+    PyObject *pe = c->departed ? PyDict_GetItemWithError(c->departed, key) : NULL;
+    return pe ? (int)PyLong_AsLong(pe) : -1;
+}
+
+/* A message for key, which is not here: numbered and sent on by the home,
+ * forwarded where it went by a PE it left, sent to the home by another PE,
+ * held until the element exists, or failed. */
+static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
+    int me = cp_my_pe(st->ctx);
+    int home = home_of_key(st, c, key);
+    if (home < 0) {
         fail_message(st, msg, cpy_take_exception(), "routing a message");
         return;
     }
-    if (h->method == CPY_M_INSERT) {
-        run_insert(st, c, key, msg);
-        return;
+    int to = -1;
+    if (home == me) {
+        PyObject *e = entry_of(c, key);
+        if (e) {
+            number(e, msg);
+            to = entry_pe(e);
+        }
+    } else {
+        to = departed_to(c, key);
+        if (to < 0 && !PyErr_Occurred() && (c->moved || c->locs))
+            to = home; /* sent here by an old guess: the home knows */
     }
-    PyObject *pe = c->locs ? PyDict_GetItemWithError(c->locs, key) : NULL;
-    if (!pe && PyErr_Occurred()) {
+    if (PyErr_Occurred()) {
         fail_message(st, msg, cpy_take_exception(), "routing a message");
-        return;
-    }
-    if (pe) {
-        if (cpy_forward(st, msg, (int)PyLong_AsLong(pe)) < 0)
-            fail_message(st, msg, cpy_take_exception(), "forwarding a message");
         return;
     }
     int building = c->building ? PySet_Contains(c->building, key) : 0;
-    if (building >= 0 && c->place.sparse && (!c->done || building > 0)) {
+    int inserting = c->place.sparse && (!c->done || building > 0);
+    if (to >= 0 && to != me && !(inserting && home != me && to == home)) {
+        if (cpy_forward(st, msg, to) < 0)
+            fail_message(st, msg, cpy_take_exception(), "forwarding a message");
+        return;
+    }
+    if (building >= 0 && (inserting || (c->moved && home == me))) {
+        /* At its home (on its way), or where its insertion goes. */
         if (hold(st, c, key, msg) < 0)
             fail_message(st, msg, cpy_take_exception(), "holding a message");
         return;
@@ -546,9 +724,46 @@ void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
         else
             PyErr_Format(PyExc_LookupError,
                          "message for member %R of collection %llx, which is not on PE %d",
-                         key, (unsigned long long)coll, cp_my_pe(st->ctx));
+                         key, (unsigned long long)c->id, me);
     }
     fail_message(st, msg, cpy_take_exception(), "delivering a message");
+}
+
+static void run_arrive(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg);
+
+void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
+    em_hdr *h = cp_msg_data(msg);
+    cpy_coll *c = h->method == CPY_M_ARRIVE ? get(st, coll) : find(st, coll);
+    if (!c) { /* cannot happen: the caller found the members */
+        PyErr_SetString(PyExc_SystemError, "location: no record of a registered collection");
+        fail_message(st, msg, cpy_take_exception(), "routing a message");
+        return;
+    }
+    if (h->method == CPY_M_INSERT) {
+        run_insert(st, c, key, msg);
+        return;
+    }
+    if (h->method == CPY_M_ARRIVE) {
+        run_arrive(st, c, key, msg);
+        return;
+    }
+    send_on(st, c, key, msg);
+}
+
+/* The held messages of key go on now that this PE knows where it is. */
+static void release_held(cpy_state *st, cpy_coll *c, PyObject *key) {
+    PyObject *list = take_held(st, c, key);
+    for (Py_ssize_t i = 0; list && i < PyList_GET_SIZE(list); i++) {
+        cp_msg *m = PyLong_AsVoidPtr(PyList_GET_ITEM(list, i));
+        PyObject *obj = c->members ? PyDict_GetItemWithError(c->members, key) : NULL;
+        if (obj)
+            cpy_deliver(st, m, c->members);
+        else
+            send_on(st, c, key, m);
+    }
+    Py_XDECREF(list);
+    if (PyErr_Occurred())
+        cpy_report_error(st, "sending held messages on");
 }
 
 void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
@@ -605,6 +820,20 @@ static void release_list(cpy_state *st, PyObject *list, int pe, PyObject *member
     }
 }
 
+/* News at the home of where key is (after an insertion elsewhere, or an
+ * arrival): it forwards there from now on, numbering. */
+static int on_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig) {
+    PyObject *e = entry_get(st, c, key, pe, mig);
+    if (!e)
+        return -1;
+    if (mig >= entry_mig(e) &&
+        (entry_field(e, 0, PyLong_FromLong(pe)) < 0 ||
+         entry_field(e, 1, PyLong_FromUnsignedLongLong(mig)) < 0))
+        return -1;
+    release_held(st, c, key);
+    return 0;
+}
+
 void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
     cpy_state *st = user;
@@ -615,25 +844,93 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
     memcpy(h.idx, l.idx, sizeof h.idx);
     cpy_coll *c = get(st, l.coll);
     PyObject *key = c ? cpy_loc_key(&h) : NULL;
-    PyObject *pe = key ? PyLong_FromLong(l.pe) : NULL;
-    if (pe && !c->locs)
-        c->locs = PyDict_New();
-    if (!pe || !c->locs || PyDict_SetItem(c->locs, key, pe) < 0)
-        goto error;
-    PyObject *list = take_held(st, c, key);
-    if (list) {
-        release_list(st, list, l.pe, c->members);
-        Py_DECREF(list);
-    } else if (PyErr_Occurred()) {
-        goto error;
-    }
-    Py_DECREF(key);
-    Py_DECREF(pe);
-    return;
-error:
+    int rc = key ? on_news(st, c, key, l.pe, l.mig) : -1;
     Py_XDECREF(key);
-    Py_XDECREF(pe);
-    cpy_report_error(st, "recording where a sparse array element lives");
+    if (rc < 0)
+        cpy_report_error(st, "recording where an element lives");
+}
+
+int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key) {
+    em_hdr *h = cp_msg_data(msg);
+    int me = cp_my_pe(st->ctx);
+    cpy_coll *c = find(st, h->coll);
+    if (!c || h->method >= CPY_M_SPECIAL || (!c->moved && !h->seq))
+        return 0;
+    if (!h->seq) {
+        /* Not numbered: at the home, once the element moved, it gets its
+         * number here; else it was made before any move and goes now. */
+        PyObject *e = home_of_key(st, c, key) == me ? entry_of(c, key) : NULL;
+        if (!e) {
+            PyErr_Clear();
+            return 0;
+        }
+        number(e, msg);
+    }
+    PyObject *o = c->order ? PyDict_GetItemWithError(c->order, key) : NULL;
+    if (!o) {
+        if (PyErr_Occurred() || (!c->order && !(c->order = PyDict_New())))
+            goto fail;
+        o = Py_BuildValue("[KN]", 1ull, PyDict_New());
+        if (!o || PyDict_SetItem(c->order, key, o) < 0) {
+            Py_XDECREF(o);
+            goto fail;
+        }
+        Py_DECREF(o);
+    }
+    uint64_t expected = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(o, 0));
+    if (h->seq == expected) {
+        entry_field(o, 0, PyLong_FromUnsignedLongLong(expected + 1));
+        return 0;
+    }
+    if (h->seq < expected) { /* came twice */
+        cpy_discard(st, msg);
+        return 1;
+    }
+    PyObject *n = PyLong_FromUnsignedLongLong(h->seq);
+    PyObject *ptr = PyLong_FromVoidPtr(msg);
+    int rc = n && ptr ? PyDict_SetItem(PyList_GET_ITEM(o, 1), n, ptr) : -1;
+    Py_XDECREF(n);
+    Py_XDECREF(ptr);
+    if (rc < 0)
+        goto fail;
+    cp_qd_create(st->ctx, 1); /* early: the job is not quiescent meanwhile */
+    return 1;
+fail:
+    fail_message(st, msg, cpy_take_exception(), "ordering a message");
+    return 1;
+}
+
+cp_msg *cpy_loc_next_in_order(cpy_state *st, uint64_t coll, PyObject *key) {
+    cpy_coll *c = find(st, coll);
+    PyObject *o = c && c->order ? PyDict_GetItemWithError(c->order, key) : NULL;
+    if (!o) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *n = PyList_GET_ITEM(o, 0); /* the number it takes next */
+    PyObject *ptr = PyDict_GetItemWithError(PyList_GET_ITEM(o, 1), n);
+    if (!ptr) {
+        PyErr_Clear();
+        return NULL;
+    }
+    cp_msg *m = PyLong_AsVoidPtr(ptr);
+    PyDict_DelItem(PyList_GET_ITEM(o, 1), n);
+    cp_qd_process(st->ctx, 1);
+    return m;
+}
+
+int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
+                    uint32_t *flags) {
+    if (cpy_loc_must_route(st, coll, pl, idx)) {
+        *flags |= EM_ROUTE;
+        return cp_my_pe(st->ctx);
+    }
+    int pe = cpy_loc_home(st, pl, idx);
+    if (pe == CPY_HOME_UNKNOWN) { /* cannot be: must_route saw the map */
+        PyErr_SetString(PyExc_SystemError, "the array's ArrayMap is missing on this PE");
+        return -1;
+    }
+    return pe;
 }
 
 int cpy_loc_insert(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
@@ -799,6 +1096,168 @@ static PyObject *mod_loc_release(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The messages queued on this PE for a member that leaves (cp_local_extract). */
+struct follow {
+    cpy_state *st;
+    const em_hdr *who; /* its collection and index */
+    int to;
+    int failed;
+    PyObject *entry;   /* at the home: its entry, to number them */
+};
+
+static int queued_for(const cp_msg *msg, void *arg) {
+    struct follow *f = arg;
+    const em_hdr *h = cp_msg_data((cp_msg *)msg);
+    return (int)msg->handler == f->st->h_entry && msg->size >= sizeof *h &&
+           h->coll == f->who->coll && !(h->flags & (EM_BCAST | EM_ROUTE)) &&
+           h->ndims == f->who->ndims &&
+           memcmp(h->idx, f->who->idx, sizeof h->idx) == 0;
+}
+
+static void follow_it(cp_ctx *ctx, cp_msg *msg, void *arg) {
+    (void)ctx;
+    struct follow *f = arg;
+    if (f->entry)
+        number(f->entry, msg);
+    if (cpy_forward(f->st, msg, f->to) < 0) {
+        f->failed = 1;
+        fail_message(f->st, msg, cpy_take_exception(), "forwarding a queued message");
+    }
+}
+
+/* loc_depart(coll, index, to_pe, state, mig): the member leaves for to_pe
+ * (its mig-th move): it stops being a member here, its state goes to
+ * to_pe, and what arrives for it here from now on follows it. */
+static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *id, *key, *state;
+    int to;
+    unsigned long long mig;
+    if (!PyArg_ParseTuple(args, "OOiOK", &id, &key, &to, &state, &mig))
+        return NULL;
+    cpy_coll *c = registered(st, id, "loc_depart");
+    if (!c)
+        return NULL;
+    int me = cp_my_pe(st->ctx), home = home_of_key(st, c, key);
+    if (to < 0 || to >= cp_num_pes(st->ctx) || to == me)
+        return PyErr_Format(PyExc_ValueError, "loc_depart: bad destination PE %d", to);
+    if (home < 0)
+        return NULL;
+    if (!PyDict_GetItemWithError(c->members, key))
+        return PyErr_Occurred() ? NULL
+                                : PyErr_Format(PyExc_RuntimeError,
+                                               "loc_depart: element %R is not on PE %d", key,
+                                               me);
+    /* Its place in the order of its calls goes with it, and the calls that
+     * came early here. */
+    PyObject *order = c->order ? PyDict_GetItemWithError(c->order, key) : NULL;
+    if (PyErr_Occurred())
+        return NULL;
+    unsigned long long expected = order ? PyLong_AsUnsignedLongLong(PyList_GET_ITEM(order, 0)) : 1;
+    Py_XINCREF(order);
+    if (order && PyDict_DelItem(c->order, key) < 0) {
+        Py_DECREF(order);
+        return NULL;
+    }
+    em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_ARRIVE,
+                .fut_id = mig, .aux = me};
+    PyObject *pack = key_index(c, key, h.idx) == 0 ? Py_BuildValue("(OK)", state, expected)
+                                                    : NULL;
+    /* The state first, then whatever this PE forwards: one FIFO channel. */
+    int rc = pack ? cpy_send_entry(st, to, &h, NULL, pack, NULL) : -1;
+    Py_XDECREF(pack);
+    if (rc < 0 || PyDict_DelItem(c->members, key) < 0) {
+        Py_XDECREF(order);
+        return NULL;
+    }
+    mark_moved(st, c);
+    PyObject *e = NULL;
+    if (home == me) {
+        e = entry_get(st, c, key, to, mig);
+        if (!e || entry_field(e, 0, PyLong_FromLong(to)) < 0 ||
+            entry_field(e, 1, PyLong_FromUnsignedLongLong(mig)) < 0) {
+            Py_XDECREF(order);
+            return NULL;
+        }
+    } else {
+        PyObject *pe = PyLong_FromLong(to);
+        if (!pe || (!c->departed && !(c->departed = PyDict_New())) ||
+            PyDict_SetItem(c->departed, key, pe) < 0) {
+            Py_XDECREF(pe);
+            Py_XDECREF(order);
+            return NULL;
+        }
+        Py_DECREF(pe);
+    }
+    if (order) {
+        PyObject *early = PyList_GET_ITEM(order, 1), *k, *v;
+        PyObject *nums = PyDict_Keys(early);
+        if (nums)
+            PyList_Sort(nums);
+        for (Py_ssize_t i = 0; nums && i < PyList_GET_SIZE(nums); i++) {
+            cp_msg *m = PyLong_AsVoidPtr(PyDict_GetItem(early, PyList_GET_ITEM(nums, i)));
+            cp_qd_process(st->ctx, 1);
+            if (cpy_forward(st, m, to) < 0)
+                fail_message(st, m, cpy_take_exception(), "forwarding a message");
+        }
+        (void)k;
+        (void)v;
+        Py_XDECREF(nums);
+        Py_DECREF(order);
+    }
+    /* Calls to it still queued here (made while it was here) follow it: by
+     * the home, which numbers them (at the home: numbered here). */
+    struct follow f = {st, &h, home == me ? to : home, 0, e};
+    cp_local_extract(st->ctx, queued_for, follow_it, &f);
+    if (f.failed || PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* loc_arrived(coll, index, chare, mig, expected): a chare that migrated
+ * here (its mig-th move) is a member now, taking its calls from number
+ * `expected` on; its home learns where it is, and what was held here for it
+ * is delivered. */
+static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *id, *key, *obj;
+    unsigned long long mig, expected;
+    if (!PyArg_ParseTuple(args, "OOOKK", &id, &key, &obj, &mig, &expected))
+        return NULL;
+    cpy_coll *c = registered(st, id, "loc_arrived");
+    if (!c)
+        return NULL;
+    int me = cp_my_pe(st->ctx), home = home_of_key(st, c, key);
+    if (home < 0 || PyDict_SetItem(c->members, key, obj) < 0)
+        return NULL;
+    mark_moved(st, c);
+    if (c->departed && PyDict_Contains(c->departed, key) == 1 &&
+        PyDict_DelItem(c->departed, key) < 0)
+        return NULL;
+    PyObject *o = Py_BuildValue("[KN]", expected, PyDict_New());
+    if (!o || (!c->order && !(c->order = PyDict_New())) ||
+        PyDict_SetItem(c->order, key, o) < 0) {
+        Py_XDECREF(o);
+        return NULL;
+    }
+    Py_DECREF(o);
+    if (home == me) {
+        PyObject *e = entry_get(st, c, key, me, mig);
+        if (!e || entry_field(e, 0, PyLong_FromLong(me)) < 0 ||
+            entry_field(e, 1, PyLong_FromUnsignedLongLong(mig)) < 0)
+            return NULL;
+    } else {
+        int32_t idx[CPY_MAXDIMS];
+        if (key_index(c, key, idx) < 0)
+            return NULL;
+        send_loc(st, home, LOC_AT, c->id, key_ndims(c, key), idx, me, mig);
+    }
+    release_held(st, c, key);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* loc_sent(coll) -> tuple: the insertions this PE sent to each PE. */
 static PyObject *mod_loc_sent(PyObject *module, PyObject *id) {
     cpy_state *st = PyModule_GetState(module);
@@ -889,6 +1348,32 @@ static PyObject *mod_loc_done(PyObject *module, PyObject *id) {
     Py_RETURN_NONE;
 }
 
+/* loc_dump(coll) -> dict of what this PE keeps about coll (for debugging:
+ * entries, departure pointers, held message counts). */
+static PyObject *mod_loc_dump(PyObject *module, PyObject *id) {
+    cpy_state *st = PyModule_GetState(module);
+    uint64_t coll;
+    if (coll_arg(id, &coll) < 0)
+        return NULL;
+    cpy_coll *c = find(st, coll);
+    if (!c)
+        Py_RETURN_NONE;
+    PyObject *held = PyDict_New();
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (held && c->held && PyDict_Next(c->held, &pos, &k, &v)) {
+        PyObject *n = PyLong_FromSsize_t(PyList_GET_SIZE(v));
+        if (!n || PyDict_SetItem(held, k, n) < 0)
+            Py_CLEAR(held);
+        Py_XDECREF(n);
+    }
+    if (!held)
+        return NULL;
+    return Py_BuildValue("{sOsNsOsOsi}", "entries", c->locs ? c->locs : Py_None, "held", held,
+                         "departed", c->departed ? c->departed : Py_None, "order",
+                         c->order ? c->order : Py_None, "early", c->nearly);
+}
+
 /* members(coll): this PE's members of coll (a dict), or None. */
 static PyObject *mod_members(PyObject *module, PyObject *id) {
     cpy_state *st = PyModule_GetState(module);
@@ -907,11 +1392,16 @@ PyMethodDef cpy_location_methods[] = {
     {"loc_release", mod_loc_release, METH_VARARGS,
      "loc_release(coll[, index]): deliver what was kept back"},
     {"loc_sent", mod_loc_sent, METH_O, "loc_sent(coll): insertions sent to each PE"},
+    {"loc_depart", mod_loc_depart, METH_VARARGS,
+     "loc_depart(coll, index, to_pe, state, mig): the member leaves"},
+    {"loc_arrived", mod_loc_arrived, METH_VARARGS,
+     "loc_arrived(coll, index, chare, mig, expected): a chare that migrated here"},
     {"loc_after_routed", mod_loc_after_routed, METH_O,
      "loc_after_routed(coll): the routed hook, once this PE's routed messages left"},
     {"set_readonlies", mod_set_readonlies, METH_O, NULL},
     {"loc_done", mod_loc_done, METH_O, "loc_done(coll): no more insertions"},
     {"members", mod_members, METH_O, "members(coll): dict of this PE's members or None"},
+    {"loc_dump", mod_loc_dump, METH_O, "loc_dump(coll): what this PE keeps about coll"},
     {"dense_layout", mod_dense_layout, METH_O,
      "dense_layout(proxy) -> (this PE's indices, PEs with elements)"},
     {NULL, NULL, 0, NULL},

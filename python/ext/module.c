@@ -510,6 +510,14 @@ static PyObject *mod_qd_release(PyObject *module, PyObject *arg) {
     return qd_count(module, arg, 0);
 }
 
+/* set_migrating(): a chare asked to migrate; the migrations hook runs after
+ * the current entry method. */
+static PyObject *mod_set_migrating(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    ((cpy_state *)PyModule_GetState(module))->migrating = 1;
+    Py_RETURN_NONE;
+}
+
 /* ---- sending ------------------------------------------------------------------ */
 
 /* call_soon(callable, args): run callable(*args) on this PE from the
@@ -676,6 +684,7 @@ static PyMethodDef mod_methods[] = {
     {"stats", mod_stats, METH_NOARGS, "(counters, profiling, per-method rows) of this PE"},
     {"stats_add", mod_stats_add, METH_VARARGS, NULL},
     {"qd_start", mod_qd_start, METH_O, "qd_start(callable): call it at quiescence"},
+    {"set_migrating", mod_set_migrating, METH_NOARGS, NULL},
     {"qd_hold", mod_qd_hold, METH_O, "qd_hold(n): n messages kept aside"},
     {"qd_release", mod_qd_release, METH_O, "qd_release(n): n kept messages delivered"},
     {"call_soon", mod_call_soon, METH_VARARGS, NULL},
@@ -702,7 +711,9 @@ static int mod_exec(PyObject *module) {
     st->entries = PyDict_New();
     st->held = PyDict_New();
     st->str_procNum = PyUnicode_InternFromString("procNum");
-    if (!st->dumps || !st->loads || !st->entries || !st->held || !st->str_procNum)
+    st->str_mig = PyUnicode_InternFromString("_charmpy_mig");
+    if (!st->dumps || !st->loads || !st->entries || !st->held || !st->str_procNum ||
+        !st->str_mig)
         return -1;
     if (cpy_loc_init(st) < 0) {
         PyErr_NoMemory();
@@ -734,6 +745,7 @@ static int mod_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->entries);
     Py_VISIT(st->held);
     Py_VISIT(st->str_procNum);
+    Py_VISIT(st->str_mig);
     int rc = cpy_codec_traverse(&st->codec, visit, arg);
     return rc ? rc : cpy_loc_traverse(st, visit, arg);
 }
@@ -752,6 +764,7 @@ static int mod_clear(PyObject *module) {
     Py_CLEAR(st->entries);
     Py_CLEAR(st->held);
     Py_CLEAR(st->str_procNum);
+    Py_CLEAR(st->str_mig);
     cpy_codec_clear(&st->codec);
     cpy_loc_clear(st);
     return 0;

@@ -220,21 +220,6 @@ static PyObject *reply_future(cpy_state *st, long nvals, int ret, int bcast, uin
     return fut;
 }
 
-/* The PE of an element of an array: its home, or this PE with EM_ROUTE
- * (counted by cpy_loc_note_routed once the message is sent). */
-static int element_pe(cpy_state *st, ProxyObject *p, uint32_t *flags) {
-    if (cpy_loc_must_route(st, p->coll, &p->place, p->idx)) {
-        *flags |= EM_ROUTE;
-        return cp_my_pe(st->ctx);
-    }
-    int pe = cpy_loc_home(st, &p->place, p->idx);
-    if (pe == CPY_HOME_UNKNOWN) { /* cannot be: must_route saw the map */
-        PyErr_SetString(PyExc_SystemError, "the array's ArrayMap is missing on this PE");
-        return -1;
-    }
-    return pe;
-}
-
 static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwargs) {
     cpy_state *st = cpy_state_of_type(Py_TYPE(self));
     ProxyObject *p = self->proxy;
@@ -243,12 +228,13 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         return NULL;
     if (kwargs && PyDict_GET_SIZE(kwargs) == 0)
         kwargs = NULL;
-    em_hdr h = {.coll = p->coll, .method = (uint16_t)self->method};
+    em_hdr h = {.coll = p->coll, .method = (uint16_t)self->method,
+                .aux = cp_my_pe(st->ctx) + 1}; /* the origin, for the location service */
     int pe = -1;
     long nvals = 1; /* replies: values, or PEs for a broadcast */
     switch (p->place.kind) {
     case CPY_CHARE:
-        pe = p->pe;
+        pe = p->pe; /* its home, wherever it is */
         break;
     case CPY_GROUP:
         pe = p->elem ? p->pe : -1;
@@ -259,7 +245,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     default:
         h.ndims = (uint16_t)p->place.ndims;
         memcpy(h.idx, p->idx, sizeof h.idx);
-        if (p->elem && (pe = element_pe(st, p, &h.flags)) < 0)
+        if (p->elem && (pe = cpy_loc_send_pe(st, p->coll, &p->place, p->idx, &h.flags)) == -1)
             return NULL;
         if (!p->elem)
             nvals = cp_num_pes(st->ctx);
@@ -267,14 +253,14 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     }
     PyObject *fut = NULL;
     if (ret || awaitable) {
-        fut = reply_future(st, nvals, ret, pe < 0, &h.fut_id);
+        fut = reply_future(st, nvals, ret, pe == -1, &h.fut_id);
         if (!fut)
             return NULL;
         h.flags |= (ret ? EM_RET : 0) | (awaitable ? EM_AWAIT : 0);
         h.fut_pe = cp_my_pe(st->ctx);
     }
     int rc = 0;
-    if (pe < 0 && p->pes) {
+    if (pe == -1 && p->pes) {
         /* A constrained group: a message to each member's PE. */
         h.flags |= EM_BCAST;
         for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(p->pes); i++)
@@ -316,8 +302,25 @@ static PyObject *caller_repr(CallerObject *self) {
     return PyUnicode_FromFormat("<entry method %U of %R>", self->name, self->proxy);
 }
 
+/* An entry method travels as getattr(proxy, name) (a reduction's target
+ * goes to the root PE). */
+static PyObject *caller_reduce(CallerObject *self, PyObject *noargs) {
+    (void)noargs;
+    PyObject *builtins = PyEval_GetBuiltins(); /* borrowed */
+    PyObject *getattr_fn = builtins ? PyDict_GetItemString(builtins, "getattr") : NULL;
+    if (!getattr_fn)
+        return PyErr_Format(PyExc_RuntimeError, "no builtin getattr");
+    return Py_BuildValue("O(OO)", getattr_fn, (PyObject *)self->proxy, self->name);
+}
+
+static PyMethodDef caller_methods[] = {
+    {"__reduce__", (PyCFunction)caller_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyType_Slot caller_slots[] = {
     {Py_tp_call, caller_call},
+    {Py_tp_methods, caller_methods},
     {Py_tp_dealloc, caller_dealloc},
     {Py_tp_traverse, caller_traverse},
     {Py_tp_clear, caller_clear},
@@ -396,6 +399,7 @@ static PyObject *proxy_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
     if (!p)
         return NULL;
     p->pe = pe;
+    p->place.chare_pe = kind == CPY_CHARE ? pe : -1;
     if (dims) {
         Py_ssize_t nd = PyTuple_GET_SIZE(dims);
         if (nd > CPY_MAXDIMS) {
@@ -590,7 +594,7 @@ static PyObject *proxy_getattro(ProxyObject *self, PyObject *name) {
     if (code) {
         cpy_state *st = cpy_state_of_type(Py_TYPE(self));
         long method = PyLong_AsLong(code);
-        if (method < 0 || method >= CPY_M_INSERT)
+        if (method < 0 || method >= CPY_M_SPECIAL)
             return PyErr_Format(PyExc_ValueError, "%s has too many entry methods",
                                 ((PyTypeObject *)self->cls)->tp_name);
         CallerObject *c = PyObject_GC_New(CallerObject, (PyTypeObject *)st->caller_type);

@@ -22,7 +22,6 @@ def test_runtime_proxy_and_host_queries(npes):
 NOT_BUILT = {
     "channels": "channels (Channel) are not built yet",
     "sections": "sections are not built yet",
-    "migration": "migration and load balancing are not built yet",
     "pool": "charm.pool is not built yet",
 }
 
