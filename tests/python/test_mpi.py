@@ -125,3 +125,16 @@ def test_ctor_and_insert_order(mode, btl):
 def test_qd(mode, btl):
     rc, out, err = mpirun("qd", 4, btl, mode, timeout=90)
     assert "OK qd" in out, (out, err)
+
+
+@pytest.mark.parametrize("np", [3, 4, 8], ids=lambda n: f"np{n}")
+def test_migration_storm(np, btl):
+    for _ in range(3):
+        rc, out, err = mpirun("migrate", np, btl, "storm", timeout=120)
+        assert "OK migrate" in out, (out, err)
+
+
+@pytest.mark.parametrize("mode", ["state", "refuse", "coroutine"])
+def test_migration(mode, btl):
+    rc, out, err = mpirun("migrate", 4, btl, mode, timeout=90)
+    assert "OK migrate" in out, (out, err)

@@ -1,0 +1,223 @@
+"""Migration (self.migrate) with messages in flight. Usage: migrate.py MODE
+
+  storm     every element of an array sends numbered calls to random
+            elements and then moves to a random PE, every round, rounds
+            overlapping; at the end (quiescence) every call arrived exactly
+            once, and the calls one element made in one round (all from one
+            PE) arrived in the order made; a sum reduction in every round,
+            contributed just before moving, is right; @when holds calls for
+            a later round across moves
+  state     __getstate__/__setstate__ are used, migrated() runs once on the
+            new PE after each move, thisIndex/thisProxy survive, a single
+            chare moves too, and calls made after a move go to the new PE
+  refuse    a chare that cannot be pickled: migrate() raises a TypeError
+            naming the class, the index and the attribute, and it stays,
+            working; group members refuse to move
+  coroutine a chare that asks to move while one of its coroutines is
+            suspended moves when that coroutine ends
+"""
+import collections
+import random
+import sys
+import threading
+
+from charmpy import *
+
+MODE = sys.argv[1]
+ROUNDS = 6
+SENDS = 8
+
+
+class Walker(Chare):
+    def __init__(self, n):
+        self.n = n
+        self.round = 0
+        self.got = {}          # (sender, round) -> seqs in arrival order
+        self.later = []        # calls held by @when for a later round
+        self.moves = 0
+
+    def go(self, r, seed, done):
+        rng = random.Random(seed)
+        me = self.thisIndex[0]
+        for seq in range(SENDS):
+            t = rng.randrange(self.n)
+            self.thisProxy[t].take(me, r, seq)
+        self.thisProxy[rng.randrange(self.n)].ahead(me, r + 1)
+        self.round = r + 1
+        self.contribute(me, Reducer.sum, done)
+        self.migrate(rng.randrange(charm.numPes()))
+
+    def take(self, sender, r, seq):
+        self.got.setdefault((sender, r), []).append(seq)
+
+    @when("self.round >= r")
+    def ahead(self, sender, r):
+        self.later.append((sender, r, self.round))
+
+    def migrated(self):
+        self.moves += 1
+
+    def report(self, f):
+        still_held = [(it[2], self.round) for it in self.__dict__.get("_charmpy_held", [])]
+        self.contribute((self.thisIndex[0], self.got, self.later, self.moves, still_held),
+                        Reducer.gather, f)
+
+
+class Stateful(Chare):
+    def __init__(self):
+        self.secret = [1, 2, 3]
+        self.arrivals = []
+        self.cache = "recomputed"
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d.pop("cache")          # not sent: rebuilt on arrival
+        return d
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self.cache = "rebuilt"
+
+    def move(self, pe):
+        self.migrate(pe)
+
+    def migrated(self):
+        self.arrivals.append(charm.myPe())
+
+    def where(self):
+        return (charm.myPe(), self.thisIndex, self.secret, self.arrivals, self.cache,
+                self.thisProxy == self.thisProxy)
+
+
+class Locked(Chare):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = 0
+
+    def try_move(self, pe):
+        try:
+            self.migrate(pe)
+        except TypeError as e:
+            return str(e)
+        return None
+
+    def call(self):
+        self.calls += 1
+        return (charm.myPe(), self.calls)
+
+
+class GroupMember(Chare):
+    def try_move(self):
+        try:
+            self.migrate(0)
+        except TypeError as e:
+            return str(e)
+        return None
+
+
+class Sleeper(Chare):
+    def __init__(self):
+        self.log = []
+
+    @coro
+    def long_work(self, pe):
+        self.log.append(("start", charm.myPe()))
+        self.migrate(pe)            # waits for this coroutine to end
+        charm.sleep(0.1)
+        self.log.append(("end", charm.myPe()))
+
+    def where(self):
+        return (charm.myPe(), self.log)
+
+
+def storm(P):
+    n = 4 * P
+    a = Array(Walker, n, args=[n])
+    charm.awaitCreation(a)
+    want = n * (n - 1) // 2
+    sums = []
+    for r in range(ROUNDS):
+        done = Future()
+        for i in range(n):
+            a[i].go(r, r * 1000 + i, done)
+        sums.append(done)
+    assert [f.get() for f in sums] == [want] * ROUNDS, [f.get() for f in sums]
+    charm.waitQD()
+    f = Future()
+    a.report(f)
+    reports = f.get()
+    assert [r[0] for r in reports] == list(range(n))
+    expected = {}
+    for r in range(ROUNDS):
+        for i in range(n):
+            rng = random.Random(r * 1000 + i)
+            for seq in range(SENDS):
+                expected.setdefault(rng.randrange(n), {}).setdefault((i, r), []).append(seq)
+    wrong = []   # (target, (sender, round), arrived, sent): lost, doubled or out of order
+    for idx, got, later, moves, _ in reports:
+        exp = expected.get(idx, {})
+        wrong += [(idx, k, got.get(k), exp.get(k)) for k in set(got) | set(exp)
+                  if got.get(k) != exp.get(k)]
+        assert all(cur >= r for _, r, cur in later), later
+    assert not wrong, wrong
+    held = collections.Counter((s, r) for rep in reports for s, r, _ in rep[2])
+    sent = collections.Counter((i, r + 1) for r in range(ROUNDS) for i in range(n))
+    assert held == sent, ("@when calls lost", list((sent - held).items()),
+                          "still held", [(r[0], r[4]) for r in reports if r[4]],
+                          "doubled", list((held - sent).items()))
+    assert sum(r[3] for r in reports) <= n * ROUNDS
+
+
+def state(P):
+    a = Array(Stateful, 3)
+    s = Chare(Stateful, onPE=0)
+    charm.awaitCreation(a, s)
+    path = [(k * 2 + 1) % P for k in range(4)]
+    for target in (a[2], s):
+        moved = 0
+        for pe in path:
+            prev = target.where(ret=True).get()[0]
+            target.move(pe)
+            where = target.where(ret=True).get()
+            assert where[0] == pe, (where, pe)
+            assert where[2] == [1, 2, 3] and where[5], where
+            if pe != prev:
+                moved += 1
+                assert where[3][-1] == pe and where[4] == "rebuilt", where
+            assert len(where[3]) == moved, (where, moved)
+    assert a[2].where(ret=True).get()[1] == (2,)
+
+
+def refuse(P):
+    a = Array(Locked, 2)
+    charm.awaitCreation(a)
+    msg = a[1].try_move(0, ret=True).get()
+    assert msg and "Locked[(1,)]" in msg and "'lock'" in msg, msg
+    home = a[1].call(ret=True).get()
+    assert home[1] == 1, home
+    g = Group(GroupMember)
+    charm.awaitCreation(g)
+    for m in g.try_move(ret=True).get():
+        assert m and "group members do not migrate" in m, m
+
+
+def coroutine(P):
+    s = Chare(Sleeper, onPE=0)
+    charm.awaitCreation(s)
+    s.long_work(P - 1)
+    charm.sleep(0.02)
+    pe, log = s.where(ret=True).get()
+    assert pe == 0 and log == [("start", 0)], (pe, log)   # still suspended: not moved
+    charm.sleep(0.3)
+    pe, log = s.where(ret=True).get()
+    assert pe == P - 1 and log == [("start", 0), ("end", 0)], (pe, log)
+
+
+def main(args):
+    P = charm.numPes()
+    {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine}[MODE](P)
+    print("OK migrate")
+    charm.exit()
+
+
+charm.start(main)

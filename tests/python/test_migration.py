@@ -1,0 +1,29 @@
+"""Migration (issue 10): self.migrate(toPe) for array elements and single
+chares, with calls in flight. The storm moves every element every round
+while calls, @when calls and reductions are under way, and checks at
+quiescence that every call arrived exactly once and in each sender's order
+(programs/migrate.py says what each mode checks). Races hide at 2 PEs, so
+the storm runs several times at 2, 3, 4, 6 and 8 PEs (on 2 cores: 8 PEs is
+oversubscribed on purpose); test_mpi.py runs it under mpirun."""
+import pytest
+
+from conftest import run_ok
+
+MODES = ["storm", "state", "refuse", "coroutine"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_migrate(mode, npes):
+    run_ok("migrate", npes, mode, timeout=90)
+
+
+@pytest.mark.parametrize("pes", [2, 3, 4, 6, 8], ids=lambda n: f"P{n}")
+def test_storm_repeated(pes):
+    for _ in range(6):
+        run_ok("migrate", pes, "storm", timeout=120)
+
+
+@pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
+@pytest.mark.parametrize("mode", ["state", "coroutine"])
+def test_migrate_more_pes(mode, pes):
+    run_ok("migrate", pes, mode, timeout=120)
