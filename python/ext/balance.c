@@ -4,6 +4,12 @@
  * -> (new PE of each object, figures), where objects is a sequence of
  * (pe, load, migratable) and figures a dict (max_before, max_after, avg,
  * moves). lb_strategies() -> the strategies' names.
+ *
+ * And the load database: the dispatch path adds each entry method's wall
+ * time to its chare's load while lb_on (cpy_lb_add: the two clock reads
+ * are shared with profiling); lb_instrument(on) switches it,
+ * lb_take(chare) returns a chare's load since it was last taken and
+ * forgets it (a chare that leaves the PE is taken too).
  */
 #include "cpy.h"
 
@@ -102,6 +108,96 @@ done:
     return res;
 }
 
+/* ---- the load database ------------------------------------------------- */
+
+static size_t slot_of(const cpy_loads *t, const PyObject *obj) {
+    uint64_t h = (uint64_t)(uintptr_t)obj >> 4;
+    h *= 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h >> 32) & (t->cap - 1);
+}
+
+static int loads_grow(cpy_loads *t) {
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    cpy_load *slots = PyMem_Calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    cpy_loads nt = {slots, cap, 0};
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slots[i].obj)
+            continue;
+        size_t j = slot_of(&nt, t->slots[i].obj);
+        while (slots[j].obj)
+            j = (j + 1) & (cap - 1);
+        slots[j] = t->slots[i];
+        nt.n++;
+    }
+    PyMem_Free(t->slots);
+    *t = nt;
+    return 0;
+}
+
+int cpy_lb_add(cpy_state *st, const PyObject *obj, double secs) {
+    cpy_loads *t = &st->loaddb;
+    if (2 * (t->n + 1) > t->cap && loads_grow(t) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t j = slot_of(t, obj);
+    while (t->slots[j].obj && t->slots[j].obj != obj)
+        j = (j + 1) & (t->cap - 1);
+    if (!t->slots[j].obj) {
+        t->slots[j].obj = obj;
+        t->slots[j].secs = 0;
+        t->n++;
+    }
+    t->slots[j].secs += secs;
+    return 0;
+}
+
+/* Remove obj's entry (backward shift keeps every probe chain whole). */
+static double loads_take(cpy_loads *t, const PyObject *obj) {
+    if (!t->cap)
+        return 0;
+    size_t mask = t->cap - 1, j = slot_of(t, obj);
+    while (t->slots[j].obj && t->slots[j].obj != obj)
+        j = (j + 1) & mask;
+    if (!t->slots[j].obj)
+        return 0;
+    double secs = t->slots[j].secs;
+    t->n--;
+    for (size_t k = (j + 1) & mask;; k = (k + 1) & mask) {
+        if (!t->slots[k].obj)
+            break;
+        size_t home = slot_of(t, t->slots[k].obj);
+        /* Move k back to j when its home is not in (j, k] cyclically. */
+        if (((k - home) & mask) >= ((k - j) & mask)) {
+            t->slots[j] = t->slots[k];
+            j = k;
+        }
+    }
+    t->slots[j].obj = NULL;
+    return secs;
+}
+
+void cpy_lb_free(cpy_state *st) {
+    PyMem_Free(st->loaddb.slots);
+    st->loaddb = (cpy_loads){0};
+}
+
+static PyObject *mod_lb_instrument(PyObject *module, PyObject *on) {
+    cpy_state *st = PyModule_GetState(module);
+    int was = st->lb_on, v = PyObject_IsTrue(on);
+    if (v < 0)
+        return NULL;
+    st->lb_on = v;
+    return PyBool_FromLong(was);
+}
+
+static PyObject *mod_lb_take(PyObject *module, PyObject *obj) {
+    cpy_state *st = PyModule_GetState(module);
+    return PyFloat_FromDouble(loads_take(&st->loaddb, obj));
+}
+
 static PyObject *mod_lb_strategies(PyObject *module, PyObject *noargs) {
     (void)module;
     (void)noargs;
@@ -115,5 +211,8 @@ PyMethodDef cpy_balance_methods[] = {
     {"lb_place", (PyCFunction)(void (*)(void))mod_lb_place, METH_VARARGS | METH_KEYWORDS,
      "lb_place(strategy, objects, npes, background=None, tolerance=0, seed=0)"},
     {"lb_strategies", mod_lb_strategies, METH_NOARGS, "the load balancers' names"},
+    {"lb_instrument", mod_lb_instrument, METH_O,
+     "lb_instrument(on) -> was on: measure chares' loads in the dispatch path"},
+    {"lb_take", mod_lb_take, METH_O, "lb_take(chare) -> its load (s) since last taken"},
     {NULL, NULL, 0, NULL},
 };

@@ -165,6 +165,19 @@ typedef struct cpy_codec_cache {
     PyObject *kw_buffers;       /* ("buffers",) */
 } cpy_codec_cache;
 
+/* The load database: seconds of entry methods per chare since the last
+ * balancing step (open addressing by the chare's address; backward-shift
+ * deletion, so no tombstones). */
+typedef struct cpy_load {
+    const PyObject *obj; /* identity only: not a reference */
+    double secs;
+} cpy_load;
+
+typedef struct cpy_loads {
+    cpy_load *slots;
+    size_t cap, n; /* cap: a power of two, or 0 */
+} cpy_loads;
+
 typedef struct cpy_state {
     cp_ctx *ctx;             /* NULL until init() and after run() */
     int h_entry, h_create, h_call, h_py, h_redres, h_loc;
@@ -184,6 +197,8 @@ typedef struct cpy_state {
     PyObject *str_mig;       /* "_charmpy_mig" */
     int local_optim;         /* same-PE arguments by reference (the default) */
     int profiling;           /* time entry methods (options.profiling, +stats) */
+    int lb_on;               /* measure chares' loads (a balancer is in use) */
+    cpy_loads loaddb;        /* the load database (balance.c) */
     int pickle_protocol;     /* for values the codec pickles */
     uint64_t readonlies;     /* readonlies set (PE 0) or received here */
     cpy_codec_cache codec;
@@ -356,6 +371,9 @@ int cpy_codec_traverse(cpy_codec_cache *c, visitproc visit, void *arg);
 
 /* ---- balance.c: the load-balancing strategies for Python ----------------- */
 extern PyMethodDef cpy_balance_methods[];
+/* Add secs to obj's load (the dispatch path, lb_on); -1 on no memory. */
+int cpy_lb_add(cpy_state *st, const PyObject *obj, double secs);
+void cpy_lb_free(cpy_state *st);
 
 /* ---- reducers.c: built-in reducers over typed vectors of numbers --------- */
 extern PyMethodDef cpy_reducer_methods[];

@@ -211,7 +211,7 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
                    PyObject *kwargs, PyObject *reply, PyObject *collect, long *nlater) {
     PyObject *ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
     PyObject *name = NULL, *r = NULL;
-    double t0 = st->profiling ? cp_wall_time() : 0;
+    double t0 = st->profiling | st->lb_on ? cp_wall_time() : 0;
     if (!ent)
         goto error;
     PyObject *names = PyTuple_GET_ITEM(ent, 1);
@@ -250,8 +250,13 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
         }
         Py_CLEAR(r);
     }
-    if (st->profiling)
-        add_time(ent, method, cp_wall_time() - t0);
+    if (st->profiling | st->lb_on) {
+        double secs = cp_wall_time() - t0;
+        if (st->profiling)
+            add_time(ent, method, secs);
+        if (st->lb_on && cpy_lb_add(st, obj, secs) < 0)
+            goto error;
+    }
     if (st->migrating)
         run_migrations(st);
     recheck_held(st, obj);

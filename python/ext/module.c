@@ -776,6 +776,7 @@ static void mod_free(void *module) {
         return;
     mod_clear(module);
     cpy_loc_free(st);
+    cpy_lb_free(st);
 }
 
 static PyModuleDef_Slot mod_slots[] = {
