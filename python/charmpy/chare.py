@@ -76,6 +76,11 @@ class Chare:
         """Pin this chare (False) or let the load balancer move it (True)."""
         self.migratable = bool(migratable)
 
+    def setLoad(self, seconds):
+        """The load the balancer sees for this chare, instead of the
+        measured wall time of its entry methods (None: measure again)."""
+        lb.set_load(self, seconds)
+
 
 class ArrayMap(Chare):
     """Placement of array elements: subclass it, define procNum(self, index)
@@ -113,8 +118,6 @@ def Array(cls, dims=None, ndims=-1, args=(), map=None, useAtSync=False):
         raise ValueError("map=: the ArrayMap group must have a member on every PE "
                          "(it was created with onPEs)")
     flags = F_AT_SYNC if useAtSync else 0
-    if useAtSync:
-        charm.note("useAtSync")
     if dims is None:
         if not isinstance(ndims, int) or not 1 <= ndims <= MAX_DIMS:
             raise ValueError(f"give the dimensions of a dense array (dims=) or the number "

@@ -85,6 +85,7 @@ class _Charm:
         if "++quiet" in self._flags:
             o.quiet = True
         self._check_balancer()
+        lb.start()
         self._my_host, self._num_hosts, self._pe_host = _charmpy.host_table()
         self._sched = getcurrent()
         remote.install()
@@ -265,5 +266,5 @@ charm.waitQD = qd.waitQD
 charm.split = unavailable.split
 charm.combine = unavailable.combine
 charm.checkpoint = unavailable.checkpoint
-charm.lbStats = unavailable.lbStats
+charm.lbStats = lb.lb_stats
 charm.pool = unavailable.pool

@@ -1,23 +1,65 @@
-"""Load balancing, as far as it exists: AtSync()/resumeFromSync() and the
-instrumentation switches. No chare moves yet (migration and the
-strategies are the next step): AtSync is a barrier of the array's elements
-after which each gets resumeFromSync()."""
+"""Load balancing at AtSync: the loads measured in C (python/ext/balance.c,
+the wall time of every entry method of a chare, while a balancer is in
+use), a strategy in C (src/runtime/lb.c) choosing the new places, the moves
+by migration (migration.py), then resumeFromSync() on every element.
+
+A step, for an array created with useAtSync=True, once all its elements
+called AtSync() (a reduction of the SYNC stream, reduction.py):
+  1. PE 0 asks every PE for its elements' loads ("LBq"); each answers with
+     (index, load, migratable) for its elements ("LBr") and starts over;
+  2. PE 0 runs the strategy and tells each PE which of its elements go
+     where ("LBm");
+  3. each moved element, once it arrived, tells PE 0 ("LBa"; a chare that
+     cannot move now, or whose state cannot be pickled, says so instead and
+     stays);
+  4. once every move is answered PE 0 records the step (charm.lbStats(),
+     +LBDebug 1 prints it) and broadcasts resumeFromSync().
+With no balancer (+balancer / charm.options.balancer unset) AtSync is a
+barrier: resumeFromSync() right away, and nothing is measured."""
+import sys
+import time
+
+from . import _charmpy
 from .charm import charm
 
 _instrument = [True]   # LBTurnInstrumentOn/Off: measuring loads (for the balancer)
+_stats = []            # on PE 0: one dict per step (charm.lbStats())
+_steps = {}            # on PE 0: coll -> the step under way (_Step)
+
+
+def balancer():
+    """The strategy's name, or None when load balancing is off."""
+    name = charm.options.balancer
+    return name if name is not None else charm._flags.get("+balancer")
+
+
+def start():
+    """charm.start, on every PE: measure loads when a balancer is in use."""
+    _charmpy.lb_instrument(balancer() is not None and _instrument[0])
 
 
 def instrument_on():
     _instrument[0] = True
+    start()
 
 
 def instrument_off():
     _instrument[0] = False
+    _charmpy.lb_instrument(False)
+
+
+def set_load(obj, seconds):
+    """self.setLoad(seconds): the balancer uses this load for obj instead of
+    the measured one (until set again; None goes back to measuring)."""
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds >= 0):
+        raise ValueError(f"{type(obj).__name__}.setLoad({seconds!r}): give a load in "
+                         "seconds, >= 0 (or None to measure it again)")
+    obj._charmpy_load = None if seconds is None else float(seconds)
 
 
 def at_sync(obj):
     """self.AtSync(): this element is ready; once every element of the
-    array is, each gets resumeFromSync()."""
+    array is, the balancer runs and each gets resumeFromSync()."""
     from .chare import ARRAY, F_AT_SYNC
     info = charm._colls.get(obj.thisProxy.coll)
     if info is None or obj.thisProxy.kind != ARRAY or not info.flags & F_AT_SYNC:
@@ -26,10 +68,143 @@ def at_sync(obj):
     reduction.contribute(obj, None, None, None, None, stream=reduction.SYNC)
 
 
-def sync_done(info):
-    """At the root of the AtSync barrier: every element is there."""
+def _resume(info):
     if callable(getattr(info.cls, "resumeFromSync", None)):
         info.proxy.resumeFromSync()
 
 
-from . import reduction  # noqa: E402
+class _Step:
+    __slots__ = ("n", "t0", "replies", "objs", "moves", "waiting", "bytes", "stayed",
+                 "figures")
+
+    def __init__(self, n):
+        self.n, self.t0 = n, time.perf_counter()
+        self.replies, self.objs = 0, []
+        self.moves = self.waiting = self.bytes = self.stayed = 0
+        self.figures = None
+
+
+_nsteps = [0]
+
+
+def sync_done(info):
+    """At the root of the AtSync barrier (PE 0): every element is there."""
+    name = balancer()
+    if name is None:
+        _resume(info)
+        return
+    coll = info.proxy.coll
+    _nsteps[0] += 1
+    _steps[coll] = _Step(_nsteps[0])
+    charm.send_msg(-1, "LBq", coll)
+
+
+def _on_query(coll):
+    """Step 1 on every PE: this PE's elements of coll and their loads."""
+    members = _charmpy.members(coll) or {}
+    items = []
+    for key, obj in members.items():
+        measured = _charmpy.lb_take(obj)
+        set_to = obj.__dict__.get("_charmpy_load")
+        items.append((key, measured if set_to is None else set_to,
+                      bool(obj.__dict__.get("migratable", True))))
+    charm.send_msg(0, "LBr", coll, charm._pe, items)
+
+
+def _on_reply(coll, pe, items):
+    """Step 2 on PE 0: once every PE answered, place and send the moves."""
+    st = _steps[coll]
+    st.objs += [(pe, key, load, mig) for key, load, mig in items]
+    st.replies += 1
+    if st.replies < charm._npes:
+        return
+    st.objs.sort(key=lambda o: o[1])   # index order: the same table on every run
+    table = [(pe, load, mig) for pe, _, load, mig in st.objs]
+    places, st.figures = _charmpy.lb_place(balancer(), table, charm._npes, seed=st.n)
+    moves = {}
+    for (pe, key, _, _), to in zip(st.objs, places):
+        if to != pe:
+            moves.setdefault(pe, []).append((key, to))
+    st.moves = st.waiting = sum(len(m) for m in moves.values())
+    for pe, m in moves.items():
+        charm.send_msg(pe, "LBm", coll, m)
+    if not st.waiting:
+        _finish(coll)
+
+
+def _on_moves(coll, moves):
+    """Step 3 on a PE: its elements leave."""
+    members = _charmpy.members(coll) or {}
+    for key, to in moves:
+        obj = members.get(key)
+        if obj is None:
+            charm.send_msg(0, "LBa", coll, 0, "gone")
+        elif obj.__dict__.get("_charmpy_ncoro", 0):
+            # A suspended coroutine: it stays (moving would wait for the
+            # coroutine, which may wait for resumeFromSync).
+            charm.send_msg(0, "LBa", coll, 0, "a coroutine of it is suspended")
+        else:
+            obj._charmpy_lb_move = True
+            obj._charmpy_migrate_to = to
+            if not migration.depart(obj):   # its state cannot be pickled (said why)
+                obj.__dict__.pop("_charmpy_lb_move", None)
+                charm.send_msg(0, "LBa", coll, 0, "it cannot migrate")
+
+
+def arrived(obj, nbytes):
+    """migration.on_arrive: a move of the balancer is done."""
+    charm.send_msg(0, "LBa", obj.thisProxy.coll, nbytes, None)
+
+
+def _on_ack(coll, nbytes, stayed_why):
+    st = _steps[coll]
+    st.bytes += nbytes
+    st.stayed += stayed_why is not None
+    st.waiting -= 1
+    if not st.waiting:
+        _finish(coll)
+
+
+def _finish(coll):
+    """Step 4 on PE 0: record the step, then resumeFromSync()."""
+    st = _steps.pop(coll)
+    info = charm._colls[coll]
+    f = st.figures
+    rec = {"step": st.n, "strategy": balancer(), "array": info.cls.__name__,
+           "chares": len(st.objs), "max_before": f["max_before"], "avg": f["avg"],
+           "max_after": f["max_after"], "moves": st.moves - st.stayed, "stayed": st.stayed,
+           "bytes": st.bytes, "time": time.perf_counter() - st.t0}
+    _stats.append(rec)
+    if _debug():
+        avg = rec["avg"] or 1.0
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"charmpy: LB step {rec['step']} ({rec['strategy']}, {rec['array']}, "
+            f"{rec['chares']} chares): max/avg load {rec['max_before'] / avg:.3f} before, "
+            f"{rec['max_after'] / avg:.3f} predicted after; {rec['moves']} chares moved "
+            f"({rec['bytes']} bytes){_stayed(rec)} in {rec['time'] * 1e3:.2f} ms\n")
+        sys.stderr.flush()
+    _resume(info)
+
+
+def _stayed(rec):
+    return f", {rec['stayed']} could not move now" if rec["stayed"] else ""
+
+
+def _debug():
+    v = charm._flags.get("+LBDebug")
+    return v is not None and v not in ("0", "")
+
+
+def lb_stats():
+    """charm.lbStats(): one dict per balancing step so far (on PE 0: the
+    steps are run there; other PEs get an empty list)."""
+    return [dict(r) for r in _stats]
+
+
+charm.on_message("LBq", _on_query, coll=True)
+charm.on_message("LBr", _on_reply)
+charm.on_message("LBm", _on_moves, coll=True)
+charm.on_message("LBa", _on_ack)
+
+from . import migration, reduction  # noqa: E402

@@ -39,6 +39,7 @@ def migrate(obj, to_pe):
 
 
 _pending = []   # chares that asked to migrate, until the entry method returns
+_INTERNAL = ("thisProxy", "thisIndex", "migratable")
 
 
 def migrations():
@@ -50,16 +51,17 @@ def migrations():
 
 def depart(obj):
     """Move obj now, if it still wants to and no coroutine of it is
-    suspended (else this runs again when its last coroutine ends)."""
+    suspended (else this runs again when its last coroutine ends). True
+    when it left."""
     to = obj.__dict__.get("_charmpy_migrate_to")
     if to is None or obj.__dict__.get("_charmpy_ncoro", 0):
-        return
+        return False
     del obj._charmpy_migrate_to
     coll = obj.thisProxy.coll
     key = _key(obj)
     members = _charmpy.members(coll)
     if to == charm._pe or members is None or members.get(key) is not obj:
-        return
+        return False
     held = obj.__dict__.pop("_charmpy_held", [])
     _charmpy.held.pop(id(obj), None)
     items = [(meth.__name__, args, kwargs, reply, flags)
@@ -67,23 +69,32 @@ def depart(obj):
     mig = obj.__dict__.get("_charmpy_mig", 0) + 1
     obj._charmpy_mig = mig
     try:
-        state = pickle.dumps((obj, items), 5)
+        # What the runtime keeps in the chare travels beside its own state,
+        # so that a __getstate__ that returns only the user's fields loses
+        # none of it.
+        lb_move = obj.__dict__.pop("_charmpy_lb_move", False)
+        internal = {k: v for k, v in obj.__dict__.items() if k in _INTERNAL or
+                    k.startswith("_charmpy_")}
+        state = pickle.dumps((obj, internal, items, lb_move), 5)
     except Exception as e:
         obj._charmpy_mig = mig - 1
         _restore_held(obj, held)
         sys.stderr.write(f"charmpy: PE {charm._pe}: {_name(obj)} cannot migrate to PE {to} "
                          f"({_why(obj, e)}); it stays on PE {charm._pe}\n")
         sys.stderr.flush()
-        return
+        return False
     info = charm._colls[coll]
+    _charmpy.lb_take(obj)
     _charmpy.loc_depart(coll, key, to, state, mig)
     info.nlocal -= 1
     reduction.member_left(info, obj)
+    return True
 
 
 def on_arrive(coll, key, state, expected, mig, src):
     """The arrive hook: a chare migrated here from PE src."""
-    obj, items = pickle.loads(state)
+    obj, internal, items, lb_move = pickle.loads(state)
+    obj.__dict__.update(internal)
     info = charm._colls.get(coll)
     if info is None:
         # A single chare on a PE that never had its collection.
@@ -100,6 +111,8 @@ def on_arrive(coll, key, state, expected, mig, src):
         _charmpy.held[id(obj)] = obj
     obj.migrated()
     _charmpy.loc_arrived(coll, key, obj, mig, expected)
+    if lb_move:
+        lb.arrived(obj, len(state))
     if id(obj) in _charmpy.held:
         when.recheck(obj)
 
@@ -158,4 +171,4 @@ def _check_picklable(obj):
             obj._charmpy_held = held
 
 
-from . import reduction, when  # noqa: E402
+from . import lb, reduction, when  # noqa: E402

@@ -24,10 +24,6 @@ def checkpoint(path, resume=None):
     _missing("checkpoint/restart", "charm.checkpoint()")
 
 
-def lbStats():
-    _missing("load balancing", "charm.lbStats()")
-
-
 class Channel:
     """Channel(self, remote=proxy): a direct stream between two chares."""
 

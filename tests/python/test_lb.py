@@ -1,11 +1,14 @@
-"""Load balancing (issue 10), what exists of it: the strategies, pure C
-functions (src/runtime/lb.c, unit-tested in tests/unit/test_lb.c), reached
-from Python by _charmpy.lb_place; an unknown strategy's name is refused
-with the list of those there are."""
+"""Load balancing (issue 10): the strategies, pure C functions
+(src/runtime/lb.c, unit-tested in tests/unit/test_lb.c), reached from
+Python by _charmpy.lb_place; an unknown strategy's name is refused with the
+list of those there are. Then balancing at AtSync in real jobs
+(programs/lb.py says what each mode checks): elements end where the
+strategy chose, a stencil stays right with RotateLB moving every element
+every step, measured loads get balanced, chares that cannot move stay."""
 import pytest
 
 from charmpy import _charmpy
-from conftest import NONZERO, run_program
+from conftest import NONZERO, run_ok, run_program
 
 STRATEGIES = ("DummyLB", "GreedyLB", "GreedyRefineLB", "RefineLB", "RandCentLB", "RotateLB")
 
@@ -54,3 +57,37 @@ def test_unknown_balancer_ends_the_job(how):
     res = run_program("balancer_name", 2, *args, expect_rc=NONZERO, timeout=30)
     assert "unknown load balancer 'NoSuchLB'" in res.stderr, res.stderr
     assert "GreedyLB" in res.stderr and "RotateLB" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("mode", ["placed", "rotate", "stays"])
+def test_lb_at_sync(mode, npes):
+    run_ok("lb", npes, mode, timeout=90)
+
+
+def test_lb_measured_loads():
+    # Wall-time loads: at 2 PEs on this 2-core machine (more PEs than cores
+    # would measure time slicing, not work).
+    res = run_ok("lb", 2, "measured", timeout=90)
+    assert "max/avg measured" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
+@pytest.mark.parametrize("mode", ["placed", "rotate", "stays"])
+def test_lb_more_pes(mode, pes):
+    for _ in range(3):
+        run_ok("lb", pes, mode, timeout=120)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_lb_every_strategy(strategy):
+    run_ok("lb", 3, "placed", "+balancer", strategy, timeout=90)
+
+
+def test_lb_debug_lines():
+    res = run_ok("lb", 3, "rotate", "+LBDebug", "1", timeout=90)
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("charmpy: LB step")]
+    assert len(lines) == 4, res.stderr
+    assert all("RotateLB, Cell, 11 chares" in ln and "11 chares moved" in ln
+               for ln in lines), lines
+    quiet = run_ok("lb", 3, "rotate", timeout=90)
+    assert "LB step" not in quiet.stderr, quiet.stderr

@@ -138,3 +138,10 @@ def test_migration_storm(np, btl):
 def test_migration(mode, btl):
     rc, out, err = mpirun("migrate", 4, btl, mode, timeout=90)
     assert "OK migrate" in out, (out, err)
+
+
+@pytest.mark.parametrize("mode", ["placed", "rotate", "stays"])
+def test_lb_at_sync(mode, btl):
+    for np in (3, 4):
+        rc, out, err = mpirun("lb", np, btl, mode, timeout=90)
+        assert "OK lb" in out, (out, err)

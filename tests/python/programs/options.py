@@ -1,15 +1,16 @@
 """charm.options accepts charm4py's option names before charm.start; an
 unknown name raises AttributeError listing the valid ones. Things charmpy
-accepts but does not act on yet (useAtSync=True, +balancer NAME, +LBDebug N
-on the command line) print a note once on stderr (the test counts it); the
-flags are removed from sys.argv.
+accepts but does not act on yet (+LBPeriod, +trace on the command line)
+print a note once on stderr (the test counts it); runtime flags (those and
++balancer NAME, +LBDebug N) are removed from sys.argv.
 
 Usage: options.py MODE [ARG...]
     names    set every charm4py option (pickle_protocol = 4,
              local_msg_optim = False, ...), send pickled custom objects
     proto-1  pickle_protocol = -1, send pickled custom objects
     flags    run with runtime flags among ARG (the test passes +balancer
-             GreedyLB or +LBDebug 1); check they were removed
+             GreedyLB, +LBDebug 1, +LBPeriod 1 or +trace t.json); check
+             they were removed
     atsync   create arrays with useAtSync=True
 Every mode prints `args ...` (sys.argv[1:]) and `result N`, a sum computed
 by a group of workers.
@@ -124,7 +125,7 @@ def send_custom(P, workers):
 def main(args):
     P = charm.numPes()
     assert args == sys.argv
-    for flag in ("+balancer", "GreedyLB", "+LBDebug"):
+    for flag in ("+balancer", "GreedyLB", "+LBDebug", "+LBPeriod", "+trace", "t.json"):
         assert flag not in sys.argv, sys.argv
     workers = Group(Worker)
     charm.awaitCreation(workers)

@@ -1,0 +1,217 @@
+"""Load balancing at AtSync. Usage: lb.py MODE [+balancer NAME] [+LBDebug 1]
+
+  placed   loads given by setLoad (so the table is known): after each step
+           every element is on the PE the strategy chose for that table
+           (the same strategy run here, _charmpy.lb_place), its state and
+           calls intact; setMigratable(False) pins; charm.lbStats() has one
+           record per step with the strategy's figures (strategy from
+           +balancer, default GreedyLB via charm.options.balancer)
+  rotate   a 1-D stencil (each element averages with its neighbours every
+           step, by messages) with RotateLB at every step: every element
+           moves one PE on each step and the result equals the serial one
+  measured elements whose entry methods take time growing with the index
+           (busy loops) under GreedyLB: the loads are measured, the first
+           step finds the block placement imbalanced and moves chares, and
+           the next step measures less imbalance than the first
+  stays    under RotateLB, an element that cannot be pickled stays (and
+           says why on stderr) and one whose coroutine is suspended stays;
+           the others move and the program goes on
+"""
+import sys
+import threading
+import time
+
+from charmpy import *
+from charmpy import _charmpy
+
+MODE = sys.argv[1]
+STEPS = 4
+
+
+class Placed(Chare):
+    def __init__(self):
+        i = self.thisIndex[0]
+        self.value = i * 10
+        self.calls = 0
+        if i % 5 == 4:
+            self.setMigratable(False)
+
+    def step(self, k, done):
+        i = self.thisIndex[0]
+        self.calls += 1
+        self.setLoad(float((i * 7 + k * 3) % 11 + 1))
+        self.done = done
+        self.AtSync()
+
+    def resumeFromSync(self):
+        self.contribute((self.thisIndex[0], charm.myPe(), self.value, self.calls),
+                        Reducer.gather, self.done)
+
+
+def placed(P):
+    n = 4 * P + 3
+    a = Array(Placed, n, useAtSync=True)
+    charm.awaitCreation(a)
+    where = [i * P // n for i in range(n)]    # the block map
+    for k in range(STEPS):
+        loads = [float((i * 7 + k * 3) % 11 + 1) for i in range(n)]
+        table = [(where[i], loads[i], i % 5 != 4) for i in range(n)]
+        want, _ = _charmpy.lb_place(charm.options.balancer or charm_flag(), table, P, seed=k + 1)
+        done = Future()
+        a.step(k, done)
+        got = done.get()
+        assert [g[0] for g in got] == list(range(n)), got
+        assert [g[1] for g in got] == want, (k, [g[1] for g in got], want)
+        assert all(g[2] == g[0] * 10 and g[3] == k + 1 for g in got), got
+        assert all(got[i][1] == where[i] for i in range(n) if i % 5 == 4), "a pinned chare moved"
+        where = want
+    stats = charm.lbStats()
+    assert len(stats) == STEPS, stats
+    for s in stats:
+        assert s["chares"] == n and s["moves"] >= 0 and s["stayed"] == 0, s
+        if s["strategy"] not in ("RandCentLB", "RotateLB"):   # they do not balance
+            assert s["max_after"] <= s["max_before"] + 1e-9, s
+    print("moves", [s["moves"] for s in stats])
+
+
+def charm_flag():
+    return charm._flags.get("+balancer")
+
+
+class Cell(Chare):
+    def __init__(self, n):
+        self.n = n
+        self.v = float(self.thisIndex[0] ** 2)
+        self.pes = []
+        self.got = {}
+
+    def start(self, k, done):
+        self.done = done
+        i = self.thisIndex[0]
+        self.pes.append(charm.myPe())
+        for j in (i - 1, i + 1):
+            if 0 <= j < self.n:
+                self.thisProxy[j].halo(k, self.v)
+        self.try_update(k)
+
+    def halo(self, k, v):
+        self.got.setdefault(k, []).append(v)
+        self.try_update(k)
+
+    def try_update(self, k):
+        i = self.thisIndex[0]
+        need = (i > 0) + (i < self.n - 1)
+        if len(self.got.get(k, ())) == need and len(self.pes) == k + 1:
+            vals = self.got.pop(k)
+            self.v = (self.v + sum(vals)) / (1 + need)
+            self.AtSync()
+
+    def resumeFromSync(self):
+        self.contribute((self.thisIndex[0], self.v, self.pes), Reducer.gather, self.done)
+
+
+def rotate(P):
+    n = 3 * P + 2
+    a = Array(Cell, n, args=[n], useAtSync=True)
+    charm.awaitCreation(a)
+    ref = [float(i ** 2) for i in range(n)]
+    for k in range(STEPS):
+        done = Future()
+        a.start(k, done)
+        got = done.get()
+        ref = [(ref[i] + sum(ref[j] for j in (i - 1, i + 1) if 0 <= j < n)) /
+               (1 + (i > 0) + (i < n - 1)) for i in range(n)]
+        assert [g[1] for g in got] == ref, (k, got, ref)
+    first = [i * P // n for i in range(n)]
+    for i, _, pes in got:
+        assert pes == [(first[i] + k) % P for k in range(STEPS)], (i, pes, first[i])
+    stats = charm.lbStats()
+    assert [s["moves"] for s in stats] == [n if P > 1 else 0] * STEPS, stats
+
+
+class Busy(Chare):
+    def work(self, k, done):
+        i = self.thisIndex[0]
+        end = time.perf_counter() + 0.002 * (i + 1)
+        while time.perf_counter() < end:
+            pass
+        self.done = done
+        self.AtSync()
+
+    def resumeFromSync(self):
+        self.contribute(None, Reducer.nop, self.done)
+
+
+def measured(P):
+    n = 4 * P
+    a = Array(Busy, n, useAtSync=True)
+    charm.awaitCreation(a)
+    for k in range(2):
+        done = Future()
+        a.work(k, done)
+        done.get()
+    s1, s2 = charm.lbStats()
+    r1, r2 = s1["max_before"] / s1["avg"], s2["max_before"] / s2["avg"]
+    print(f"max/avg measured: step 1 {r1:.3f}, step 2 {r2:.3f}; moves {s1['moves']}")
+    if P > 1:
+        assert r1 > 1.3 and s1["moves"] > 0, s1
+        assert r2 < r1, (s1, s2)
+
+
+class Odd(Chare):
+    def __init__(self):
+        if self.thisIndex[0] == 1:
+            self.lock = threading.Lock()
+        self.sleeping = None
+
+    @coro
+    def nap(self, f):
+        self.sleeping = Future()
+        f.send(charm.myPe())
+        self.sleeping.get()
+
+    def wake(self):
+        self.sleeping.send(None)
+
+    def step(self, done):
+        self.done = done
+        self.AtSync()
+
+    def resumeFromSync(self):
+        self.contribute((self.thisIndex[0], charm.myPe()), Reducer.gather, self.done)
+
+
+def stays(P):
+    n = 2 * P + 2
+    a = Array(Odd, n, useAtSync=True)
+    charm.awaitCreation(a)
+    first = [i * P // n for i in range(n)]
+    f = Future()
+    a[2].nap(f)
+    assert f.get() == first[2]
+    done = Future()
+    a.step(done)
+    got = dict(done.get())
+    a[2].wake()
+    stay = {1, 2}
+    for i in range(n):
+        want = first[i] if i in stay else (first[i] + 1) % P
+        assert got[i] == want, (i, got[i], want)
+    s = charm.lbStats()[0]
+    assert s["stayed"] == (2 if P > 1 else 0) and s["moves"] == (n - 2 if P > 1 else 0), s
+
+
+def main(args):
+    P = charm.numPes()
+    {"placed": placed, "rotate": rotate, "measured": measured, "stays": stays}[MODE](P)
+    print("OK lb")
+    charm.exit()
+
+
+if MODE == "placed" and "+balancer" not in sys.argv:
+    charm.options.balancer = "GreedyLB"
+if MODE in ("rotate", "stays"):
+    charm.options.balancer = "RotateLB"
+if MODE == "measured":
+    charm.options.balancer = "GreedyLB"
+charm.start(main)
