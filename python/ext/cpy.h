@@ -36,8 +36,10 @@ enum { CPY_CHARE = 0, CPY_GROUP = 1, CPY_ARRAY = 2 };
 /* Flags of an entry-method message (also in python/charmpy/futures.py).
  * EM_ROUTE: sent by this PE to itself because the target's home PE could
  * not be computed yet (the array's ArrayMap has no member here yet); it is
- * routed once the array exists here (location.c). */
-enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8, EM_ROUTE = 16 };
+ * routed once the array exists here (location.c). EM_BCOPY: a broadcast's
+ * copy sent by an element's home to the element, which migrated (answered
+ * as a member of the broadcast; location.c). */
+enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8, EM_ROUTE = 16, EM_BCOPY = 32 };
 
 /* Flags of an entry method (set by the Python side from the decorators). */
 enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
@@ -197,6 +199,7 @@ typedef struct cpy_state {
     PyObject *str_mig;       /* "_charmpy_mig" */
     int local_optim;         /* same-PE arguments by reference (the default) */
     int profiling;           /* time entry methods (options.profiling, +stats) */
+    int in_bcast;            /* delivering a broadcast: migrations wait until after */
     int lb_on;               /* measure chares' loads (a balancer is in use) */
     cpy_loads loaddb;        /* the load database (balance.c) */
     int pickle_protocol;     /* for values the codec pickles */
@@ -268,6 +271,12 @@ int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key);
 /* After a delivery to key: the message that came early and is next now, or
  * NULL. */
 cp_msg *cpy_loc_next_in_order(cpy_state *st, uint64_t coll, PyObject *key);
+/* The members of coll here that take broadcasts from their home (borrowed
+ * set), or NULL when none. */
+PyObject *cpy_loc_viahome(cpy_state *st, uint64_t coll);
+/* At the home of elements that migrated: a copy of broadcast msg to each
+ * (EM_BCOPY, numbered); how many, or -1 with an exception. */
+long cpy_loc_bcast_copies(cpy_state *st, cp_msg *msg, PyObject *members);
 
 /* cpy_loc_home's answer when the ArrayMap group has no member on this PE
  * yet: the message must wait for it (EM_ROUTE). */

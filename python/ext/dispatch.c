@@ -101,8 +101,10 @@ int cpy_take_msg_args(cpy_state *st, cp_msg *msg, PyObject **args, PyObject **kw
 PyObject *cpy_reply_of(const em_hdr *h) {
     if (!(h->flags & (EM_RET | EM_AWAIT)))
         return Py_NewRef(Py_None);
-    return Py_BuildValue("iKl", h->fut_pe, (unsigned long long)h->fut_id,
-                         (long)(h->flags & (EM_RET | EM_AWAIT | EM_BCAST)));
+    long flags = (long)(h->flags & (EM_RET | EM_AWAIT | EM_BCAST));
+    if (h->flags & EM_BCOPY)
+        flags |= EM_BCAST; /* one member's answer to a broadcast */
+    return Py_BuildValue("iKl", h->fut_pe, (unsigned long long)h->fut_id, flags);
 }
 
 /* "Class[index].method on PE n", for error reports. */
@@ -257,7 +259,7 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
         if (st->lb_on && cpy_lb_add(st, obj, secs) < 0)
             goto error;
     }
-    if (st->migrating)
+    if (st->migrating && !st->in_bcast)
         run_migrations(st);
     recheck_held(st, obj);
     return;
@@ -276,19 +278,27 @@ error: {
  * of its plain methods and the number of members that answer on their own
  * (sent even when this PE has no members, so that the caller's future can
  * count the PEs that answered). */
-static int deliver_bcast(cpy_state *st, PyObject *members, int method, PyObject *args,
-                         PyObject *kwargs, PyObject *reply) {
+static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int method,
+                         PyObject *args, PyObject *kwargs, PyObject *reply, long ncopies) {
     PyObject *collect = reply != Py_None ? PyList_New(0) : NULL;
     if (reply != Py_None && !collect)
         return -1;
     /* Handlers never run inside one another (a coroutine that suspends
-     * comes back here), so the members cannot change during the loop;
-     * members inserted by a constructor run from it would be a bug. */
+     * comes back here), and members that ask to migrate leave after the
+     * loop, so the members cannot change during it; members inserted by a
+     * constructor run from it would be a bug. Members that migrated here
+     * take the broadcast from their home (location.c): skipped. */
+    PyObject *viahome = st->nmoved ? cpy_loc_viahome(st, coll) : NULL;
     PyObject *k, *v;
     Py_ssize_t pos = 0;
-    long nlater = 0;
+    long nlater = ncopies; /* the home's copies answer on their own */
+    st->in_bcast++;
     while (PyDict_Next(members, &pos, &k, &v))
-        invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+        if (!viahome || PySet_Contains(viahome, k) != 1)
+            invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+    st->in_bcast--;
+    if (st->migrating && !st->in_bcast)
+        run_migrations(st);
     if (!collect)
         return 0;
     PyObject *n = PyLong_FromLong(nlater);
@@ -354,6 +364,9 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
         }
         Py_INCREF(obj);
     }
+    long ncopies = 0;
+    if (bcast && st->nmoved && (ncopies = cpy_loc_bcast_copies(st, msg, members)) < 0)
+        goto error_msg;
     reply = cpy_reply_of(h);
     if (!reply)
         goto error_msg;
@@ -362,7 +375,7 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
     if (rc < 0)
         goto error;
     if (bcast) {
-        if (deliver_bcast(st, members, method, args, kwargs, reply) < 0)
+        if (deliver_bcast(st, coll, members, method, args, kwargs, reply, ncopies) < 0)
             goto error;
     } else {
         invoke(st, obj, key, method, args, kwargs, reply == Py_None ? NULL : reply, NULL, NULL);

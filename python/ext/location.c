@@ -33,6 +33,8 @@ typedef struct cpy_coll {
     PyObject *building; /* set of keys whose constructor is running here */
     PyObject *departed; /* dict key -> PE it left this PE for (NULL: none) */
     PyObject *order;    /* dict key -> [number it takes next, {number: message}] */
+    PyObject *viahome;  /* set of keys here that arrived by migration: they take
+                           broadcasts from their home, numbered (NULL: none) */
     int done;           /* sparse: every insertion ckDoneInserting waited for ran here */
     int moved;          /* this PE has location entries for it (migration) */
     int nroute;         /* EM_ROUTE messages of this PE not routed yet */
@@ -156,6 +158,7 @@ static void clear_coll(cpy_state *st, cpy_coll *c) {
     Py_CLEAR(c->locs);
     Py_CLEAR(c->building);
     Py_CLEAR(c->departed);
+    Py_CLEAR(c->viahome);
     if (c->order && st->ctx) {
         PyObject *k, *o;
         Py_ssize_t pos = 0;
@@ -211,6 +214,7 @@ int cpy_loc_traverse(cpy_state *st, visitproc visit, void *arg) {
         Py_VISIT(c->building);
         Py_VISIT(c->departed);
         Py_VISIT(c->order);
+        Py_VISIT(c->viahome);
     }
     return 0;
 }
@@ -850,6 +854,72 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
         cpy_report_error(st, "recording where an element lives");
 }
 
+/* ---- broadcasts to elements that moved --------------------------------
+ *
+ * A broadcast reaches every PE once, but an element in flight is on none,
+ * and one that left a PE after the broadcast passed there may reach a PE
+ * before it: a broadcast could miss it or reach it twice. So an element
+ * that migrated takes broadcasts from its home only: the PE it lives on
+ * skips it (c->viahome), and the home sends it a copy of each broadcast it
+ * gets after the element first left, numbered among its calls like any
+ * call (EM_BCOPY: answered as a member of the broadcast). The first move
+ * leaves from the home (elements are made there), so the switch from one
+ * path to the other happens at one PE, in one handler: each broadcast is
+ * delivered exactly once, and in order with the calls the home forwards.
+ * (A sparse element inserted on another PE than its home and then moved
+ * is the exception: a broadcast sent during that first move may miss it.)
+ */
+
+PyObject *cpy_loc_viahome(cpy_state *st, uint64_t coll) {
+    cpy_coll *c = find(st, coll);
+    return c && c->viahome && PySet_GET_SIZE(c->viahome) ? c->viahome : NULL;
+}
+
+long cpy_loc_bcast_copies(cpy_state *st, cp_msg *msg, PyObject *members) {
+    const em_hdr *h = cp_msg_data(msg);
+    cpy_coll *c = find(st, h->coll);
+    if (!c || !c->locs || !PyDict_GET_SIZE(c->locs))
+        return 0;
+    /* The keys first: delivering a copy here may change c->locs. */
+    PyObject *keys = PyList_New(0), *k, *e;
+    Py_ssize_t pos = 0;
+    while (keys && PyDict_Next(c->locs, &pos, &k, &e))
+        if (entry_mig(e) >= 1 && PyList_Append(keys, k) < 0)
+            Py_CLEAR(keys);
+    if (!keys)
+        return -1;
+    long n = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        cp_msg *m = cp_msg_alloc(st->ctx, msg->size);
+        if (!m) {
+            PyErr_NoMemory();
+            Py_DECREF(keys);
+            return -1;
+        }
+        memcpy(cp_msg_data(m), cp_msg_data(msg), msg->size);
+        em_hdr *mh = cp_msg_data(m);
+        mh->flags = (mh->flags & ~(uint32_t)EM_BCAST) | EM_BCOPY;
+        mh->ndims = (uint16_t)key_ndims(c, key);
+        mh->seq = 0;
+        if (key_index(c, key, mh->idx) < 0) {
+            cp_msg_free(st->ctx, m);
+            Py_DECREF(keys);
+            return -1;
+        }
+        n++;
+        PyObject *obj = PyDict_GetItemWithError(members, key);
+        if (obj)
+            cpy_deliver(st, m, members); /* here (it came back): numbered in order */
+        else if (!PyErr_Occurred())
+            send_on(st, c, key, m);
+        else
+            fail_message(st, m, cpy_take_exception(), "copying a broadcast");
+    }
+    Py_DECREF(keys);
+    return n;
+}
+
 int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key) {
     em_hdr *h = cp_msg_data(msg);
     int me = cp_my_pe(st->ctx);
@@ -1166,7 +1236,8 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     /* The state first, then whatever this PE forwards: one FIFO channel. */
     int rc = pack ? cpy_send_entry(st, to, &h, NULL, pack, NULL) : -1;
     Py_XDECREF(pack);
-    if (rc < 0 || PyDict_DelItem(c->members, key) < 0) {
+    if (rc < 0 || PyDict_DelItem(c->members, key) < 0 ||
+        (c->viahome && PySet_Discard(c->viahome, key) < 0)) {
         Py_XDECREF(order);
         return NULL;
     }
@@ -1233,6 +1304,8 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
     mark_moved(st, c);
     if (c->departed && PyDict_Contains(c->departed, key) == 1 &&
         PyDict_DelItem(c->departed, key) < 0)
+        return NULL;
+    if ((!c->viahome && !(c->viahome = PySet_New(NULL))) || PySet_Add(c->viahome, key) < 0)
         return NULL;
     PyObject *o = Py_BuildValue("[KN]", expected, PyDict_New());
     if (!o || (!c->order && !(c->order = PyDict_New())) ||
