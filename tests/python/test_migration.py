@@ -2,14 +2,15 @@
 chares, with calls in flight. The storm moves every element every round
 while calls, @when calls and reductions are under way, and checks at
 quiescence that every call arrived exactly once and in each sender's order
-(programs/migrate.py says what each mode checks). Races hide at 2 PEs, so
+(programs/migrate.py says what each mode checks); broadcasts sent while
+every element moves reach each exactly once, in order. Races hide at 2 PEs, so
 the storm runs several times at 2, 3, 4, 6 and 8 PEs (on 2 cores: 8 PEs is
 oversubscribed on purpose); test_mpi.py runs it under mpirun."""
 import pytest
 
 from conftest import run_ok
 
-MODES = ["storm", "state", "refuse", "coroutine"]
+MODES = ["storm", "state", "refuse", "coroutine", "bcast"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -24,6 +25,7 @@ def test_storm_repeated(pes):
 
 
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
-@pytest.mark.parametrize("mode", ["state", "coroutine"])
+@pytest.mark.parametrize("mode", ["state", "coroutine", "bcast"])
 def test_migrate_more_pes(mode, pes):
-    run_ok("migrate", pes, mode, timeout=120)
+    for _ in range(3):
+        run_ok("migrate", pes, mode, timeout=120)

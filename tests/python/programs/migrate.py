@@ -15,6 +15,10 @@
             working; group members refuse to move
   coroutine a chare that asks to move while one of its coroutines is
             suspended moves when that coroutine ends
+  bcast     broadcasts sent back to back while every element moves at each
+            one (the broadcast itself says where): each element gets every
+            broadcast exactly once and in the order sent; a broadcast with
+            ret=True right after moves has every element's answer
 """
 import collections
 import random
@@ -87,6 +91,38 @@ class Stateful(Chare):
     def where(self):
         return (charm.myPe(), self.thisIndex, self.secret, self.arrivals, self.cache,
                 self.thisProxy == self.thisProxy)
+
+
+class Minimal(Chare):
+    """__getstate__ returns only its own field: the runtime's attributes
+    (thisIndex, thisProxy, reduction counters) must travel anyway."""
+    def __init__(self):
+        self.x = self.thisIndex[0] + 100
+
+    def __getstate__(self):
+        return {"x": self.x}
+
+    def __setstate__(self, d):
+        self.x = d["x"]
+
+    def move(self, pe, f):
+        self.contribute(self.x, Reducer.sum, f)
+        self.migrate(pe)
+
+    def where(self, f):
+        self.contribute((self.thisIndex[0], charm.myPe(), self.x), Reducer.gather, f)
+
+
+class Hopper(Chare):
+    def __init__(self):
+        self.seen = []
+
+    def hop(self, r, seed):
+        self.seen.append(r)
+        self.migrate(random.Random(seed * 7919 + self.thisIndex[0]).randrange(charm.numPes()))
+
+    def where(self):
+        return (self.thisIndex[0], charm.myPe(), self.seen)
 
 
 class Locked(Chare):
@@ -186,6 +222,15 @@ def state(P):
                 assert where[3][-1] == pe and where[4] == "rebuilt", where
             assert len(where[3]) == moved, (where, moved)
     assert a[2].where(ret=True).get()[1] == (2,)
+    m = Array(Minimal, 2 * P)
+    charm.awaitCreation(m)
+    for k in range(3):
+        f = Future()
+        m.move((k + 1) % P, f)
+        assert f.get() == sum(i + 100 for i in range(2 * P))
+        g = Future()
+        m.where(g)
+        assert g.get() == [(i, (k + 1) % P, i + 100) for i in range(2 * P)], g.get()
 
 
 def refuse(P):
@@ -213,9 +258,28 @@ def coroutine(P):
     assert pe == P - 1 and log == [("start", 0), ("end", 0)], (pe, log)
 
 
+def bcast(P):
+    n = 3 * P + 1
+    a = Array(Hopper, n)
+    charm.awaitCreation(a)
+    sent = []
+    for r in range(30):
+        a.hop(r, r)
+        sent.append(r)
+        if r % 10 == 9:
+            got = a.where(ret=True).get()
+            assert sorted(g[0] for g in got) == list(range(n)), got
+            bad = [g for g in got if g[2] != sent]
+            assert not bad, ("lost, doubled or out of order", bad[:3], sent)
+    charm.waitQD()
+    got = a.where(ret=True).get()
+    assert all(g[2] == sent for g in got), got
+
+
 def main(args):
     P = charm.numPes()
-    {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine}[MODE](P)
+    {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
+     "bcast": bcast}[MODE](P)
     print("OK migrate")
     charm.exit()
 
