@@ -67,10 +67,16 @@ typedef struct em_hdr {
     int32_t idx[CPY_MAXDIMS];
     uint64_t fut_id;    /* EM_RET/EM_AWAIT: the future to fulfil ... */
     int32_t fut_pe;     /* ... which lives on this PE */
-    int32_t aux;        /* CPY_M_INSERT: onPE + 1 (0: the home PE) */
-    uint64_t seq;       /* to an element that moved: its number at the home
-                           (location.c), 0: none */
+    union {
+        int32_t aux;    /* CPY_M_INSERT: onPE + 1 (0: the home PE);
+                           CPY_M_ARRIVE: the PE it left */
+        uint32_t seq;   /* a call to an element that moved: its number at the
+                           home, 1.. wrapping past 2^32 - 1 to 1 (location.c);
+                           0: none */
+    };
 } em_hdr;
+/* With a few bytes of arguments, a call fits one cache line. */
+_Static_assert(sizeof(em_hdr) == 56, "em_hdr grew: calls take a second cache line");
 /* An insertion carries in fut_id the number of readonlies its sender had
  * set or seen (python/charmpy/readonly.py): the constructor waits for them. */
 

@@ -555,6 +555,7 @@ static void run_arrive(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
     em_hdr *h = cp_msg_data(msg);
     uint64_t mig = h->fut_id;
     int src = h->aux;
+    unsigned long long size = msg->size; /* the state's bytes (+LBDebug) */
     PyObject *args = NULL, *kwargs = NULL;
     if (cpy_take_msg_args(st, msg, &args, &kwargs) < 0)
         goto error;
@@ -567,11 +568,14 @@ static void run_arrive(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
     PyObject *id = PyLong_FromUnsignedLongLong(c->id);
     PyObject *m = PyLong_FromUnsignedLongLong(mig);
     PyObject *from = PyLong_FromLong(src);
-    PyObject *hargs[6] = {id, key, PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1), m, from};
-    PyObject *r = id && m && from ? cpy_hook(st, CPY_HOOK_ARRIVE, hargs, 6) : NULL;
+    PyObject *nbytes = PyLong_FromUnsignedLongLong(size);
+    PyObject *hargs[7] = {id,  key,  PyTuple_GET_ITEM(args, 0), PyTuple_GET_ITEM(args, 1),
+                          m,   from, nbytes};
+    PyObject *r = id && m && from && nbytes ? cpy_hook(st, CPY_HOOK_ARRIVE, hargs, 7) : NULL;
     Py_XDECREF(id);
     Py_XDECREF(m);
     Py_XDECREF(from);
+    Py_XDECREF(nbytes);
     Py_DECREF(args);
     Py_XDECREF(kwargs);
     if (!r)
@@ -642,14 +646,21 @@ static PyObject *entry_get(cpy_state *st, cpy_coll *c, PyObject *key, int pe, ui
     return rc < 0 ? NULL : e; /* borrowed from the dict */
 }
 
-/* Give msg the next number of the home's entry e, unless it has one. */
+/* The number after n (32 bits, 0 skipped: it means "none"). */
+static uint32_t seq_after(uint64_t n) {
+    uint32_t v = (uint32_t)(n + 1);
+    return v ? v : 1;
+}
+
+/* Give msg the next number of the home's entry e, unless it has one (the
+ * runtime's own messages, which use the field as aux, are never numbered). */
 static void number(PyObject *e, cp_msg *msg) {
     em_hdr *h = cp_msg_data(msg);
-    if (h->seq)
+    if (h->seq || h->method >= CPY_M_SPECIAL)
         return;
     uint64_t next = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(e, 2));
-    h->seq = next;
-    entry_field(e, 2, PyLong_FromUnsignedLongLong(next + 1));
+    h->seq = (uint32_t)next;
+    entry_field(e, 2, PyLong_FromUnsignedLong(seq_after(next)));
 }
 
 static int key_index(cpy_coll *c, PyObject *key, int32_t *idx) {
@@ -947,12 +958,13 @@ int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key) {
         }
         Py_DECREF(o);
     }
-    uint64_t expected = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(o, 0));
+    uint32_t expected = (uint32_t)PyLong_AsUnsignedLongLong(PyList_GET_ITEM(o, 0));
     if (h->seq == expected) {
-        entry_field(o, 0, PyLong_FromUnsignedLongLong(expected + 1));
+        entry_field(o, 0, PyLong_FromUnsignedLong(seq_after(expected)));
         return 0;
     }
-    if (h->seq < expected) { /* came twice */
+    /* Serial-number order: fewer than 2^31 calls are ever in flight. */
+    if ((int32_t)(h->seq - expected) < 0) { /* came twice */
         cpy_discard(st, msg);
         return 1;
     }
@@ -1225,10 +1237,6 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         return NULL;
     unsigned long long expected = order ? PyLong_AsUnsignedLongLong(PyList_GET_ITEM(order, 0)) : 1;
     Py_XINCREF(order);
-    if (order && PyDict_DelItem(c->order, key) < 0) {
-        Py_DECREF(order);
-        return NULL;
-    }
     em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_ARRIVE,
                 .fut_id = mig, .aux = me};
     PyObject *pack = key_index(c, key, h.idx) == 0 ? Py_BuildValue("(OK)", state, expected)
@@ -1236,7 +1244,10 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     /* The state first, then whatever this PE forwards: one FIFO channel. */
     int rc = pack ? cpy_send_entry(st, to, &h, NULL, pack, NULL) : -1;
     Py_XDECREF(pack);
-    if (rc < 0 || PyDict_DelItem(c->members, key) < 0 ||
+    /* Nothing changed here until the state left (an encoding error leaves
+     * the element where it is, whole). */
+    if (rc < 0 || (order && PyDict_DelItem(c->order, key) < 0) ||
+        PyDict_DelItem(c->members, key) < 0 ||
         (c->viahome && PySet_Discard(c->viahome, key) < 0)) {
         Py_XDECREF(order);
         return NULL;

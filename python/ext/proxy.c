@@ -228,8 +228,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         return NULL;
     if (kwargs && PyDict_GET_SIZE(kwargs) == 0)
         kwargs = NULL;
-    em_hdr h = {.coll = p->coll, .method = (uint16_t)self->method,
-                .aux = cp_my_pe(st->ctx) + 1}; /* the origin, for the location service */
+    em_hdr h = {.coll = p->coll, .method = (uint16_t)self->method};
     int pe = -1;
     long nvals = 1; /* replies: values, or PEs for a broadcast */
     switch (p->place.kind) {
