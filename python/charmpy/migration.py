@@ -75,25 +75,32 @@ def depart(obj):
         lb_move = obj.__dict__.pop("_charmpy_lb_move", False)
         internal = {k: v for k, v in obj.__dict__.items() if k in _INTERNAL or
                     k.startswith("_charmpy_")}
-        state = pickle.dumps((obj, internal, items, lb_move), 5)
+        state = (obj, internal, items, lb_move)
+        info = charm._colls[coll]
+        _charmpy.lb_take(obj)
+        # Encoded by the codec (pickle protocol 5, big buffers out of band);
+        # a chare that cannot travel stays whole.
+        _charmpy.loc_depart(coll, key, to, state, mig)
     except Exception as e:
-        obj._charmpy_mig = mig - 1
-        _restore_held(obj, held)
-        sys.stderr.write(f"charmpy: PE {charm._pe}: {_name(obj)} cannot migrate to PE {to} "
-                         f"({_why(obj, e)}); it stays on PE {charm._pe}\n")
-        sys.stderr.flush()
-        return False
-    info = charm._colls[coll]
-    _charmpy.lb_take(obj)
-    _charmpy.loc_depart(coll, key, to, state, mig)
+        return _stay(obj, mig, held, to, _why(obj, e))
     info.nlocal -= 1
     reduction.member_left(info, obj)
     return True
 
 
-def on_arrive(coll, key, state, expected, mig, src):
+def _stay(obj, mig, held, to, why):
+    """obj could not leave: it stays, whole, and says why."""
+    obj._charmpy_mig = mig - 1
+    _restore_held(obj, held)
+    sys.stderr.write(f"charmpy: PE {charm._pe}: {_name(obj)} cannot migrate to PE {to} "
+                     f"({why}); it stays on PE {charm._pe}\n")
+    sys.stderr.flush()
+    return False
+
+
+def on_arrive(coll, key, state, expected, mig, src, nbytes):
     """The arrive hook: a chare migrated here from PE src."""
-    obj, internal, items, lb_move = pickle.loads(state)
+    obj, internal, items, lb_move = state
     obj.__dict__.update(internal)
     info = charm._colls.get(coll)
     if info is None:
@@ -112,9 +119,10 @@ def on_arrive(coll, key, state, expected, mig, src):
     obj.migrated()
     _charmpy.loc_arrived(coll, key, obj, mig, expected)
     if lb_move:
-        lb.arrived(obj, len(state))
+        lb.arrived(obj, nbytes)
     if id(obj) in _charmpy.held:
         when.recheck(obj)
+    migrations()   # migrate() called from migrated() (not an entry method)
 
 
 def coroutine_ended(obj):
@@ -159,11 +167,15 @@ def _why(obj, exc):
     return f"its state cannot be pickled: {type(exc).__name__}: {exc}"
 
 
+def _out_of_band(buf):
+    return False
+
+
 def _check_picklable(obj):
     """Refuse at the call a chare whose state cannot travel."""
     held = obj.__dict__.pop("_charmpy_held", None)
     try:
-        pickle.dumps(obj, 5)
+        pickle.dumps(obj, 5, buffer_callback=_out_of_band)   # big buffers not copied
     except Exception as e:
         raise TypeError(f"{_name(obj)} cannot migrate: {_why(obj, e)}") from None
     finally:
