@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_ok
 
-MODES = ["storm", "state", "refuse", "coroutine", "bcast"]
+MODES = ["storm", "state", "refuse", "coroutine", "bcast", "chain"]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -15,6 +15,8 @@
             working; group members refuse to move
   coroutine a chare that asks to move while one of its coroutines is
             suspended moves when that coroutine ends
+  chain     a chare that calls migrate() from migrated() hops on at once,
+            PE after PE, with a numpy array that stays writable
   bcast     broadcasts sent back to back while every element moves at each
             one (the broadcast itself says where): each element gets every
             broadcast exactly once and in the order sent; a broadcast with
@@ -123,6 +125,26 @@ class Hopper(Chare):
 
     def where(self):
         return (self.thisIndex[0], charm.myPe(), self.seen)
+
+
+class Chain(Chare):
+    def __init__(self):
+        import numpy as np
+        self.data = np.arange(1000.0)
+        self.path = []
+
+    def start(self, hops, done):
+        self.left, self.done = hops, done
+        self.migrate((charm.myPe() + 1) % charm.numPes())
+
+    def migrated(self):
+        self.path.append(charm.myPe())
+        self.data[len(self.path) % 1000] += 1     # writable after the move
+        self.left -= 1
+        if self.left:
+            self.migrate((charm.myPe() + 1) % charm.numPes())
+        else:
+            self.done.send((self.path, float(self.data.sum())))
 
 
 class Locked(Chare):
@@ -276,10 +298,22 @@ def bcast(P):
     assert all(g[2] == sent for g in got), got
 
 
+def chain(P):
+    a = Array(Chain, 1)
+    charm.awaitCreation(a)
+    if P == 1:
+        return
+    done = Future()
+    a[0].start(3 * P, done)
+    path, total = done.get()
+    assert path == [(k + 1) % P for k in range(3 * P)], path
+    assert total == sum(range(1000)) + 3 * P, total
+
+
 def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
-     "bcast": bcast}[MODE](P)
+     "bcast": bcast, "chain": chain}[MODE](P)
     print("OK migrate")
     charm.exit()
 
