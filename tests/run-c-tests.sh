@@ -337,6 +337,7 @@ run_pe() {
         expect_ok rununtil "$p" "OK rununtil P=$p" rununtil
         expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" qd
         expect_ok "extract (calls taken out of a PE's own queue)" "$p" "OK extract P=$p" extract
+        expect_ok "bgtimer (background timers and quiescence)" "$p" "OK bgtimer P=$p" bgtimer
         expect_ok "flags (runtime flags kept, removed from argv)" "$p" "OK flags P=$p" flags \
             a +balancer GreedyLB b +LBDebug 1 +stats ++quiet +trace t.json +p3x c +LBPeriod
         exitcode_case "$p" 3

@@ -312,6 +312,7 @@ run_btl() {
         expect_ok rununtil "$p" "OK rununtil P=$p" -- "$PEBIN/rununtil"
         expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" -- "$PEBIN/qd"
         expect_ok extract "$p" "OK extract P=$p" -- "$PEBIN/extract"
+        expect_ok bgtimer "$p" "OK bgtimer P=$p" -- "$PEBIN/bgtimer"
         pingpong "$p"
         expect_ok "hosts (one host)" "$p" "OK hosts P=$p hosts=1" -- "$MPIBIN/hosts" 1
         expect_ok "dlopen(RTLD_LOCAL) of a job library" "$p" "OK dljob P=$p" -- \

@@ -271,6 +271,11 @@ typedef void (*cp_timer_fn)(cp_ctx *ctx, void *arg);
 /* Call fn(ctx, arg) on this PE from the scheduler after `secs` seconds. */
 int cp_call_after(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg);
 
+/* The same, for housekeeping that repeats while the job runs (periodic load
+ * balancing): the pending timer does not keep the job from being quiescent.
+ * What the callback sends counts as usual. */
+int cp_call_background(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg);
+
 /* Deliver `msg` to `handler` on this PE after `secs` seconds. */
 int cp_send_after(cp_ctx *ctx, double secs, int handler, cp_msg *msg);
 

@@ -543,13 +543,15 @@ static PyObject *mod_call_soon(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* call_after(secs, callable, args): run callable(*args) on this PE from the
- * scheduler once `secs` seconds have passed. */
+/* call_after(secs, callable, args, background=False): run callable(*args)
+ * on this PE from the scheduler once `secs` seconds have passed (background:
+ * the pending timer does not hold quiescence back). */
 static PyObject *mod_call_after(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     double secs;
     PyObject *fn, *fargs;
-    if (!PyArg_ParseTuple(args, "dOO!", &secs, &fn, &PyTuple_Type, &fargs) ||
+    int background = 0;
+    if (!PyArg_ParseTuple(args, "dOO!|p", &secs, &fn, &PyTuple_Type, &fargs, &background) ||
         cpy_need_runtime(st))
         return NULL;
     if (!(secs >= 0))
@@ -564,7 +566,7 @@ static PyObject *mod_call_after(PyObject *module, PyObject *args) {
         PyMem_RawFree(t);
         return NULL;
     }
-    if (cp_call_after(st->ctx, secs, on_timer, t)) {
+    if ((background ? cp_call_background : cp_call_after)(st->ctx, secs, on_timer, t)) {
         Py_DECREF(t->pair);
         PyMem_RawFree(t);
         return PyErr_NoMemory();

@@ -46,6 +46,7 @@ typedef struct cp_timer {
     cp_timer_fn fn;      /* either fn(arg) ... */
     void *arg;
     cp_msg *msg;         /* ... or msg to its handler (owned by the timer) */
+    int background;      /* not counted by quiescence detection */
 } cp_timer;
 
 /* One reduction this PE takes part in that has not finished here. Children

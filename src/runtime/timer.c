@@ -13,15 +13,16 @@ static void swap(cp_timer *a, cp_timer *b) {
     *b = t;
 }
 
-static int add(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg, cp_msg *msg) {
+static int add(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg, cp_msg *msg, int bg) {
     if (!(secs >= 0))
         return CP_EINVAL;
     if (cp_grow((void **)&ctx->timers, &ctx->captimers, ctx->ntimers + 1,
                 sizeof *ctx->timers))
         return CP_ENOMEM;
     int i = ctx->ntimers++;
-    ctx->timers[i] = (cp_timer){cp_wall_time() + secs, ctx->timer_seq++, fn, arg, msg};
-    ctx->qd.created++; /* a pending timer keeps the job from being quiescent */
+    ctx->timers[i] = (cp_timer){cp_wall_time() + secs, ctx->timer_seq++, fn, arg, msg, bg};
+    if (!bg)
+        ctx->qd.created++; /* a pending timer keeps the job from being quiescent */
     while (i > 0 && before(&ctx->timers[i], &ctx->timers[(i - 1) / 2])) {
         swap(&ctx->timers[i], &ctx->timers[(i - 1) / 2]);
         i = (i - 1) / 2;
@@ -51,7 +52,13 @@ static cp_timer pop(cp_ctx *ctx) {
 int cp_call_after(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg) {
     if (!fn)
         return CP_EINVAL;
-    return add(ctx, secs, fn, arg, NULL);
+    return add(ctx, secs, fn, arg, NULL, 0);
+}
+
+int cp_call_background(cp_ctx *ctx, double secs, cp_timer_fn fn, void *arg) {
+    if (!fn)
+        return CP_EINVAL;
+    return add(ctx, secs, fn, arg, NULL, 1);
 }
 
 int cp_send_after(cp_ctx *ctx, double secs, int handler, cp_msg *msg) {
@@ -62,7 +69,7 @@ int cp_send_after(cp_ctx *ctx, double secs, int handler, cp_msg *msg) {
     msg->handler = (uint32_t)handler;
     msg->kind = CP_KIND_PLAIN;
     msg->src_pe = (uint32_t)ctx->my_pe;
-    return add(ctx, secs, NULL, NULL, msg);
+    return add(ctx, secs, NULL, NULL, msg, 0);
 }
 
 double cpTm_next_deadline(cp_ctx *ctx) {
@@ -79,7 +86,8 @@ int cpTm_run_due(cp_ctx *ctx) {
     int fired = 0;
     while (ctx->ntimers && ctx->timers[0].when <= t && ctx->timers[0].seq < limit) {
         cp_timer tm = pop(ctx);
-        ctx->qd.processed++;
+        if (!tm.background)
+            ctx->qd.processed++;
         if (tm.msg) {
             ctx->qd.created++; /* its delivery counts like any message's */
             cpS_dispatch(ctx, tm.msg);
