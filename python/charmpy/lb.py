@@ -15,12 +15,18 @@ called AtSync() (a reduction of the SYNC stream, reduction.py):
   4. once every move is answered PE 0 records the step (charm.lbStats(),
      +LBDebug 1 prints it) and broadcasts resumeFromSync().
 With no balancer (+balancer / charm.options.balancer unset) AtSync is a
-barrier: resumeFromSync() right away, and nothing is measured."""
+barrier: resumeFromSync() right away, and nothing is measured.
+
+Periodic balancing (+LBPeriod SECS / charm.options.lb_period): every SECS
+PE 0 runs the same steps 1-3 for every array not created with useAtSync,
+its elements moving between entry methods (a call in flight follows the
+element, migration.py), and no resumeFromSync()."""
 import sys
 import time
 
 from . import _charmpy
 from .charm import charm
+from .options import say_once
 
 _instrument = [True]   # LBTurnInstrumentOn/Off: measuring loads (for the balancer)
 _stats = []            # on PE 0: one dict per step (charm.lbStats())
@@ -33,9 +39,35 @@ def balancer():
     return name if name is not None else charm._flags.get("+balancer")
 
 
+def period():
+    """+LBPeriod secs / charm.options.lb_period, or None."""
+    v = charm.options.lb_period
+    if v is None:
+        v = charm._flags.get("+LBPeriod")
+    if v is None:
+        return None
+    try:
+        secs = float(v)
+    except (TypeError, ValueError):
+        secs = -1.0
+    if not secs > 0:
+        charm.abort(f"the load-balancing period must be a number of seconds > 0, got {v!r} "
+                    "(+LBPeriod SECS or charm.options.lb_period = SECS)")
+    return secs
+
+
 def start():
-    """charm.start, on every PE: measure loads when a balancer is in use."""
+    """charm.start, on every PE: measure loads when a balancer is in use,
+    and on PE 0 start periodic balancing when asked."""
     _charmpy.lb_instrument(balancer() is not None and _instrument[0])
+    secs = period()
+    if secs is None or charm._pe != 0:
+        return
+    if balancer() is None:
+        say_once("charmpy: note: +LBPeriod (charm.options.lb_period) without a balancer "
+                 "does nothing: add +balancer NAME (or charm.options.balancer)")
+        return
+    _charmpy.call_after(secs, _tick, (secs,), True)
 
 
 def instrument_on():
@@ -75,10 +107,10 @@ def _resume(info):
 
 class _Step:
     __slots__ = ("n", "t0", "replies", "objs", "moves", "waiting", "bytes", "stayed",
-                 "figures")
+                 "figures", "periodic")
 
-    def __init__(self, n):
-        self.n, self.t0 = n, time.perf_counter()
+    def __init__(self, n, periodic=False):
+        self.n, self.t0, self.periodic = n, time.perf_counter(), periodic
         self.replies, self.objs = 0, []
         self.moves = self.waiting = self.bytes = self.stayed = 0
         self.figures = None
@@ -97,6 +129,27 @@ def sync_done(info):
     _nsteps[0] += 1
     _steps[coll] = _Step(_nsteps[0])
     charm.send_msg(-1, "LBq", coll)
+
+
+_ticking = [0, None]   # on PE 0: periodic steps under way, the period
+
+
+def _tick(secs):
+    """Periodic balancing (PE 0, a background timer: it does not hold
+    quiescence back): a step for every array not balanced at AtSync, its
+    elements moving between their entry methods; the next tick is set once
+    they all ended."""
+    from .chare import ARRAY, F_AT_SYNC
+    _ticking[1] = secs
+    for coll, info in list(charm._colls.items()):
+        if info.proxy.kind != ARRAY or info.flags & F_AT_SYNC or coll in _steps:
+            continue
+        _nsteps[0] += 1
+        _steps[coll] = _Step(_nsteps[0], periodic=True)
+        _ticking[0] += 1
+        charm.send_msg(-1, "LBq", coll)
+    if not _ticking[0]:
+        _charmpy.call_after(secs, _tick, (secs,), True)
 
 
 def _on_query(coll):
@@ -174,6 +227,7 @@ def _finish(coll):
            "chares": len(st.objs), "max_before": f["max_before"], "avg": f["avg"],
            "max_after": f["max_after"], "moves": st.moves - st.stayed, "stayed": st.stayed,
            "bytes": st.bytes, "time": time.perf_counter() - st.t0}
+    rec["periodic"] = st.periodic
     _stats.append(rec)
     if _debug():
         avg = rec["avg"] or 1.0
@@ -184,7 +238,12 @@ def _finish(coll):
             f"{rec['max_after'] / avg:.3f} predicted after; {rec['moves']} chares moved "
             f"({rec['bytes']} bytes){_stayed(rec)} in {rec['time'] * 1e3:.2f} ms\n")
         sys.stderr.flush()
-    _resume(info)
+    if not st.periodic:
+        _resume(info)
+        return
+    _ticking[0] -= 1
+    if not _ticking[0]:
+        _charmpy.call_after(_ticking[1], _tick, (_ticking[1],), True)
 
 
 def _stayed(rec):

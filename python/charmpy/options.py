@@ -50,10 +50,6 @@ def default_options():
 
 # Settings and flags that are accepted but not acted on yet, and why.
 NOT_YET = {
-    "lb_period": "periodic load balancing is not built yet: balance at AtSync() "
-                 "(useAtSync=True) instead",
-    "+LBPeriod": "periodic load balancing is not built yet: balance at AtSync() "
-                 "(useAtSync=True) instead",
     "trace": "tracing is not built yet: no timeline is written",
     "+trace": "tracing is not built yet: no timeline is written",
 }
@@ -65,8 +61,8 @@ def note_text(name):
 
 def pending_notes(options, flags):
     """The notes this job's settings and runtime flags call for."""
-    out = [note_text(k) for k in ("lb_period", "trace") if getattr(options, k) is not None]
-    out += [note_text(f) for f in ("+LBPeriod", "+trace") if f in flags]
+    out = [note_text(k) for k in ("trace",) if getattr(options, k) is not None]
+    out += [note_text(f) for f in ("+trace",) if f in flags]
     return out
 
 

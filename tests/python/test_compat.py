@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import run_ok, run_program
+from conftest import NONZERO, run_ok, run_program
 
 
 # ---- B. the main chare ----------------------------------------------------------
@@ -143,7 +143,7 @@ def test_options_accepted(npes, mode):
 
 
 @pytest.mark.parametrize("npes", [1, 3], ids=lambda n: f"P{n}")
-@pytest.mark.parametrize("flag,value", [("+LBPeriod", "1"), ("+trace", "t.json")])
+@pytest.mark.parametrize("flag,value", [("+trace", "t.json")])
 def test_flag_not_acted_on_note(npes, flag, value):
     res = run_ok("options", npes, "flags", flag, value, "tail", timeout=60)
     # the flag and its value are removed from the program's argv
@@ -161,6 +161,20 @@ def test_balancer_flags_acted_on(npes):
                  timeout=60)
     _check_result(res, npes, ["flags", "tail"])
     assert NOTE not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("npes", [1, 3], ids=lambda n: f"P{n}")
+def test_lb_period_needs_a_balancer(npes):
+    res = run_ok("options", npes, "flags", "+LBPeriod", "1", "tail", timeout=60)
+    _check_result(res, npes, ["flags", "tail"])
+    notes = [ln for ln in res.stderr.splitlines() if "without a balancer" in ln]
+    assert len(notes) == 1 and "+balancer NAME" in notes[0], res.stderr
+
+
+def test_lb_period_bad_value():
+    res = run_program("options", 2, "flags", "+LBPeriod", "soon", "+balancer", "GreedyLB",
+                      expect_rc=NONZERO, timeout=60)
+    assert "period must be a number of seconds > 0, got 'soon'" in res.stderr, res.stderr
 
 
 @pytest.mark.parametrize("npes", [1, 3], ids=lambda n: f"P{n}")

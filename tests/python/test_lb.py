@@ -4,7 +4,8 @@ Python by _charmpy.lb_place; an unknown strategy's name is refused with the
 list of those there are. Then balancing at AtSync in real jobs
 (programs/lb.py says what each mode checks): elements end where the
 strategy chose, a stencil stays right with RotateLB moving every element
-every step, measured loads get balanced, chares that cannot move stay."""
+every step, measured loads get balanced, chares that cannot move stay,
+and periodic balancing moves every element while calls circle a ring."""
 import pytest
 
 from charmpy import _charmpy
@@ -59,7 +60,7 @@ def test_unknown_balancer_ends_the_job(how):
     assert "GreedyLB" in res.stderr and "RotateLB" in res.stderr, res.stderr
 
 
-@pytest.mark.parametrize("mode", ["placed", "rotate", "stays"])
+@pytest.mark.parametrize("mode", ["placed", "rotate", "stays", "periodic"])
 def test_lb_at_sync(mode, npes):
     run_ok("lb", npes, mode, timeout=90)
 
@@ -72,7 +73,7 @@ def test_lb_measured_loads():
 
 
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
-@pytest.mark.parametrize("mode", ["placed", "rotate", "stays"])
+@pytest.mark.parametrize("mode", ["placed", "rotate", "stays", "periodic"])
 def test_lb_more_pes(mode, pes):
     for _ in range(3):
         run_ok("lb", pes, mode, timeout=120)

@@ -13,6 +13,13 @@
            (busy loops) under GreedyLB: the loads are measured, the first
            step finds the block placement imbalanced and moves chares, and
            the next step measures less imbalance than the first
+  periodic +LBPeriod 0.02 with RotateLB (charm.options): tokens circle a
+           ring of elements (no AtSync) while every element moves one PE on
+           every period; each element gets its calls exactly once and (unless
+           `any-order` follows: under MPI, calls a chare made before and
+           after it moved may swap) in the order its neighbour sent them, the steps are in charm.lbStats(),
+           elements visited several PEs, and charm.waitQD() returns (the
+           period's timer does not hold quiescence back)
   stays    under RotateLB, an element that cannot be pickled stays (and
            says why on stderr) and one whose coroutine is suspended stays;
            the others move and the program goes on
@@ -201,17 +208,83 @@ def stays(P):
     assert s["stayed"] == (2 if P > 1 else 0) and s["moves"] == (n - 2 if P > 1 else 0), s
 
 
+class Ring(Chare):
+    def __init__(self, n):
+        self.n = n
+        self.next_from = 0       # calls from the left neighbour so far
+        self.sent = 0
+        self.got = []            # their numbers, in arrival order
+        self.pes = {charm.myPe()}
+
+    def token(self, seq, hops, done):
+        self.got.append(seq)
+        self.next_from += 1
+        self.pes.add(charm.myPe())
+        end = time.perf_counter() + 0.0002
+        while time.perf_counter() < end:
+            pass
+        if hops == 0:
+            done.send(None)
+            return
+        self.thisProxy[(self.thisIndex[0] + 1) % self.n].token(self.sent, hops - 1, done)
+        self.sent += 1
+
+    def kick(self, hops, done):
+        self.thisProxy[(self.thisIndex[0] + 1) % self.n].token(self.sent, hops, done)
+        self.sent += 1
+
+    def report(self):
+        return (self.thisIndex[0], self.got, self.next_from, self.sent, sorted(self.pes))
+
+
+def periodic(P):
+    n, tokens, hops = 2 * P + 1, 3, 600
+    a = Array(Ring, n, args=[n])
+    charm.awaitCreation(a)
+    # Each token starts at a different element; numbers are per sender, so
+    # the tokens share each element's counter (a token's first call is
+    # sent by main, numbered by the element before it).
+    done = [Future() for _ in range(tokens)]
+    t0 = time.perf_counter()
+    for k in range(tokens):
+        a[(k - 1) % n].kick(hops, done[k])
+    for f in done:
+        f.get()
+    charm.waitQD()
+    reps = a.report(ret=True).get()
+    # Exactly once: each element got the numbers its left neighbour sent.
+    assert all(sorted(r[1]) == list(range(reps[(r[0] - 1) % n][3])) for r in reps), reps
+    if "any-order" not in sys.argv:
+        # In order too: on shared memory a PE's inbound queue keeps causal
+        # order, so a sender that moved between two calls still has them
+        # arrive in the order made (MPI orders only per pair of PEs).
+        assert all(r[1] == sorted(r[1]) for r in reps), [r for r in reps if r[1] != sorted(r[1])]
+    assert sum(r[2] for r in reps) == tokens * (hops + 1), (sum(r[2] for r in reps), reps)
+    assert [r[2] for r in reps] == [reps[(i - 1) % n][3] for i in range(n)], reps
+    stats = [s for s in charm.lbStats() if s["periodic"]]
+    took = time.perf_counter() - t0
+    print(f"{len(stats)} periodic steps in {took:.2f} s; PEs visited",
+          [len(r[4]) for r in reps])
+    if P > 1:
+        assert len(stats) >= 2, (stats, took)
+        assert all(s["moves"] == n for s in stats), stats
+        assert max(len(r[4]) for r in reps) >= 2, reps
+
+
 def main(args):
     P = charm.numPes()
-    {"placed": placed, "rotate": rotate, "measured": measured, "stays": stays}[MODE](P)
+    {"placed": placed, "rotate": rotate, "measured": measured, "stays": stays,
+     "periodic": periodic}[MODE](P)
     print("OK lb")
     charm.exit()
 
 
 if MODE == "placed" and "+balancer" not in sys.argv:
     charm.options.balancer = "GreedyLB"
-if MODE in ("rotate", "stays"):
+if MODE in ("rotate", "stays", "periodic"):
     charm.options.balancer = "RotateLB"
+if MODE == "periodic":
+    charm.options.lb_period = 0.02
 if MODE == "measured":
     charm.options.balancer = "GreedyLB"
 charm.start(main)
