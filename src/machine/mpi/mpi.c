@@ -316,6 +316,8 @@ static void fatal(cm_machine *m, const char *fmt, ...) {
     fflush(stdout);
     fprintf(stderr, "charmpy: PE %d: mpi: %s\n", m ? m->me : -1, text);
     fflush(stderr);
+    struct timespec pause = {0, 200 * 1000 * 1000}; /* see mpi_abort */
+    nanosleep(&pause, NULL);
     MPI_Abort(MPI_COMM_WORLD, 1);
     _exit(1); /* MPI_Abort does not return; this is for the compiler */
 }
@@ -925,6 +927,10 @@ static void mpi_abort(cm_machine *m, int code, const char *message) {
     (void)message;
     fflush(stdout);
     fflush(stderr);
+    /* MPICH's launcher may end the job before it forwarded what this rank
+     * wrote last (the message saying why): give it a moment to read it. */
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
     MPI_Abort(MPI_COMM_WORLD, code);
     _exit(code);
 }
