@@ -314,8 +314,8 @@ static int block_home(const cpy_place *pl, const int32_t *idx, int npes) {
 
 int cpy_loc_home(cpy_state *st, const cpy_place *pl, const int32_t *idx) {
     int npes = cp_num_pes(st->ctx);
-    if (pl->kind == CPY_CHARE)
-        return pl->chare_pe;
+    if (pl->kind == CPY_CHARE) /* made on a job with more PEs (a restart): wrapped */
+        return pl->chare_pe < npes ? pl->chare_pe : pl->chare_pe % npes;
     if (pl->kind == CPY_GROUP)
         return idx[0];
     if (pl->has_map)
@@ -351,6 +351,33 @@ void cpy_loc_note_routed(cpy_state *st, uint64_t coll) {
 /* dense_layout(proxy) -> (indices of this PE's elements in index order,
  * tuple of the PEs that hold elements) for a dense array. */
 static int place_of(cpy_state *st, PyObject *proxy, cpy_place *out);
+
+/* loc_home(proxy, index) -> the home PE of an element of an array (index a
+ * tuple of ints), by its ArrayMap, the block map or the sparse hash. */
+static PyObject *mod_loc_home(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *proxy, *index;
+    cpy_place pl;
+    if (!PyArg_ParseTuple(args, "OO!", &proxy, &PyTuple_Type, &index) ||
+        cpy_need_runtime(st) || place_of(st, proxy, &pl) < 0)
+        return NULL;
+    int32_t idx[CPY_MAXDIMS] = {0};
+    if (PyTuple_GET_SIZE(index) != pl.ndims)
+        return PyErr_Format(PyExc_ValueError, "index %R has %zd dimensions, the array %d",
+                            index, PyTuple_GET_SIZE(index), pl.ndims);
+    for (int i = 0; i < pl.ndims; i++) {
+        idx[i] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(index, i));
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    int pe = cpy_loc_home(st, &pl, idx);
+    if (pe == CPY_HOME_UNKNOWN)
+        return PyErr_Format(PyExc_RuntimeError, "the array's ArrayMap group has no member on "
+                                                "this PE yet");
+    if (pe < 0)
+        return NULL;
+    return PyLong_FromLong(pe);
+}
 
 static PyObject *mod_dense_layout(PyObject *module, PyObject *proxy) {
     cpy_state *st = PyModule_GetState(module);
@@ -1488,5 +1515,6 @@ PyMethodDef cpy_location_methods[] = {
     {"loc_dump", mod_loc_dump, METH_O, "loc_dump(coll): what this PE keeps about coll"},
     {"dense_layout", mod_dense_layout, METH_O,
      "dense_layout(proxy) -> (this PE's indices, PEs with elements)"},
+    {"loc_home", mod_loc_home, METH_VARARGS, "loc_home(proxy, index) -> its home PE"},
     {NULL, NULL, 0, NULL},
 };

@@ -233,7 +233,9 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     long nvals = 1; /* replies: values, or PEs for a broadcast */
     switch (p->place.kind) {
     case CPY_CHARE:
-        pe = p->pe; /* its home, wherever it is */
+        pe = p->pe; /* its home, wherever it is (wrapped after a restart on fewer PEs) */
+        if (pe >= cp_num_pes(st->ctx))
+            pe %= cp_num_pes(st->ctx);
         break;
     case CPY_GROUP:
         pe = p->elem ? p->pe : -1;

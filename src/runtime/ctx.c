@@ -46,8 +46,8 @@ double cp_wall_time(void) {
  * The ones that take a value take the next argument unless it is glued on
  * (+p4); every ++flag takes none. */
 static int runtime_flag(const char *a, size_t *namelen) {
-    static const char *const with_value[] = {"+p", "+balancer", "+LBDebug", "+LBPeriod",
-                                             "+trace", NULL};
+    static const char *const with_value[] = {"+p",     "+balancer", "+LBDebug", "+LBPeriod",
+                                             "+trace", "+restart",  NULL};
     static const char *const without[] = {"+stats", NULL};
     *namelen = strlen(a);
     if (strncmp(a, "++", 2) == 0)
