@@ -89,10 +89,13 @@ class _Charm:
         self._my_host, self._num_hosts, self._pe_host = _charmpy.host_table()
         self._sched = getcurrent()
         remote.install()
+        restart = checkpoint.restart_path()
         if self._pe == 0:
             for text in pending_notes(o, self._flags):
                 say_once(text)
-            if entry is not None:
+            if restart is not None:
+                _charmpy.call_soon(checkpoint.restart_begin, (restart,))
+            elif entry is not None:
                 _charmpy.call_soon(chare.start_main, (entry, list(sys.argv)))
         code = _charmpy.run()
         sys.stdout.flush()
@@ -247,7 +250,7 @@ charm.on_message("N", charm.note)
 # The feature modules, which register their runtime messages, and the
 # public functions of `charm` they provide.
 from . import errors, futures, coro, when, chare, reduction, location, migration  # noqa: E402
-from . import remote, stats, lb, qd, unavailable  # noqa: E402
+from . import remote, stats, lb, qd, checkpoint, unavailable  # noqa: E402
 
 charm.Future = futures.Future
 charm.createFuture = futures.create_future
@@ -265,6 +268,6 @@ charm.startQD = qd.startQD
 charm.waitQD = qd.waitQD
 charm.split = unavailable.split
 charm.combine = unavailable.combine
-charm.checkpoint = unavailable.checkpoint
+charm.checkpoint = checkpoint.checkpoint
 charm.lbStats = lb.lb_stats
 charm.pool = unavailable.pool

@@ -141,6 +141,9 @@ def _tick(secs):
     they all ended."""
     from .chare import ARRAY, F_AT_SYNC
     _ticking[1] = secs
+    if checkpoint.busy[0]:     # no chare moves while a checkpoint is written
+        _charmpy.call_after(secs, _tick, (secs,), True)
+        return
     for coll, info in list(charm._colls.items()):
         if info.proxy.kind != ARRAY or info.flags & F_AT_SYNC or coll in _steps:
             continue
@@ -266,4 +269,4 @@ charm.on_message("LBr", _on_reply)
 charm.on_message("LBm", _on_moves, coll=True)
 charm.on_message("LBa", _on_ack)
 
-from . import migration, reduction  # noqa: E402
+from . import checkpoint, migration, reduction  # noqa: E402

@@ -20,10 +20,6 @@ def no_section(section):
         _missing("sections", "a reduction over a section (section=)")
 
 
-def checkpoint(path, resume=None):
-    _missing("checkpoint/restart", "charm.checkpoint()")
-
-
 class Channel:
     """Channel(self, remote=proxy): a direct stream between two chares."""
 

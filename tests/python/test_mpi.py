@@ -10,7 +10,7 @@ import subprocess
 import numpy
 import pytest
 
-from conftest import NONZERO, PYTHON, program_path, run_command
+from conftest import NONZERO, PYTHON, program_path, run_command, run_ok
 
 MPIRUN = shutil.which("mpirun")
 SUM_OUTPUT = str(numpy.arange(20) * 100) + "\n"
@@ -153,3 +153,21 @@ def test_lb_periodic(btl):
     for np in (3, 4):
         rc, out, err = mpirun("lb", np, btl, "periodic", "any-order", timeout=90)
         assert "OK lb" in out, (out, err)
+
+
+def test_checkpoint_restart(btl, tmp_path):
+    # Checkpoint under mpirun at 3 PEs; restart under mpirun at 2 and 4 and
+    # under charmrun at 3, each printing what an uninterrupted run prints.
+    ref = mpirun("ckpt", 3, btl, "plain", timeout=90).stdout.splitlines()
+    d = tmp_path / "c"
+    res = mpirun("ckpt", 3, btl, "ckpt", d, 4, timeout=90)
+    assert "OK ckpt" in res.stdout, res
+    want = [ln for ln in ref if ln.startswith("result") or
+            (ln.startswith("step ") and int(ln.split()[1]) > 4)]
+    for np in (2, 4):
+        res = mpirun("ckpt", np, btl, "plain", "--restart", d, timeout=90)
+        got = [ln for ln in res.stdout.splitlines() if ln.startswith(("step ", "result"))]
+        assert got == want, (res.stdout, res.stderr)
+    res = run_ok("ckpt", 3, "plain", "+restart", d, timeout=90)
+    got = [ln for ln in res.stdout.splitlines() if ln.startswith(("step ", "result"))]
+    assert got == want, res.stdout
