@@ -1,5 +1,5 @@
 """Migration and load balancing: self.migrate(pe), migrated(), messages
-following a migrated chare, useAtSync / AtSync / resumeFromSync (not built yet)."""
+following a migrated chare, useAtSync / AtSync / resumeFromSync."""
 from charmpy import *
 
 
