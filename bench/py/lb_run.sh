@@ -44,3 +44,23 @@ for bytes in 1048576 4194304; do
     awk -v b="$bytes" -v m="$m" -v s="$s" \
         'BEGIN {printf "| numpy array of %d MiB | %.1f | %.1f | %.2fx |\n", b / 1048576, m, s, m / s}'
 done
+
+# Checkpoint write and read of 1 GiB of chare state, beside dd's sequential
+# write (fsync) and read of 1 GiB in the same directory (page cache dropped
+# before each read when root; else the reads come from the cache: said).
+D=$(mktemp -d "${TMPDIR:-/tmp}/charmpy-ckpt-bench.XXXXXX")
+trap 'rm -rf "$D"' EXIT
+drop() { sync; if [[ $(id -u) == 0 ]]; then echo 3 > /proc/sys/vm/drop_caches; return 0; fi; return 1; }
+cold=yes
+w=$(timeout "$TMO" "$CHARMRUN" -n 2 "$ROOT/bench/py/ckpt_bench.py" write "$D/c" 1024 | awk '/^checkpoint write:/{print $3}')
+drop || cold=no
+r=$(CHARMPY_CKPT_DEBUG=1 timeout "$TMO" "$CHARMRUN" -n 2 "$ROOT/bench/py/ckpt_bench.py" read "$D/c" +restart "$D/c" 2>&1 |
+    awk '/restart from/{print $(NF-1)}')
+ddw=$(dd if=/dev/zero of="$D/dd.bin" bs=16M count=64 conv=fsync 2>&1 | awk '/copied/{print $(NF-3)}')
+drop || true
+ddr=$(dd if="$D/dd.bin" of=/dev/null bs=16M 2>&1 | awk '/copied/{print $(NF-3)}')
+echo
+echo "| 1 GiB of chare state, 2 PEs (cold cache: $cold) | checkpoint (s) | dd (s) | checkpoint / dd bandwidth |"
+echo "|---|---|---|---|"
+awk -v a="$w" -v b="$ddw" 'BEGIN {printf "| write (fsync) | %.3f | %.3f | %.2f |\n", a, b, b / a}'
+awk -v a="$r" -v b="$ddr" 'BEGIN {printf "| read (restart to resume) | %.3f | %.3f | %.2f |\n", a, b, b / a}'
