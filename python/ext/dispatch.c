@@ -406,9 +406,10 @@ void cpy_on_entry(cp_ctx *ctx, cp_msg *msg, void *user) {
     cpy_state *st = user;
     em_hdr *h = cp_msg_data(msg);
     PyObject *members = cpy_loc_members(st, h->coll);
-    if (!members && h->method == CPY_M_ARRIVE) {
+    if (!members && h->method == CPY_M_ARRIVE && h->ndims == 0) {
         /* A single chare migrating to a PE that never had its collection:
-         * the arrive hook makes it. */
+         * the arrive hook makes it. (An array element that arrives before
+         * its array's creation reached this PE waits for it, below.) */
         PyObject *key = cpy_loc_key(h);
         if (!key) {
             cpy_discard(st, msg);
