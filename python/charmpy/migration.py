@@ -44,7 +44,11 @@ _INTERNAL = ("thisProxy", "thisIndex", "migratable")
 
 def migrations():
     """The migrations hook (after the entry method that asked), and after a
-    coroutine or a timer callback ran."""
+    coroutine or a timer callback ran. Not while a broadcast is delivered to
+    this PE's members: the dispatcher runs it after the last one."""
+    if _charmpy.in_broadcast():
+        _charmpy.set_migrating()
+        return
     while _pending:
         depart(_pending.pop(0))
 
@@ -129,7 +133,12 @@ def coroutine_ended(obj):
     """coro.py: obj's last suspended coroutine ended (control is back in the
     scheduler); a migration it asked for meanwhile happens now."""
     if "_charmpy_migrate_to" in obj.__dict__:
-        depart(obj)
+        if _charmpy.in_broadcast():
+            if all(o is not obj for o in _pending):
+                _pending.append(obj)
+            _charmpy.set_migrating()
+        else:
+            depart(obj)
 
 
 def _key(obj):

@@ -510,6 +510,13 @@ static PyObject *mod_qd_release(PyObject *module, PyObject *arg) {
     return qd_count(module, arg, 0);
 }
 
+/* in_broadcast() -> whether a broadcast is being delivered to this PE's
+ * members (migrations wait until it was delivered to all of them). */
+static PyObject *mod_in_broadcast(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    return PyBool_FromLong(((cpy_state *)PyModule_GetState(module))->in_bcast > 0);
+}
+
 /* set_migrating(): a chare asked to migrate; the migrations hook runs after
  * the current entry method. */
 static PyObject *mod_set_migrating(PyObject *module, PyObject *noargs) {
@@ -687,6 +694,7 @@ static PyMethodDef mod_methods[] = {
     {"stats_add", mod_stats_add, METH_VARARGS, NULL},
     {"qd_start", mod_qd_start, METH_O, "qd_start(callable): call it at quiescence"},
     {"set_migrating", mod_set_migrating, METH_NOARGS, NULL},
+    {"in_broadcast", mod_in_broadcast, METH_NOARGS, NULL},
     {"qd_hold", mod_qd_hold, METH_O, "qd_hold(n): n messages kept aside"},
     {"qd_release", mod_qd_release, METH_O, "qd_release(n): n kept messages delivered"},
     {"call_soon", mod_call_soon, METH_VARARGS, NULL},
