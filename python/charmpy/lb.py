@@ -72,7 +72,7 @@ def start():
 
 def instrument_on():
     _instrument[0] = True
-    start()
+    _charmpy.lb_instrument(balancer() is not None)
 
 
 def instrument_off():
@@ -195,6 +195,8 @@ def _on_moves(coll, moves):
         obj = members.get(key)
         if obj is None:
             charm.send_msg(0, "LBa", coll, 0, "gone")
+        elif not obj.__dict__.get("migratable", True):
+            charm.send_msg(0, "LBa", coll, 0, "it was pinned (setMigratable(False))")
         elif obj.__dict__.get("_charmpy_ncoro", 0):
             # A suspended coroutine: it stays (moving would wait for the
             # coroutine, which may wait for resumeFromSync).
