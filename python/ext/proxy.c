@@ -368,17 +368,43 @@ int cpy_proxy_place(cpy_state *st, PyObject *proxy, cpy_place *out, uint64_t *co
     return 0;
 }
 
-/* A tuple of ints as an index; -1 with an exception. */
+/* The member PEs of a constrained group: 0, 1 when some are beyond this
+ * job's PEs (a proxy saved by a job with more PEs, read after a restart:
+ * those members are gone), -1 with an exception. */
 static int parse_pes(PyObject *pes, int npes) {
+    int beyond = 0;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(pes); i++) {
         PyObject *o = PyTuple_GET_ITEM(pes, i);
         long pe = PyLong_Check(o) ? PyLong_AsLong(o) : -1;
-        if (pe < 0 || pe >= npes) {
+        if (pe >= npes) {
+            beyond = 1;
+            continue;
+        }
+        if (pe < 0) {
             PyErr_Format(PyExc_ValueError, "bad member PE %R of a constrained group", o);
             return -1;
         }
     }
-    return 0;
+    return beyond;
+}
+
+/* pes without the PEs from npes on ((0,) if none is left: as the restart
+ * places such a group). New reference. */
+static PyObject *pes_within(PyObject *pes, int npes) {
+    PyObject *list = PyList_New(0);
+    for (Py_ssize_t i = 0; list && i < PyTuple_GET_SIZE(pes); i++)
+        if (PyLong_AsLong(PyTuple_GET_ITEM(pes, i)) < npes &&
+            PyList_Append(list, PyTuple_GET_ITEM(pes, i)) < 0)
+            Py_CLEAR(list);
+    if (list && PyList_GET_SIZE(list) == 0) {
+        PyObject *zero = PyLong_FromLong(0);
+        if (!zero || PyList_Append(list, zero) < 0)
+            Py_CLEAR(list);
+        Py_XDECREF(zero);
+    }
+    PyObject *t = list ? PyList_AsTuple(list) : NULL;
+    Py_XDECREF(list);
+    return t;
 }
 
 /* Proxy(coll, kind, cls, pe=-1, dims=(), index=None, ndims=-1, map=None,
@@ -429,13 +455,15 @@ static PyObject *proxy_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
         p->place.has_map = 1;
     }
     if (pes != Py_None) {
-        if (kind != CPY_GROUP || !PyTuple_Check(pes) ||
-            parse_pes(pes, st->ctx ? cp_num_pes(st->ctx) : 1) < 0) {
+        int npes = st->ctx ? cp_num_pes(st->ctx) : 1, rc = -1;
+        if (kind != CPY_GROUP || !PyTuple_Check(pes) || (rc = parse_pes(pes, npes)) < 0) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_TypeError, "pes= is a tuple of PEs, for groups");
             goto fail;
         }
-        p->pes = Py_NewRef(pes);
+        p->pes = rc ? pes_within(pes, npes) : Py_NewRef(pes);
+        if (!p->pes)
+            goto fail;
     }
     if (index != Py_None) {
         if (kind != CPY_ARRAY || !PyTuple_Check(index) ||
