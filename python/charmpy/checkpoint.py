@@ -24,8 +24,8 @@ The protocol (PE 0 leads):
   checkpoint: "CKs" to PE 0; at quiescence PE 0 tells every PE to write
   ("CKw"); each answers with its file's figures ("CKd"); PE 0 writes the
   manifest and CURRENT, calls resume, and the caller's checkpoint() returns.
-  restart: PE 0 checks CURRENT, the manifest and every file's CRC, then
-  tells every PE to load ("CKl"); each rebuilds its chares (arrays placed
+  restart: PE 0 checks CURRENT, the manifest and every file's size, then
+  tells every PE to load ("CKl"), which checks the CRC of what it reads; each rebuilds its chares (arrays placed
   again by their maps for this PE count; a group's member from its saved
   state, or member 0's on a PE the checkpoint did not have; single chares
   on their PE modulo the PE count) and answers ("CKr"); PE 0 then calls
@@ -104,14 +104,30 @@ def _records():
             yield coll, key, obj
 
 
-def _state(obj):
-    held = obj.__dict__.get("_charmpy_held", [])
-    items = [(meth.__name__, args, kwargs, reply, flags)
-             for _, meth, args, kwargs, reply, flags in held]
-    internal = {k: v for k, v in obj.__dict__.items()
-                if (k.startswith("_charmpy_") and k != "_charmpy_held")
-                or k in ("thisIndex", "migratable")}
-    return obj, internal, items
+def _dump(obj, bufs):
+    """The pickle of obj's state: the object (without what @when holds for
+    it, which travels as (method name, arguments) items; coroutines waiting
+    in self.wait() are not saved), the runtime's attributes beside it."""
+    held = obj.__dict__.pop("_charmpy_held", None)
+    try:
+        items = [(e[1].__name__,) + tuple(e[2:]) for e in held or () if e[0] == "when"]
+        internal = {k: v for k, v in obj.__dict__.items()
+                    if k.startswith("_charmpy_") or k in ("thisIndex", "migratable")}
+        return pickle.dumps((obj, internal, items), 5, buffer_callback=bufs.append)
+    finally:
+        if held is not None:
+            obj._charmpy_held = held
+
+
+def _under_way():
+    """A reduction (or AtSync barrier) this PE has contributions to and that
+    did not finish: its state is not saved, so the checkpoint is refused."""
+    for coll, info in charm._colls.items():
+        for st in info.red.values():
+            if st.pending or st.parts:
+                return (f"a reduction of {info.cls.__name__} is under way (some members "
+                        "contributed, others not yet): checkpoint when none is")
+    return None
 
 
 def _on_write(vdir):
@@ -126,10 +142,13 @@ def _on_write(vdir):
                 nbytes += len(b)
                 crc = zlib.crc32(b, crc)
             put(MAGIC)
+            under_way = _under_way()
+            if under_way:
+                raise _Refused(under_way)
             for coll, key, obj in _records():
                 bufs = []
                 try:
-                    main = pickle.dumps(_state(obj), 5, buffer_callback=bufs.append)
+                    main = _dump(obj, bufs)
                 except Exception as e:
                     from .migration import _name, _why
                     raise _Refused(f"{_name(obj)} cannot be saved: {_why(obj, e)}") from None
@@ -153,7 +172,9 @@ def _on_write(vdir):
         err = f"PE {charm._pe} cannot write {fname}: {e}"
     if os.environ.get("CHARMPY_TEST_CKPT_DIE") == str(charm._pe):
         os._exit(9)    # the tests' PE killed while a checkpoint is written
-    charm.send_msg(0, "CKd", charm._pe, fname, nbytes, crc, nrec, err, _collections())
+    from . import futures
+    charm.send_msg(0, "CKd", charm._pe, fname, nbytes, crc, nrec, err, _collections(),
+                   futures._last_fid)
 
 
 class _Refused(Exception):
@@ -174,11 +195,12 @@ def _collections():
     return out
 
 
-def _on_written(pe, fname, nbytes, crc, nrec, err, colls):
+def _on_written(pe, fname, nbytes, crc, nrec, err, colls, last_fid):
     """PE 0: one PE's file is written; once all are, the manifest and CURRENT."""
     j = _job
     j["files"][fname] = {"bytes": nbytes, "crc32": crc, "records": nrec}
     j.setdefault("colls", {})[pe] = colls
+    j["last_fid"] = max(j.get("last_fid", 0), last_fid)
     if err:
         j["errors"].append(err)
     if len(j["files"]) < charm._npes:
@@ -221,7 +243,7 @@ def _write_meta(j):
                 colls.append(c)
     meta = {"colls": colls, "readonlies": dict(vars(readonlies)),
             "reducers": sorted(reduction._registry), "resume": j["resume"],
-            "ncreated": chare._ncreated}
+            "ncreated": chare._ncreated, "last_fid": j["last_fid"]}
     try:
         blob = pickle.dumps(meta, 5)
     except Exception as e:
@@ -311,7 +333,11 @@ def restart_begin(path):
     if manifest.get("version") != VERSION:
         return _refuse(path, f"format version {manifest.get('version')!r}, this charmpy "
                              f"reads version {VERSION}")
-    files = manifest.get("files", {})
+    files = manifest.get("files")
+    if (not isinstance(files, dict) or not isinstance(manifest.get("npes"), int)
+            or "meta.pkl" not in files or not all(isinstance(f, dict) for f in files.values())):
+        return _refuse(path, "its manifest lacks the PE count or the list of files: "
+                             "partial or corrupt")
     for fname, want in sorted(files.items()):
         # Sizes here; the bytes are checked as they are read (the CRC of every
         # record, and of meta.pkl).
@@ -338,7 +364,17 @@ def _corrupt(fname, what):
 
 
 def _on_load(vdir, old_npes, meta_crc):
-    """Every PE: rebuild its chares from the checkpoint."""
+    """Every PE: rebuild its chares from the checkpoint (any failure ends
+    the job saying why)."""
+    try:
+        _load_all(vdir, old_npes, meta_crc)
+    except Exception as e:
+        charm.abort(f"cannot restart from {os.path.dirname(vdir)!r}: rebuilding the chares "
+                    f"on PE {charm._pe} failed ({type(e).__name__}: {e}); is it the same "
+                    "program, with the same classes, as the one that wrote the checkpoint?")
+
+
+def _load_all(vdir, old_npes, meta_crc):
     from . import chare, reduction
     from .chare import Collection
     from .readonly import readonlies
@@ -353,6 +389,8 @@ def _on_load(vdir, old_npes, meta_crc):
                     "(call Reducer.addReducer at module level, on every PE)")
     for name, value in meta["readonlies"].items():
         object.__setattr__(readonlies, name, value)
+    from . import futures
+    futures._last_fid = max(futures._last_fid, meta["last_fid"])
     chare._ncreated = max(chare._ncreated, meta["ncreated"],
                           max([c["coll"] & ((1 << 40) - 1) for c in meta["colls"]] or [0]))
     index = _read_index(vdir, old_npes)

@@ -176,7 +176,8 @@ def on_future(fid, index, value, exc):
     f = _futures.get(fid)
     if f is None:
         raise RuntimeError(f"a value arrived for future {fid} of PE {charm._pe}, which "
-                           "is already done (more values than num_vals?)")
+                           "is already done (more values than num_vals?), or is from "
+                           "before a restart (futures are not saved in checkpoints)")
     f._deliver(index, value, exc)
 
 
