@@ -114,3 +114,10 @@ def test_unpicklable_refused(tmp_path, reference):
         and "attribute 'lock'" in res.stdout, res.stdout
     assert lines(res) == reference, "the refused checkpoint changed the computation"
     assert not (d / "CURRENT").exists()
+
+
+def test_reduction_under_way_refused(tmp_path):
+    res = run_ok("ckpt", 3, "halfred", tmp_path / "h", timeout=90)
+    assert "refused: " in res.stdout and "a reduction of Cell is under way" in res.stdout, \
+        (res.stdout, res.stderr)
+    assert not (tmp_path / "h" / "CURRENT").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_ok
 
-MODES = ["storm", "state", "refuse", "coroutine", "bcast", "chain"]
+MODES = ["storm", "state", "refuse", "coroutine", "bcast", "bcastcoro", "chain", "early"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -25,7 +25,7 @@ def test_storm_repeated(pes):
 
 
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
-@pytest.mark.parametrize("mode", ["state", "coroutine", "bcast"])
+@pytest.mark.parametrize("mode", ["state", "coroutine", "bcast", "bcastcoro", "early"])
 def test_migrate_more_pes(mode, pes):
     for _ in range(3):
         run_ok("migrate", pes, mode, timeout=120)

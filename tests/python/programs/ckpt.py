@@ -5,6 +5,8 @@
     ckpt.py lock DIR               a chare that cannot be pickled: the
                                    checkpoint is refused naming class, index and
                                    attribute, and the program goes on
+    ckpt.py halfred DIR            a reduction only some members contributed to
+                                   is under way: the checkpoint is refused saying so
     ckpt.py ANY +restart DIR       (or --restart DIR) start from DIR instead
 Every run prints `step K total T` after each step and a final `result ...`:
 a restart prints the lines of the steps after the checkpoint, which must be
@@ -12,7 +14,10 @@ those of an uninterrupted run, on any number of PEs.
 
 What is saved: the main chare, a dense array whose elements hold numpy
 arrays, an array placed by an ArrayMap, a sparse array (inserted, then
-ckDoneInserting), a group, a single chare, a readonly, a custom reducer.
+ckDoneInserting), a group, a group constrained to the first and last PEs,
+a single chare, a call @when holds until a later step, a chare whose
+coroutine waits in self.wait() (the coroutine is not saved: the chare is),
+a readonly, a custom reducer.
 """
 import sys
 import threading
@@ -20,7 +25,7 @@ import threading
 import numpy as np
 
 from charmpy import *
-from charmpy import readonlies
+from charmpy import readonlies, when
 
 STEPS = 8
 N = 10
@@ -89,6 +94,34 @@ class Single(Chare):
         return len(self.hist), round(sum(t for _, t in self.hist), 6)
 
 
+class Gate(Chare):
+    def __init__(self):
+        self.ready = False
+        self.value = 1
+
+    @when("self.ready")
+    def held_call(self, k):
+        self.value = self.value * 10 + k
+
+    def open(self):
+        self.ready = True
+
+    def get(self):
+        return self.value
+
+
+class Waiter(Chare):
+    def __init__(self):
+        self.go = False
+
+    @coro
+    def sleep_on(self):
+        self.wait("self.go")
+
+    def ping(self):
+        return "alive"
+
+
 class Main(Chare):
     def __init__(self, args):
         readonlies.scale = 3
@@ -102,7 +135,13 @@ class Main(Chare):
         self.sparse.ckDoneInserting()
         self.acc = Group(Acc)
         self.single = Chare(Single, onPE=charm.numPes() - 1)
-        charm.awaitCreation(self.cells, self.mapped, self.acc, self.single)
+        self.edge = Group(Acc, onPEs=sorted({0, charm.numPes() - 1}))
+        self.gate = Chare(Gate, onPE=charm.numPes() // 2)
+        self.waiter = Chare(Waiter, onPE=0)
+        charm.awaitCreation(self.cells, self.mapped, self.acc, self.single, self.edge,
+                            self.gate, self.waiter)
+        self.gate.held_call(7)
+        self.waiter.sleep_on()
         self.step = 0
         self.thisProxy.loop()
 
@@ -117,22 +156,35 @@ class Main(Chare):
             a, b, c = (f.get() for f in futs)
             total = round(sum(v for _, v in a) + sum(v for _, v in b) + sum(n for _, n in c), 6)
             self.acc.add(total)
+            self.edge.add(total)
+            if self.step == 5:
+                self.gate.open()
             self.single.note(self.step, total)
             self.step += 1
             print(f"step {self.step} total {total}")
             if MODE == "ckpt" and self.step == self.stop:
                 charm.checkpoint(self.dir, self.thisProxy.resume)
-            if MODE == "lock" and self.step == 2:
+            if MODE == "halfred" and self.step == 2:
+                self.cells[0].peak(Future())     # the others never contribute
+            if MODE in ("lock", "halfred") and self.step == 2:
                 try:
                     charm.checkpoint(self.dir, self.thisProxy.resume)
                     print("not refused")
                 except RuntimeError as e:
                     print("refused:", e)
+                if MODE == "halfred":     # its reductions are out of step now: stop
+                    print("OK ckpt")
+                    charm.exit()
+                    return
         f = Future()
         self.cells.peak(f)
         accs = self.acc.get(ret=True).get()
         assert len(set(accs)) == 1, accs       # every member the same
-        print("result", round(f.get(), 6), accs[0], self.single.get(ret=True).get())
+        edges = self.edge.get(ret=True).get()
+        assert len(set(edges)) == 1 and edges[0] == accs[0], (edges, accs)
+        assert self.waiter.ping(ret=True).get() == "alive"
+        print("result", round(f.get(), 6), accs[0], self.single.get(ret=True).get(),
+              self.gate.get(ret=True).get())
         print("OK ckpt")
         charm.exit()
 

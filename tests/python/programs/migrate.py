@@ -15,6 +15,11 @@
             working; group members refuse to move
   coroutine a chare that asks to move while one of its coroutines is
             suspended moves when that coroutine ends
+  early     elements move right after the array is made (no awaitCreation):
+            a moved element may reach a PE before the array does, and waits
+            there for it
+  bcastcoro as bcast, the broadcast method a coroutine (it moves when it
+            returns, after the broadcast reached every member of the PE)
   chain     a chare that calls migrate() from migrated() hops on at once,
             PE after PE, with a numpy array that stays writable
   bcast     broadcasts sent back to back while every element moves at each
@@ -125,6 +130,26 @@ class Hopper(Chare):
 
     def where(self):
         return (self.thisIndex[0], charm.myPe(), self.seen)
+
+
+class HopperCoro(Hopper):
+    @coro
+    def hop(self, r, seed):
+        Hopper.hop(self, r, seed)
+
+
+class Early(Chare):
+    def __init__(self):
+        self.moved = 0
+
+    def go(self, pe):
+        self.migrate(pe)
+
+    def migrated(self):
+        self.moved += 1
+
+    def where(self):
+        return (self.thisIndex[0], charm.myPe(), self.moved)
 
 
 class Chain(Chare):
@@ -280,9 +305,23 @@ def coroutine(P):
     assert pe == P - 1 and log == [("start", 0), ("end", 0)], (pe, log)
 
 
-def bcast(P):
+def early(P):
+    n = 2 * P
+    for _ in range(3):
+        a = Array(Early, n)
+        for i in range(n):
+            a[i].go(P - 1 - i % P)
+        charm.waitQD()
+        got = a.where(ret=True).get()
+        assert [g[0] for g in got] == list(range(n)), got
+        for i, pe, moved in got:
+            assert pe == P - 1 - i % P, (i, pe)
+            assert moved == (1 if pe != i * P // n else 0), (i, pe, moved)
+
+
+def bcast(P, cls=Hopper):
     n = 3 * P + 1
-    a = Array(Hopper, n)
+    a = Array(cls, n)
     charm.awaitCreation(a)
     sent = []
     for r in range(30):
@@ -313,7 +352,8 @@ def chain(P):
 def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
-     "bcast": bcast, "chain": chain}[MODE](P)
+     "bcast": bcast, "chain": chain, "early": early,
+     "bcastcoro": lambda P: bcast(P, HopperCoro)}[MODE](P)
     print("OK migrate")
     charm.exit()
 
