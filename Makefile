@@ -199,8 +199,8 @@ run: all venv
 bench: all venv
 	bench/run.sh
 	bench/py/run.sh
-	bench/py/lb_run.sh
 	python3 bench/suite/run.py
+	bench/py/lb_run.sh
 
 # The flags a program linking the library needs (bench/run.sh uses them).
 print-ldlibs:

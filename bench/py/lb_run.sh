@@ -22,15 +22,36 @@ lb_time() { # mode
     done | median
 }
 
+# charm4py 1.1 beside it: the peers' venv of bench/suite (setup_peers.sh,
+# which `make bench` runs first through bench/suite/run.py).
+C4P=${CHARM4PY_PYTHON:-$ROOT/bench/suite/.venv/bin/python}
+c4p_time() { # mode [+balancer NAME]
+    for _ in $(seq "$N"); do
+        (cd "$ROOT/bench/py" && SUITE_CHARM=charm4py timeout "$TMO" "$C4P" -m charmrun.start +p2 \
+            lb_bench.py "$@" ++local 2>/dev/null | awk '/^lb /{print $3}')
+    done | median
+}
+
 echo "| array, work growing with the index (16 elements, 2 PEs) | s/iteration | vs DummyLB | vs balanced |"
 echo "|---|---|---|---|"
+row() { awk -v m="$1" -v t="$2" -v d="$3" -v b="$4" \
+        'BEGIN {if (t == "") print "| " m " | failed | | |"; else printf "| %s | %.4f | %.2fx | %.2fx |\n", m, t, t / d, t / b}'; }
 dummy=$(lb_time DummyLB)
 bal=$(lb_time balanced)
 for m in DummyLB GreedyLB GreedyRefineLB balanced; do
     case $m in DummyLB) t=$dummy ;; balanced) t=$bal ;; *) t=$(lb_time "$m") ;; esac
-    awk -v m="$m" -v t="$t" -v d="$dummy" -v b="$bal" \
-        'BEGIN {printf "| %s | %.4f | %.2fx | %.2fx |\n", m, t, t / d, t / b}'
+    row "charmpy $m" "$t" "$dummy" "$bal"
 done
+if [[ -x $C4P ]] && "$C4P" -c 'import charm4py' >/dev/null 2>&1; then
+    cd=$(c4p_time DummyLB +balancer DummyLB)
+    cb=$(c4p_time balanced)
+    for m in DummyLB GreedyLB GreedyRefineLB balanced; do
+        case $m in DummyLB) t=$cd ;; balanced) t=$cb ;; *) t=$(c4p_time "$m" +balancer "$m") ;; esac
+        row "charm4py $m" "$t" "$cd" "$cb"
+    done
+else
+    echo "| charm4py | not installed: bench/suite/setup_peers.sh installs it | | |"
+fi
 echo
 echo "| chare state (2 PEs) | migrate (us) | send as argument (us) | ratio |"
 echo "|---|---|---|---|"
