@@ -35,6 +35,10 @@ typedef struct cpy_coll {
     PyObject *order;    /* dict key -> [number it takes next, {number: message}] */
     PyObject *viahome;  /* set of keys here that arrived by migration: they take
                            broadcasts from their home, numbered (NULL: none) */
+    uint64_t remote_sends; /* calls this PE sent to elements not here (or that
+                              followed an element away): while 0, calls to an
+                              element that migrated here need not go through
+                              its home (cpy_loc_send_pe) */
     int done;           /* sparse: every insertion ckDoneInserting waited for ran here */
     int moved;          /* this PE has location entries for it (migration) */
     int nroute;         /* EM_ROUTE messages of this PE not routed yet */
@@ -1031,6 +1035,10 @@ cp_msg *cpy_loc_next_in_order(cpy_state *st, uint64_t coll, PyObject *key) {
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
                     uint32_t *flags) {
     if (cpy_loc_must_route(st, coll, pl, idx)) {
+        cpy_coll *c = get(st, coll);
+        if (!c)
+            return -1;
+        c->remote_sends++; /* it goes to the home once routed */
         *flags |= EM_ROUTE;
         return cp_my_pe(st->ctx);
     }
@@ -1039,6 +1047,33 @@ int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int
         PyErr_SetString(PyExc_SystemError, "the array's ArrayMap is missing on this PE");
         return -1;
     }
+    int me = cp_my_pe(st->ctx);
+    if (pe == me)
+        return pe;
+    cpy_coll *c = get(st, coll);
+    if (!c)
+        return -1;
+    /* An element that migrated here, from a PE that never sent a call to an
+     * element of this collection elsewhere: none of its calls to it can be
+     * on the way through the home, so this one may go straight here (its
+     * order with them is kept by this PE's own queue). */
+    if (c->remote_sends == 0 && c->viahome && PySet_GET_SIZE(c->viahome)) {
+        PyObject *key = PyTuple_New(pl->ndims);
+        for (int i = 0; key && i < pl->ndims; i++) {
+            PyObject *v = PyLong_FromLong(idx[i]);
+            if (!v)
+                Py_CLEAR(key);
+            else
+                PyTuple_SET_ITEM(key, i, v);
+        }
+        int here = key ? PySet_Contains(c->viahome, key) : -1;
+        Py_XDECREF(key);
+        if (here < 0)
+            return -1;
+        if (here)
+            return me;
+    }
+    c->remote_sends++;
     return pe;
 }
 
@@ -1317,7 +1352,8 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     /* Calls to it still queued here (made while it was here) follow it: by
      * the home, which numbers them (at the home: numbered here). */
     struct follow f = {st, &h, home == me ? to : home, 0, e};
-    cp_local_extract(st->ctx, queued_for, follow_it, &f);
+    /* Calls of this PE on their way through the home now: see remote_sends. */
+    c->remote_sends += (uint64_t)cp_local_extract(st->ctx, queued_for, follow_it, &f);
     if (f.failed || PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;

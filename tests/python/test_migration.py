@@ -10,7 +10,8 @@ import pytest
 
 from conftest import run_ok
 
-MODES = ["storm", "state", "refuse", "coroutine", "bcast", "bcastcoro", "chain", "early"]
+MODES = ["storm", "state", "refuse", "coroutine", "bcast", "bcastcoro", "chain", "early",
+         "selfcalls"]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -20,6 +20,10 @@
             there for it
   bcastcoro as bcast, the broadcast method a coroutine (it moves when it
             returns, after the broadcast reached every member of the PE)
+  selfcalls elements that moved call themselves (straight to their own PE
+            while it never sent calls elsewhere, else through the home) in
+            bursts, moving away in the middle of each burst: every call
+            arrives once and in order
   chain     a chare that calls migrate() from migrated() hops on at once,
             PE after PE, with a numpy array that stays writable
   bcast     broadcasts sent back to back while every element moves at each
@@ -150,6 +154,35 @@ class Early(Chare):
 
     def where(self):
         return (self.thisIndex[0], charm.myPe(), self.moved)
+
+
+class SelfCaller(Chare):
+    def __init__(self):
+        self.got = []
+        self.sent = 0
+
+    def move(self, pe):
+        self.migrate(pe)
+
+    def burst(self, r, n, move):
+        me = self.thisProxy[self.thisIndex]
+        for _ in range(n):
+            me.tick(self.sent)
+            self.sent += 1
+        if move:
+            self.migrate((charm.myPe() + 1 + r) % charm.numPes())   # the ticks follow
+        for _ in range(n):
+            me.tick(self.sent)
+            self.sent += 1
+
+    def where(self):
+        return charm.myPe()
+
+    def tick(self, k):
+        self.got.append(k)
+
+    def report(self):
+        return (self.thisIndex[0], self.got, self.sent)
 
 
 class Chain(Chare):
@@ -337,6 +370,28 @@ def bcast(P, cls=Hopper):
     assert all(g[2] == sent for g in got), got
 
 
+def selfcalls(P):
+    n = 2 * P + 1
+    a = Array(SelfCaller, n)
+    charm.awaitCreation(a)
+    # Moves with no calls queued: each PE then sends its elements' calls to
+    # themselves straight (it never sent any elsewhere)...
+    for i in range(n):
+        a[i].move((i * P // n + 1) % P)
+    charm.waitQD()
+    assert a.where(ret=True).get() == [(i * P // n + 1) % P for i in range(n)]
+    for r in range(3):
+        a.burst(r, 30, False)
+    charm.waitQD()
+    # ... then calls queued when they move follow them through the home.
+    for r in range(4):
+        a.burst(r, 20, True)
+        charm.waitQD()
+    got = a.report(ret=True).get()
+    for i, g, sent in got:
+        assert g == list(range(sent)), (i, sent, [x for x in g[:40]])
+
+
 def chain(P):
     a = Array(Chain, 1)
     charm.awaitCreation(a)
@@ -352,7 +407,7 @@ def chain(P):
 def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
-     "bcast": bcast, "chain": chain, "early": early,
+     "bcast": bcast, "chain": chain, "early": early, "selfcalls": selfcalls,
      "bcastcoro": lambda P: bcast(P, HopperCoro)}[MODE](P)
     print("OK migrate")
     charm.exit()
