@@ -129,34 +129,60 @@ static double tolerance(const cp_lb_input *in) {
 
 /* ---- the strategies ------------------------------------------------------------- */
 
-static int greedy(const cp_lb_input *in, int *new_pe, double *max_out) {
-    double *load = malloc((size_t)in->npes * sizeof *load);
-    int *heap = malloc((size_t)in->npes * sizeof *heap);
-    size_t n;
-    size_t *idx = load && heap ? movable_by_load(in, &n) : NULL;
-    if (!idx) {
-        free(load);
-        free(heap);
+/* What greedy and greedy_refine work with: the PEs' loads (those of the
+ * objects that stay put first), a heap over the PEs, and the movable
+ * objects heaviest first. */
+typedef struct scratch {
+    double *load;
+    int *heap;
+    size_t *idx, n;
+} scratch;
+
+static void scratch_free(scratch *s) {
+    free(s->idx);
+    free(s->load);
+    free(s->heap);
+}
+
+static int scratch_init(const cp_lb_input *in, scratch *s) {
+    s->load = malloc((size_t)in->npes * sizeof *s->load);
+    s->heap = malloc((size_t)in->npes * sizeof *s->heap);
+    s->idx = s->load && s->heap ? movable_by_load(in, &s->n) : NULL;
+    if (!s->idx) {
+        scratch_free(s);
         return CP_ENOMEM;
     }
-    fixed_loads(in, load);
-    pe_heap h = {heap, load, in->npes};
+    fixed_loads(in, s->load);
+    return 0;
+}
+
+/* The movable objects not `placed` (NULL: none is), heaviest first, each to
+ * the least loaded PE. */
+static void place_greedily(const cp_lb_input *in, scratch *s, const char *placed,
+                           int *new_pe) {
+    pe_heap h = {s->heap, s->load, in->npes};
     for (int p = 0; p < in->npes; p++)
-        heap[p] = p;
+        s->heap[p] = p;
     heap_build(&h);
+    for (size_t k = 0; k < s->n; k++)
+        if (!placed || !placed[k])
+            new_pe[s->idx[k]] = heap_take(&h, in->objs[s->idx[k]].load);
+}
+
+static int greedy(const cp_lb_input *in, int *new_pe, double *max_out) {
+    scratch s;
+    if (scratch_init(in, &s))
+        return CP_ENOMEM;
     for (size_t i = 0; i < in->nobjs; i++)
         new_pe[i] = in->objs[i].pe;
-    for (size_t k = 0; k < n; k++)
-        new_pe[idx[k]] = heap_take(&h, in->objs[idx[k]].load);
+    place_greedily(in, &s, NULL, new_pe);
     if (max_out) {
         double m = 0;
         for (int p = 0; p < in->npes; p++)
-            m = load[p] > m ? load[p] : m;
+            m = s.load[p] > m ? s.load[p] : m;
         *max_out = m;
     }
-    free(idx);
-    free(load);
-    free(heap);
+    scratch_free(&s);
     return 0;
 }
 
@@ -168,44 +194,27 @@ static int greedy_refine(const cp_lb_input *in, int *new_pe) {
     if (rc)
         return rc;
     double limit = tolerance(in) * gmax;
-    double *load = malloc((size_t)in->npes * sizeof *load);
-    int *heap = malloc((size_t)in->npes * sizeof *heap);
-    size_t n;
-    size_t *idx = load && heap ? movable_by_load(in, &n) : NULL;
-    if (!idx) {
-        free(load);
-        free(heap);
+    scratch s;
+    if (scratch_init(in, &s))
         return CP_ENOMEM;
-    }
-    fixed_loads(in, load);
     /* Stay first: keep every object whose PE stays within the limit
      * (heaviest first), then place the others greedily. */
-    char *placed = calloc(n ? n : 1, 1);
+    char *placed = calloc(s.n ? s.n : 1, 1);
     if (!placed) {
-        free(idx);
-        free(load);
-        free(heap);
+        scratch_free(&s);
         return CP_ENOMEM;
     }
-    for (size_t k = 0; k < n; k++) {
-        const cp_lb_obj *o = &in->objs[idx[k]];
-        if (load[o->pe] + o->load <= limit) {
-            load[o->pe] += o->load;
-            new_pe[idx[k]] = o->pe;
+    for (size_t k = 0; k < s.n; k++) {
+        const cp_lb_obj *o = &in->objs[s.idx[k]];
+        if (s.load[o->pe] + o->load <= limit) {
+            s.load[o->pe] += o->load;
+            new_pe[s.idx[k]] = o->pe;
             placed[k] = 1;
         }
     }
-    pe_heap h = {heap, load, in->npes};
-    for (int p = 0; p < in->npes; p++)
-        heap[p] = p;
-    heap_build(&h);
-    for (size_t k = 0; k < n; k++)
-        if (!placed[k])
-            new_pe[idx[k]] = heap_take(&h, in->objs[idx[k]].load);
+    place_greedily(in, &s, placed, new_pe);
     free(placed);
-    free(idx);
-    free(load);
-    free(heap);
+    scratch_free(&s);
     return 0;
 }
 
