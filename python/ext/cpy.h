@@ -55,6 +55,20 @@ enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
 #define CPY_M_ARRIVE 0xfffd
 /* The first method number that is not an entry method's. */
 #define CPY_M_SPECIAL 0xfffd
+/* A sender's switch to direct calls to an element that moved, sent through
+ * the element's home behind the sender's calls that take that path (it is
+ * numbered and ordered like a call: location.c). */
+#define CPY_M_SWITCH 0xfffc
+
+/* A direct call to an element that moved (sent where the sender's location
+ * cache says it is) carries in the runtime message's tag its sender PE + 1
+ * (high 32 bits) and its number among that sender's direct calls to the
+ * element (low 32 bits, never 0); tag 0: not a direct call. */
+static inline uint64_t cpy_direct_tag(int pe, uint32_t n) {
+    return ((uint64_t)(uint32_t)(pe + 1) << 32) | n;
+}
+static inline int cpy_direct_src(uint64_t tag) { return (int)(tag >> 32) - 1; }
+static inline uint32_t cpy_direct_seq(uint64_t tag) { return (uint32_t)tag; }
 
 /* The start of an entry-method message's payload. After it come the
  * arguments: encoded (args, kwargs), or with EM_BYREF the references of
@@ -265,18 +279,21 @@ typedef struct cpy_place {
     int chare_pe;              /* a single chare: the PE it was created on */
 } cpy_place;
 
-/* Where a call to element idx goes from this PE: its home (by which every
- * call to an element goes, wherever it is: location.c), or this PE itself
- * with EM_ROUTE added to *flags (an ArrayMap not here yet). -1 with an
- * exception. */
+/* Where a call to element idx goes from this PE: its home, or where this
+ * PE's location cache says it is (after it moved: *tag is set to the
+ * direct call's tag, cpy_direct_tag), or this PE itself with EM_ROUTE added
+ * to *flags (an ArrayMap not here yet). -1 with an exception. */
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
-                    uint32_t *flags);
+                    uint32_t *flags, uint64_t *tag);
 /* A message for member key here: 1 when location.c took it (it came early
  * in the order of the element's calls, or twice), 0 when it goes now. */
 int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key);
 /* After a delivery to key: the message that came early and is next now, or
  * NULL. */
 cp_msg *cpy_loc_next_in_order(cpy_state *st, uint64_t coll, PyObject *key);
+/* A sender's switch (CPY_M_SWITCH) reached element key, in order: its
+ * direct calls go from now on. Takes msg. */
+void cpy_loc_switch(cpy_state *st, cp_msg *msg, PyObject *key);
 /* The members of coll here that take broadcasts from their home (borrowed
  * set), or NULL when none. */
 PyObject *cpy_loc_viahome(cpy_state *st, uint64_t coll);
@@ -345,9 +362,10 @@ PyObject *cpy_entries(cpy_state *st, PyObject *cls);
  * `kwargs` (dict or NULL) are borrowed; `name` (borrowed, NULL for an
  * insertion) names the method in errors. The runtime must be running.
  * Returns 0 or -1 with an exception set (a TypeError naming the argument
- * that cannot be serialized). */
+ * that cannot be serialized). `tag` goes in the runtime message's tag (a
+ * direct call's, cpy_direct_tag, or 0). */
 int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
-                   PyObject *kwargs);
+                   PyObject *kwargs, uint64_t tag);
 /* The placement and collection of a proxy of this module; 0, or -1 with
  * TypeError when `proxy` is not one. */
 int cpy_proxy_place(cpy_state *st, PyObject *proxy, cpy_place *out, uint64_t *coll);

@@ -312,14 +312,11 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
 
 static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members);
 
-void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
+/* A call to an element that moved: after it, the ones that came early and
+ * are next now. */
+__attribute__((noinline)) static void deliver_in_order(cpy_state *st, cp_msg *msg,
+                                                      PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
-    if (!st->nmoved || (h->flags & EM_BCAST)) {
-        deliver1(st, msg, members);
-        return;
-    }
-    /* An element that moved: after each call, the ones that came early and
-     * are next now. */
     uint64_t coll = h->coll;
     PyObject *key = cpy_loc_key(h);
     deliver1(st, msg, members);
@@ -328,6 +325,14 @@ void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
         deliver1(st, m, members);
     Py_XDECREF(key);
     PyErr_Clear();
+}
+
+void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
+    em_hdr *h = cp_msg_data(msg);
+    if ((!st->nmoved && !h->seq && !msg->tag) || (h->flags & EM_BCAST))
+        deliver1(st, msg, members);
+    else
+        deliver_in_order(st, msg, members);
 }
 
 static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
@@ -345,7 +350,7 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
         if (!key)
             goto error_msg;
         obj = PyDict_GetItemWithError(members, key); /* borrowed */
-        if (obj && st->nmoved && cpy_loc_in_order(st, msg, key)) {
+        if (obj && (st->nmoved || h->seq || msg->tag) && cpy_loc_in_order(st, msg, key)) {
             Py_DECREF(key);
             return;
         }
@@ -359,6 +364,11 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
                 goto error_msg;
             }
             cpy_loc_missing(st, coll, key, msg);
+            Py_DECREF(key);
+            return;
+        }
+        if (method == CPY_M_SWITCH) {
+            cpy_loc_switch(st, msg, key);
             Py_DECREF(key);
             return;
         }

@@ -35,10 +35,14 @@ typedef struct cpy_coll {
     PyObject *order;    /* dict key -> [number it takes next, {number: message}] */
     PyObject *viahome;  /* set of keys here that arrived by migration: they take
                            broadcasts from their home, numbered (NULL: none) */
-    uint64_t remote_sends; /* calls this PE sent to elements not here (or that
-                              followed an element away): while 0, calls to an
-                              element that migrated here need not go through
-                              its home (cpy_loc_send_pe) */
+    PyObject *cache;    /* dict key -> [pe, mig, next]: where this PE heard an
+                           element that moved is (as of its mig-th move), and
+                           the number of this PE's next direct call to it; never
+                           at the element's home (NULL: none) */
+    uint64_t remote_sends; /* calls this PE sent through the home of elements
+                              not here (or that followed an element away): while
+                              0, an element that migrated here takes this PE's
+                              calls directly at once (no switch: mod_loc_arrived) */
     int done;           /* sparse: every insertion ckDoneInserting waited for ran here */
     int moved;          /* this PE has location entries for it (migration) */
     int nroute;         /* EM_ROUTE messages of this PE not routed yet */
@@ -52,9 +56,9 @@ struct cpy_colls {
 };
 
 /* The location message: element idx of coll lives on pe, as of its mig-th
- * migration; it tells the element's home (after an insertion elsewhere or
- * an arrival). */
-enum { LOC_AT = 0 };
+ * migration; LOC_AT tells the element's home (after an insertion elsewhere
+ * or an arrival), LOC_CACHE a sender (its location cache). */
+enum { LOC_AT = 0, LOC_CACHE = 1 };
 
 typedef struct loc_msg {
     uint64_t coll;
@@ -160,6 +164,7 @@ static void clear_coll(cpy_state *st, cpy_coll *c) {
 
     Py_CLEAR(c->held);
     Py_CLEAR(c->locs);
+    Py_CLEAR(c->cache);
     Py_CLEAR(c->building);
     Py_CLEAR(c->departed);
     Py_CLEAR(c->viahome);
@@ -167,10 +172,13 @@ static void clear_coll(cpy_state *st, cpy_coll *c) {
         PyObject *k, *o;
         Py_ssize_t pos = 0;
         while (PyDict_Next(c->order, &pos, &k, &o)) {
-            PyObject *n, *m;
-            Py_ssize_t p2 = 0;
+            PyObject *n, *m, *src, *s;
+            Py_ssize_t p2 = 0, p3 = 0;
             while (PyDict_Next(PyList_GET_ITEM(o, 1), &p2, &n, &m))
                 cpy_discard(st, PyLong_AsVoidPtr(m));
+            while (PyDict_Next(PyList_GET_ITEM(o, 2), &p3, &src, &s))
+                for (p2 = 0; PyDict_Next(PyList_GET_ITEM(s, 2), &p2, &n, &m);)
+                    cpy_discard(st, PyLong_AsVoidPtr(m));
         }
     }
     Py_CLEAR(c->order);
@@ -219,6 +227,7 @@ int cpy_loc_traverse(cpy_state *st, visitproc visit, void *arg) {
         Py_VISIT(c->departed);
         Py_VISIT(c->order);
         Py_VISIT(c->viahome);
+        Py_VISIT(c->cache);
     }
     return 0;
 }
@@ -631,13 +640,35 @@ error:
  * from different PEs (MPI does not), and no PE ever waits for another to
  * change a path.
  *
- * At the home, c->locs maps a key to [pe, mig, next]: where the element is
- * as of its mig-th move, and the number the next call gets. Where the
- * element is, c->order maps its key to [expected, {number: message}]: the
- * number it takes next and the calls that came early. A call made before
- * the element first moved has no number and is taken at once (the home
- * numbers what reaches it from the move on; what was queued for the element
- * where it was follows it in order, numbered at the home).
+ * At the home, c->locs maps a key to [pe, mig, next, told]: where the
+ * element is as of its mig-th move, the number the next call gets, and the
+ * set of PEs told where it is (or None). Where the element is, c->order maps
+ * its key to [expected, {number: message}, senders, mig, nearly]: the
+ * number it takes next, the calls that came early, the state of each
+ * sender's direct calls (below), the element's moves so far and how many
+ * direct calls wait in senders. A call made before the element first moved
+ * has no number and is taken at once (the home numbers what reaches it from
+ * the move on; what was queued for the element where it was follows it in
+ * order, numbered at the home).
+ *
+ * Direct calls: senders' location caches. The home that forwards a call
+ * from PE S tells S where the element is (LOC_CACHE, once per S). S keeps
+ * it in c->cache and from then on sends its calls to the element straight
+ * there, numbered 1, 2, ... among S's direct calls to it (in the message's
+ * tag: cpy_direct_tag), none of them through the home. S's calls that took
+ * the home's path before may still be on their way, so S first sends the
+ * element a switch (CPY_M_SWITCH) through the home: numbered there behind
+ * them, it reaches the element after all of them, and the element takes
+ * S's direct calls, in S's numbers, only once the switch came (senders: S
+ * -> [expected, switched, {number: message}, told]). A direct call that
+ * finds the element gone is forwarded like any call (by the PE it left);
+ * where it arrives forwarded, the element's PE tells S its new place (once
+ * per move: told). Each sender's state moves with the element, and its
+ * early direct calls follow the state. So calls from one PE stay in the
+ * order made on every path: through the home, in the home's numbers, then
+ * direct, in the sender's, the switch between the two. A PE that never
+ * sent calls through the home of the collection's elements (remote_sends
+ * 0) takes an element that migrated to it as switched at once.
  */
 
 static PyObject *entry_of(cpy_coll *c, PyObject *key) {
@@ -670,7 +701,7 @@ static PyObject *entry_get(cpy_state *st, cpy_coll *c, PyObject *key, int pe, ui
         return e;
     if (!c->locs && !(c->locs = PyDict_New()))
         return NULL;
-    e = Py_BuildValue("[iKK]", pe, (unsigned long long)mig, 1ull);
+    e = Py_BuildValue("[iKKO]", pe, (unsigned long long)mig, 1ull, Py_None);
     int rc = e ? PyDict_SetItem(c->locs, key, e) : -1;
     Py_XDECREF(e);
     mark_moved(st, c);
@@ -722,6 +753,72 @@ static int departed_to(cpy_coll *c, PyObject *key) {
     return pe ? (int)PyLong_AsLong(pe) : -1;
 }
 
+static unsigned long long item_u64(PyObject *list, Py_ssize_t i) {
+    return PyLong_AsUnsignedLongLong(PyList_GET_ITEM(list, i));
+}
+
+static PyObject *key_from(int ndims, const int32_t *idx) {
+    em_hdr h = {.ndims = (uint16_t)ndims};
+    memcpy(h.idx, idx, sizeof h.idx);
+    return cpy_loc_key(&h);
+}
+
+/* The element's order entry here (borrowed), made [1, {}, {}, 0, 0] when
+ * missing. */
+static PyObject *order_entry(cpy_coll *c, PyObject *key) {
+    PyObject *o = c->order ? PyDict_GetItemWithError(c->order, key) : NULL;
+    if (o || PyErr_Occurred())
+        return o;
+    if (!c->order && !(c->order = PyDict_New()))
+        return NULL;
+    o = Py_BuildValue("[KNNKK]", 1ull, PyDict_New(), PyDict_New(), 0ull, 0ull);
+    int rc = o ? PyDict_SetItem(c->order, key, o) : -1;
+    Py_XDECREF(o);
+    return rc < 0 ? NULL : o;
+}
+
+/* The state of PE src's direct calls in order entry o (borrowed), made
+ * [1, 0, {}, -1] (not switched, never told) when missing. */
+static PyObject *sender_entry(PyObject *o, int src) {
+    PyObject *k = PyLong_FromLong(src);
+    PyObject *s = k ? PyDict_GetItemWithError(PyList_GET_ITEM(o, 2), k) : NULL;
+    if (!s && k && !PyErr_Occurred()) {
+        s = Py_BuildValue("[KiNL]", 1ull, 0, PyDict_New(), -1ll);
+        if (s && PyDict_SetItem(PyList_GET_ITEM(o, 2), k, s) < 0)
+            Py_CLEAR(s);
+        Py_XDECREF(s); /* the dict holds it */
+    }
+    Py_XDECREF(k);
+    return s;
+}
+
+/* Tell the home's entry e's sender `src` where the element is, once. */
+static void tell_sender(cpy_state *st, cpy_coll *c, PyObject *key, PyObject *e, int src) {
+    int32_t idx[CPY_MAXDIMS];
+    PyObject *told = PyList_GET_ITEM(e, 3);
+    if (told == Py_None) {
+        if (entry_field(e, 3, PySet_New(NULL)) < 0)
+            goto fail;
+        told = PyList_GET_ITEM(e, 3);
+    }
+    PyObject *k = PyLong_FromLong(src);
+    int known = k ? PySet_Contains(told, k) : -1;
+    if (known == 0)
+        known = PySet_Add(told, k);
+    Py_XDECREF(k);
+    if (known != 0) { /* told already (1), or an error */
+        if (known < 0)
+            goto fail;
+        return;
+    }
+    if (key_index(c, key, idx) < 0)
+        goto fail;
+    send_loc(st, src, LOC_CACHE, c->id, key_ndims(c, key), idx, entry_pe(e), entry_mig(e));
+    return;
+fail:
+    cpy_report_error(st, "telling a sender where an element is");
+}
+
 /* A message for key, which is not here: numbered and sent on by the home,
  * forwarded where it went by a PE it left, sent to the home by another PE,
  * held until the element exists, or failed. */
@@ -735,12 +832,29 @@ static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
     int to = -1;
     if (home == me) {
         PyObject *e = entry_of(c, key);
-        if (e) {
+        if (e && !msg->tag) { /* a direct call keeps its sender's number */
+            em_hdr *h = cp_msg_data(msg);
+            int src = (int)msg->src_pe;
             number(e, msg);
+            to = entry_pe(e);
+            /* The sender of a call (not the runtime's, not a copy made here)
+             * learns where the element is and calls it directly from now on. */
+            if (src != me && to != me && h->method < CPY_M_SWITCH && !(h->flags & EM_BCOPY) &&
+                key_ndims(c, key) > 0)
+                tell_sender(st, c, key, e, src);
+        } else if (e) {
             to = entry_pe(e);
         }
     } else {
         to = departed_to(c, key);
+        if (to < 0 && !PyErr_Occurred() && msg->tag) {
+            /* A direct call for an element that is not here and never left
+             * here: it is on its way (its home sent it here before telling
+             * the sender, and the call overtook it); it waits for it. */
+            if (hold(st, c, key, msg) < 0)
+                fail_message(st, msg, cpy_take_exception(), "holding a message");
+            return;
+        }
         if (to < 0 && !PyErr_Occurred() && (c->moved || c->locs))
             to = home; /* sent here by an old guess: the home knows */
     }
@@ -812,6 +926,10 @@ static void release_held(cpy_state *st, cpy_coll *c, PyObject *key) {
         cpy_report_error(st, "sending held messages on");
 }
 
+static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, uint64_t *tag);
+static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
+                      int fresh);
+
 void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
     cpy_coll *c = find(st, h->coll);
@@ -845,6 +963,14 @@ void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
         count_insert(st, h->coll, to);
         if (to != home)
             send_location(st, h->coll, h->ndims, h->idx, to, home);
+    } else if (home != me) {
+        int at = cached_pe(st, c, h->ndims, h->idx, &msg->tag);
+        if (at >= 0)
+            to = at;
+        else if (PyErr_Occurred()) {
+            fail_message(st, msg, cpy_take_exception(), "routing a message");
+            return;
+        }
     }
     if (to == me) {
         cpy_deliver(st, msg, members);
@@ -890,7 +1016,9 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
     memcpy(h.idx, l.idx, sizeof h.idx);
     cpy_coll *c = get(st, l.coll);
     PyObject *key = c ? cpy_loc_key(&h) : NULL;
-    int rc = key ? on_news(st, c, key, l.pe, l.mig) : -1;
+    int rc = !key ? -1
+             : l.type == LOC_CACHE ? cache_news(st, c, key, l.pe, l.mig, 1)
+                                   : on_news(st, c, key, l.pe, l.mig);
     Py_XDECREF(key);
     if (rc < 0)
         cpy_report_error(st, "recording where an element lives");
@@ -962,10 +1090,64 @@ long cpy_loc_bcast_copies(cpy_state *st, cp_msg *msg, PyObject *members) {
     return n;
 }
 
+/* Keep msg (early) in the dict of early calls `early` under number n. */
+static int keep_early(cpy_state *st, PyObject *early, uint32_t n, cp_msg *msg) {
+    PyObject *k = PyLong_FromUnsignedLong(n);
+    PyObject *ptr = PyLong_FromVoidPtr(msg);
+    int rc = k && ptr ? PyDict_SetItem(early, k, ptr) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(ptr);
+    if (rc == 0)
+        cp_qd_create(st->ctx, 1); /* early: the job is not quiescent meanwhile */
+    return rc;
+}
+
+/* A direct call from PE src (its n-th) to key, here: taken now (0) when
+ * src switched and it is next, else kept or dropped (1). */
+static int direct_in_order(cpy_state *st, cpy_coll *c, cp_msg *msg, PyObject *key) {
+    int src = cpy_direct_src(msg->tag);
+    uint32_t n = cpy_direct_seq(msg->tag);
+    mark_moved(st, c);
+    PyObject *o = order_entry(c, key);
+    PyObject *s = o ? sender_entry(o, src) : NULL;
+    if (!s)
+        goto fail;
+    /* It came the long way (forwarded from where the element was): the
+     * sender learns where it is now, once per move. */
+    long long mig = (long long)item_u64(o, 3);
+    if ((int)msg->src_pe != src && PyLong_AsLongLong(PyList_GET_ITEM(s, 3)) < mig) {
+        int32_t idx[CPY_MAXDIMS];
+        if (entry_field(s, 3, PyLong_FromLongLong(mig)) < 0 || key_index(c, key, idx) < 0)
+            goto fail;
+        send_loc(st, src, LOC_CACHE, c->id, key_ndims(c, key), idx, cp_my_pe(st->ctx),
+                 (uint64_t)mig);
+    }
+    uint32_t expected = (uint32_t)item_u64(s, 0);
+    long switched = PyLong_AsLong(PyList_GET_ITEM(s, 1));
+    if (switched && n == expected) {
+        if (entry_field(s, 0, PyLong_FromUnsignedLong(seq_after(expected))) < 0)
+            goto fail;
+        return 0;
+    }
+    if (switched && (int32_t)(n - expected) < 0) { /* came twice */
+        cpy_discard(st, msg);
+        return 1;
+    }
+    if (keep_early(st, PyList_GET_ITEM(s, 2), n, msg) < 0 ||
+        entry_field(o, 4, PyLong_FromUnsignedLongLong(item_u64(o, 4) + 1)) < 0)
+        goto fail;
+    return 1;
+fail:
+    fail_message(st, msg, cpy_take_exception(), "ordering a direct call");
+    return 1;
+}
+
 int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key) {
     em_hdr *h = cp_msg_data(msg);
     int me = cp_my_pe(st->ctx);
     cpy_coll *c = find(st, h->coll);
+    if (c && msg->tag && h->method < CPY_M_SPECIAL)
+        return direct_in_order(st, c, msg, key);
     if (!c || h->method >= CPY_M_SPECIAL || (!c->moved && !h->seq))
         return 0;
     if (!h->seq) {
@@ -978,17 +1160,9 @@ int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key) {
         }
         number(e, msg);
     }
-    PyObject *o = c->order ? PyDict_GetItemWithError(c->order, key) : NULL;
-    if (!o) {
-        if (PyErr_Occurred() || (!c->order && !(c->order = PyDict_New())))
-            goto fail;
-        o = Py_BuildValue("[KN]", 1ull, PyDict_New());
-        if (!o || PyDict_SetItem(c->order, key, o) < 0) {
-            Py_XDECREF(o);
-            goto fail;
-        }
-        Py_DECREF(o);
-    }
+    PyObject *o = order_entry(c, key);
+    if (!o)
+        goto fail;
     uint32_t expected = (uint32_t)PyLong_AsUnsignedLongLong(PyList_GET_ITEM(o, 0));
     if (h->seq == expected) {
         entry_field(o, 0, PyLong_FromUnsignedLong(seq_after(expected)));
@@ -999,14 +1173,8 @@ int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key) {
         cpy_discard(st, msg);
         return 1;
     }
-    PyObject *n = PyLong_FromUnsignedLongLong(h->seq);
-    PyObject *ptr = PyLong_FromVoidPtr(msg);
-    int rc = n && ptr ? PyDict_SetItem(PyList_GET_ITEM(o, 1), n, ptr) : -1;
-    Py_XDECREF(n);
-    Py_XDECREF(ptr);
-    if (rc < 0)
+    if (keep_early(st, PyList_GET_ITEM(o, 1), h->seq, msg) < 0)
         goto fail;
-    cp_qd_create(st->ctx, 1); /* early: the job is not quiescent meanwhile */
     return 1;
 fail:
     fail_message(st, msg, cpy_take_exception(), "ordering a message");
@@ -1021,19 +1189,101 @@ cp_msg *cpy_loc_next_in_order(cpy_state *st, uint64_t coll, PyObject *key) {
         return NULL;
     }
     PyObject *n = PyList_GET_ITEM(o, 0); /* the number it takes next */
-    PyObject *ptr = PyDict_GetItemWithError(PyList_GET_ITEM(o, 1), n);
+    PyObject *early = PyList_GET_ITEM(o, 1);
+    PyObject *ptr = PyDict_GetItemWithError(early, n);
+    if (!ptr && !PyErr_Occurred() && item_u64(o, 4) > 0) {
+        /* A sender's direct call that is next now (after a switch, or
+         * after its predecessor). */
+        PyObject *src, *s;
+        Py_ssize_t pos = 0;
+        while (!ptr && PyDict_Next(PyList_GET_ITEM(o, 2), &pos, &src, &s))
+            if (PyLong_AsLong(PyList_GET_ITEM(s, 1)) &&
+                (ptr = PyDict_GetItemWithError(PyList_GET_ITEM(s, 2), PyList_GET_ITEM(s, 0)))) {
+                early = PyList_GET_ITEM(s, 2);
+                n = PyList_GET_ITEM(s, 0);
+                entry_field(o, 4, PyLong_FromUnsignedLongLong(item_u64(o, 4) - 1));
+            }
+    }
     if (!ptr) {
         PyErr_Clear();
         return NULL;
     }
     cp_msg *m = PyLong_AsVoidPtr(ptr);
-    PyDict_DelItem(PyList_GET_ITEM(o, 1), n);
+    PyDict_DelItem(early, n);
     cp_qd_process(st->ctx, 1);
     return m;
 }
 
+void cpy_loc_switch(cpy_state *st, cp_msg *msg, PyObject *key) {
+    em_hdr *h = cp_msg_data(msg);
+    int src = h->fut_pe;
+    cpy_coll *c = find(st, h->coll);
+    cpy_discard(st, msg);
+    PyObject *o = c ? order_entry(c, key) : NULL;
+    PyObject *s = o ? sender_entry(o, src) : NULL;
+    if (!s || entry_field(s, 1, PyLong_FromLong(1)) < 0)
+        cpy_report_error(st, "switching a sender to direct calls");
+    else if (c)
+        mark_moved(st, c);
+}
+
+/* Where this PE's cache says element key of c is, with the tag of the
+ * direct call made now; -1 when it has no entry (or with an exception). */
+static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, uint64_t *tag) {
+    if (!c->cache || !PyDict_GET_SIZE(c->cache))
+        return -1;
+    PyObject *key = key_from(ndims, idx);
+    PyObject *e = key ? PyDict_GetItemWithError(c->cache, key) : NULL;
+    Py_XDECREF(key);
+    if (!e)
+        return -1;
+    uint64_t next = item_u64(e, 2);
+    if (entry_field(e, 2, PyLong_FromUnsignedLong(seq_after(next))) < 0)
+        return -1;
+    *tag = cpy_direct_tag(cp_my_pe(st->ctx), (uint32_t)next);
+    return entry_pe(e);
+}
+
+/* This PE's cache learns that element key is on pe as of its mig-th move
+ * (LOC_CACHE, or its own arrival or departure); with `fresh`, a first
+ * entry sends the element the switch through its home. */
+static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
+                      int fresh) {
+    int home = home_of_key(st, c, key);
+    if (home < 0 || home == cp_my_pe(st->ctx)) { /* not placed here: no calls yet */
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *e = c->cache ? PyDict_GetItemWithError(c->cache, key) : NULL;
+    if (e) {
+        if (mig > entry_mig(e) && (entry_field(e, 0, PyLong_FromLong(pe)) < 0 ||
+                                   entry_field(e, 1, PyLong_FromUnsignedLongLong(mig)) < 0))
+            return -1;
+        return 0;
+    }
+    if (PyErr_Occurred() || !fresh)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!c->cache && !(c->cache = PyDict_New()))
+        return -1;
+    e = Py_BuildValue("[iKK]", pe, (unsigned long long)mig, 1ull);
+    int rc = e ? PyDict_SetItem(c->cache, key, e) : -1;
+    Py_XDECREF(e);
+    if (rc < 0)
+        return -1;
+    if (fresh < 0) /* switched already (see remote_sends) */
+        return 0;
+    em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_SWITCH,
+                .fut_pe = cp_my_pe(st->ctx)};
+    PyObject *none = PyTuple_New(0);
+    rc = none && key_index(c, key, h.idx) == 0
+             ? cpy_send_entry(st, home, &h, NULL, none, NULL, 0)
+             : -1;
+    Py_XDECREF(none);
+    return rc;
+}
+
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
-                    uint32_t *flags) {
+                    uint32_t *flags, uint64_t *tag) {
     if (cpy_loc_must_route(st, coll, pl, idx)) {
         cpy_coll *c = get(st, coll);
         if (!c)
@@ -1049,30 +1299,13 @@ int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int
     }
     int me = cp_my_pe(st->ctx);
     if (pe == me)
-        return pe;
+        return pe; /* the home numbers it, wherever the element is */
     cpy_coll *c = get(st, coll);
     if (!c)
         return -1;
-    /* An element that migrated here, from a PE that never sent a call to an
-     * element of this collection elsewhere: none of its calls to it can be
-     * on the way through the home, so this one may go straight here (its
-     * order with them is kept by this PE's own queue). */
-    if (c->remote_sends == 0 && c->viahome && PySet_GET_SIZE(c->viahome)) {
-        PyObject *key = PyTuple_New(pl->ndims);
-        for (int i = 0; key && i < pl->ndims; i++) {
-            PyObject *v = PyLong_FromLong(idx[i]);
-            if (!v)
-                Py_CLEAR(key);
-            else
-                PyTuple_SET_ITEM(key, i, v);
-        }
-        int here = key ? PySet_Contains(c->viahome, key) : -1;
-        Py_XDECREF(key);
-        if (here < 0)
-            return -1;
-        if (here)
-            return me;
-    }
+    int at = cached_pe(st, c, pl->ndims, idx, tag);
+    if (at >= 0 || PyErr_Occurred())
+        return at;
     c->remote_sends++;
     return pe;
 }
@@ -1103,7 +1336,7 @@ int cpy_loc_insert(cpy_state *st, uint64_t coll, const cpy_place *pl, const int3
                 .method = CPY_M_INSERT, .fut_id = st->readonlies, .fut_pe = me,
                 .aux = on_pe + 1};
     memcpy(h.idx, idx, sizeof h.idx);
-    int rc = cpy_send_entry(st, to, &h, NULL, cargs, NULL);
+    int rc = cpy_send_entry(st, to, &h, NULL, cargs, NULL, 0);
     Py_DECREF(cargs);
     if (rc < 0)
         return -1;
@@ -1244,7 +1477,8 @@ static PyObject *mod_loc_release(PyObject *module, PyObject *args) {
 struct follow {
     cpy_state *st;
     const em_hdr *who; /* its collection and index */
-    int to;
+    int to;            /* where calls go: the home, or at the home the element */
+    int dest;          /* where the element goes */
     int failed;
     PyObject *entry;   /* at the home: its entry, to number them */
 };
@@ -1261,12 +1495,31 @@ static int queued_for(const cp_msg *msg, void *arg) {
 static void follow_it(cp_ctx *ctx, cp_msg *msg, void *arg) {
     (void)ctx;
     struct follow *f = arg;
-    if (f->entry)
+    if (f->entry && !msg->tag)
         number(f->entry, msg);
-    if (cpy_forward(f->st, msg, f->to) < 0) {
+    /* A direct call goes straight to the element (its sender's number
+     * keeps its order). */
+    if (cpy_forward(f->st, msg, msg->tag ? f->dest : f->to) < 0) {
         f->failed = 1;
         fail_message(f->st, msg, cpy_take_exception(), "forwarding a queued message");
     }
+}
+
+/* The calls of `early` (number -> message) go to PE to, in their order. */
+static void forward_early(cpy_state *st, PyObject *early, int to) {
+    PyObject *nums = PyDict_Keys(early);
+    if (nums)
+        PyList_Sort(nums);
+    for (Py_ssize_t i = 0; nums && i < PyList_GET_SIZE(nums); i++) {
+        cp_msg *m = PyLong_AsVoidPtr(PyDict_GetItem(early, PyList_GET_ITEM(nums, i)));
+        cp_qd_process(st->ctx, 1);
+        if (cpy_forward(st, m, to) < 0)
+            fail_message(st, m, cpy_take_exception(), "forwarding a message");
+    }
+    if (!nums)
+        cpy_report_error(st, "forwarding the calls that came early");
+    Py_XDECREF(nums);
+    PyDict_Clear(early);
 }
 
 /* loc_depart(coll, index, to_pe, state, mig): the member leaves for to_pe
@@ -1301,10 +1554,26 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     Py_XINCREF(order);
     em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_ARRIVE,
                 .fut_id = mig, .aux = me};
-    PyObject *pack = key_index(c, key, h.idx) == 0 ? Py_BuildValue("(OK)", state, expected)
-                                                    : NULL;
+    /* What it knows of the order of its calls: (expected, ((sender,
+     * expected, switched, told), ...)). */
+    PyObject *senders = PyList_New(0);
+    if (order && senders) {
+        PyObject *src, *sd;
+        Py_ssize_t pos = 0;
+        while (senders && PyDict_Next(PyList_GET_ITEM(order, 2), &pos, &src, &sd)) {
+            PyObject *t = Py_BuildValue("(OOOO)", src, PyList_GET_ITEM(sd, 0),
+                                        PyList_GET_ITEM(sd, 1), PyList_GET_ITEM(sd, 3));
+            if (!t || PyList_Append(senders, t) < 0)
+                Py_CLEAR(senders);
+            Py_XDECREF(t);
+        }
+    }
+    PyObject *pack = senders && key_index(c, key, h.idx) == 0
+                         ? Py_BuildValue("(O(KN))", state, expected, PyList_AsTuple(senders))
+                         : NULL;
+    Py_XDECREF(senders);
     /* The state first, then whatever this PE forwards: one FIFO channel. */
-    int rc = pack ? cpy_send_entry(st, to, &h, NULL, pack, NULL) : -1;
+    int rc = pack ? cpy_send_entry(st, to, &h, NULL, pack, NULL, 0) : -1;
     Py_XDECREF(pack);
     /* Nothing changed here until the state left (an encoding error leaves
      * the element where it is, whole). */
@@ -1334,24 +1603,20 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         Py_DECREF(pe);
     }
     if (order) {
-        PyObject *early = PyList_GET_ITEM(order, 1), *k, *v;
-        PyObject *nums = PyDict_Keys(early);
-        if (nums)
-            PyList_Sort(nums);
-        for (Py_ssize_t i = 0; nums && i < PyList_GET_SIZE(nums); i++) {
-            cp_msg *m = PyLong_AsVoidPtr(PyDict_GetItem(early, PyList_GET_ITEM(nums, i)));
-            cp_qd_process(st->ctx, 1);
-            if (cpy_forward(st, m, to) < 0)
-                fail_message(st, m, cpy_take_exception(), "forwarding a message");
-        }
-        (void)k;
-        (void)v;
-        Py_XDECREF(nums);
+        forward_early(st, PyList_GET_ITEM(order, 1), to);
+        PyObject *src, *sd;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(PyList_GET_ITEM(order, 2), &pos, &src, &sd))
+            forward_early(st, PyList_GET_ITEM(sd, 2), to);
         Py_DECREF(order);
     }
+    /* This PE's own direct calls go there from now on. */
+    if (c->cache && PyDict_Contains(c->cache, key) == 1 &&
+        cache_news(st, c, key, to, mig, 0) < 0)
+        return NULL;
     /* Calls to it still queued here (made while it was here) follow it: by
      * the home, which numbers them (at the home: numbered here). */
-    struct follow f = {st, &h, home == me ? to : home, 0, e};
+    struct follow f = {st, &h, home == me ? to : home, to, 0, e};
     /* Calls of this PE on their way through the home now: see remote_sends. */
     c->remote_sends += (uint64_t)cp_local_extract(st->ctx, queued_for, follow_it, &f);
     if (f.failed || PyErr_Occurred())
@@ -1359,15 +1624,35 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* loc_arrived(coll, index, chare, mig, expected): a chare that migrated
- * here (its mig-th move) is a member now, taking its calls from number
- * `expected` on; its home learns where it is, and what was held here for it
- * is delivered. */
+/* The order entry of an element that arrived, from what its old PE sent:
+ * (expected, ((sender, expected, switched, told), ...)). */
+static PyObject *order_arrived(PyObject *sent, unsigned long long mig) {
+    unsigned long long expected;
+    PyObject *senders;
+    if (!PyArg_ParseTuple(sent, "KO!", &expected, &PyTuple_Type, &senders))
+        return NULL;
+    PyObject *o = Py_BuildValue("[KNNKK]", expected, PyDict_New(), PyDict_New(), mig, 0ull);
+    for (Py_ssize_t i = 0; o && i < PyTuple_GET_SIZE(senders); i++) {
+        PyObject *src, *exp, *sw, *told;
+        PyObject *s = NULL;
+        if (PyArg_ParseTuple(PyTuple_GET_ITEM(senders, i), "OOOO", &src, &exp, &sw, &told))
+            s = Py_BuildValue("[OONO]", exp, sw, PyDict_New(), told);
+        if (!s || PyDict_SetItem(PyList_GET_ITEM(o, 2), src, s) < 0)
+            Py_CLEAR(o);
+        Py_XDECREF(s);
+    }
+    return o;
+}
+
+/* loc_arrived(coll, index, chare, mig, order): a chare that migrated here
+ * (its mig-th move) is a member now, taking its calls in the order its old
+ * PE sent (loc_depart); its home learns where it is, and what was held here
+ * for it is delivered. */
 static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
-    PyObject *id, *key, *obj;
-    unsigned long long mig, expected;
-    if (!PyArg_ParseTuple(args, "OOOKK", &id, &key, &obj, &mig, &expected))
+    PyObject *id, *key, *obj, *sent;
+    unsigned long long mig;
+    if (!PyArg_ParseTuple(args, "OOOKO", &id, &key, &obj, &mig, &sent))
         return NULL;
     cpy_coll *c = registered(st, id, "loc_arrived");
     if (!c)
@@ -1381,13 +1666,23 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
         return NULL;
     if ((!c->viahome && !(c->viahome = PySet_New(NULL))) || PySet_Add(c->viahome, key) < 0)
         return NULL;
-    PyObject *o = Py_BuildValue("[KN]", expected, PyDict_New());
+    PyObject *o = order_arrived(sent, mig);
     if (!o || (!c->order && !(c->order = PyDict_New())) ||
         PyDict_SetItem(c->order, key, o) < 0) {
         Py_XDECREF(o);
         return NULL;
     }
     Py_DECREF(o);
+    /* This PE's calls to it: direct from now on. With none of them on the
+     * way through the home (remote_sends 0) it takes them at once. */
+    if (home != me && key_ndims(c, key) > 0) {
+        int had = c->cache ? PyDict_Contains(c->cache, key) : 0;
+        int fresh = c->remote_sends == 0 ? -1 : 0;
+        PyObject *s = had == 0 && fresh ? sender_entry(o, me) : NULL;
+        if (had < 0 || (s && entry_field(s, 1, PyLong_FromLong(1)) < 0) ||
+            (had == 0 && fresh && !s) || cache_news(st, c, key, me, mig, fresh) < 0)
+            return NULL;
+    }
     if (home == me) {
         PyObject *e = entry_get(st, c, key, me, mig);
         if (!e || entry_field(e, 0, PyLong_FromLong(me)) < 0 ||
@@ -1439,7 +1734,7 @@ static PyObject *mod_loc_after_routed(PyObject *module, PyObject *id) {
     PyObject *none = PyTuple_New(0);
     em_hdr h = {.coll = coll, .flags = EM_ROUTE, .method = CPY_M_ROUTED,
                 .fut_pe = cp_my_pe(st->ctx)};
-    int rc = none ? cpy_send_entry(st, cp_my_pe(st->ctx), &h, NULL, none, NULL) : -1;
+    int rc = none ? cpy_send_entry(st, cp_my_pe(st->ctx), &h, NULL, none, NULL, 0) : -1;
     Py_XDECREF(none);
     if (rc < 0)
         return NULL;
@@ -1516,9 +1811,11 @@ static PyObject *mod_loc_dump(PyObject *module, PyObject *id) {
     }
     if (!held)
         return NULL;
-    return Py_BuildValue("{sOsNsOsOsi}", "entries", c->locs ? c->locs : Py_None, "held", held,
-                         "departed", c->departed ? c->departed : Py_None, "order",
-                         c->order ? c->order : Py_None, "early", c->nearly);
+    return Py_BuildValue("{sOsNsOsOsisOsK}", "entries", c->locs ? c->locs : Py_None, "held",
+                         held, "departed", c->departed ? c->departed : Py_None, "order",
+                         c->order ? c->order : Py_None, "early", c->nearly, "cache",
+                         c->cache ? c->cache : Py_None, "remote_sends",
+                         (unsigned long long)c->remote_sends);
 }
 
 /* members(coll): this PE's members of coll (a dict), or None. */

@@ -116,7 +116,7 @@ done:
 }
 
 int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
-                   PyObject *kwargs) {
+                   PyObject *kwargs, uint64_t tag) {
     size_t off = sizeof(em_hdr);
     int byref = pe == cp_my_pe(st->ctx) && st->local_optim;
     cp_msg *msg;
@@ -140,6 +140,7 @@ int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyO
     em_hdr *h = cp_msg_data(msg);
     *h = *hdr;
     h->flags |= (pe < 0 ? EM_BCAST : 0) | (byref ? EM_BYREF : 0);
+    msg->tag = tag;
     int rc = pe < 0 ? cp_bcast(st->ctx, st->h_entry, msg)
                     : cpy_send_args(st, pe, st->h_entry, msg, segs);
     if (rc) {
@@ -170,6 +171,7 @@ int cpy_forward(cpy_state *st, cp_msg *msg, int pe) {
     if (m2) {
         memcpy(cp_msg_data(m2), h, sizeof *h);
         ((em_hdr *)cp_msg_data(m2))->flags &= ~(uint32_t)EM_BYREF;
+        m2->tag = msg->tag;
         if ((rc = cp_send(st->ctx, pe, st->h_entry, m2)) != 0) {
             cp_msg_free(st->ctx, m2);
             m2 = NULL;
@@ -230,6 +232,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         kwargs = NULL;
     em_hdr h = {.coll = p->coll, .method = (uint16_t)self->method};
     int pe = -1;
+    uint64_t tag = 0; /* a direct call's (location.c) */
     long nvals = 1; /* replies: values, or PEs for a broadcast */
     switch (p->place.kind) {
     case CPY_CHARE:
@@ -246,7 +249,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     default:
         h.ndims = (uint16_t)p->place.ndims;
         memcpy(h.idx, p->idx, sizeof h.idx);
-        if (p->elem && (pe = cpy_loc_send_pe(st, p->coll, &p->place, p->idx, &h.flags)) == -1)
+        if (p->elem && (pe = cpy_loc_send_pe(st, p->coll, &p->place, p->idx, &h.flags, &tag)) == -1)
             return NULL;
         if (!p->elem)
             nvals = cp_num_pes(st->ctx);
@@ -266,9 +269,9 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         h.flags |= EM_BCAST;
         for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(p->pes); i++)
             rc = cpy_send_entry(st, (int)PyLong_AsLong(PyTuple_GET_ITEM(p->pes, i)), &h,
-                                self->name, args, kwargs);
+                                self->name, args, kwargs, 0);
     } else {
-        rc = cpy_send_entry(st, pe, &h, self->name, args, kwargs);
+        rc = cpy_send_entry(st, pe, &h, self->name, args, kwargs, tag);
     }
     if (rc < 0) {
         Py_XDECREF(fut);

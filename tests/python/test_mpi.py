@@ -134,7 +134,8 @@ def test_migration_storm(np, btl):
         assert "OK migrate" in out, (out, err)
 
 
-@pytest.mark.parametrize("mode", ["state", "refuse", "coroutine", "bcast", "selfcalls"])
+@pytest.mark.parametrize("mode", ["state", "refuse", "coroutine", "bcast", "selfcalls", "direct",
+                                  "sparse"])
 def test_migration(mode, btl):
     rc, out, err = mpirun("migrate", 4, btl, mode, timeout=90)
     assert "OK migrate" in out, (out, err)

@@ -26,6 +26,16 @@
             arrives once and in order
   chain     a chare that calls migrate() from migrated() hops on at once,
             PE after PE, with a numpy array that stays writable
+  direct    every element moves off its home; each PE then calls every
+            element in three bursts (quiescence between them): after the
+            first, each PE's location cache has the element's PE, the home
+            numbers none of the later calls (they go direct), and every
+            element got each PE's calls once and in the order made; then
+            the elements move again, the calls keep coming, and the caches
+            follow them
+  sparse    as direct, for a sparse array whose elements were inserted on
+            another PE than their home (calls numbered by the home before any
+            move), then moved twice
   bcast     broadcasts sent back to back while every element moves at each
             one (the broadcast itself says where): each element gets every
             broadcast exactly once and in the order sent; a broadcast with
@@ -392,6 +402,94 @@ def selfcalls(P):
         assert g == list(range(sent)), (i, sent, [x for x in g[:40]])
 
 
+class Target(Chare):
+    def __init__(self):
+        self.got = collections.defaultdict(list)   # sender PE -> seqs
+
+    def move(self, pe):
+        self.migrate(pe)
+
+    def take(self, src, seq):
+        self.got[src].append(seq)
+
+    def report(self):
+        return self.thisIndex[0], charm.myPe(), dict(self.got)
+
+
+class Caller(Chare):
+    def __init__(self):
+        self.seq = collections.Counter()
+
+    def burst(self, a, n, k):
+        me = charm.myPe()
+        for _ in range(k):
+            for i in range(n):
+                a[i].take(me, self.seq[i])
+                self.seq[i] += 1
+
+    def dump(self, a):
+        import charmpy._charmpy as C
+        d = C.loc_dump(a.coll)
+        entries = {k[0]: (e[0], e[2]) for k, e in (d["entries"] or {}).items()}
+        cache = {k[0]: e[0] for k, e in (d["cache"] or {}).items()}
+        return charm.myPe(), entries, cache
+
+
+def direct(P, sparse=False):
+    n, k = 2 * P + 1, 20
+    g = Group(Caller)
+    if sparse:
+        a = Array(Target, ndims=1)
+        for i in range(n):
+            a.ckInsert(i, onPE=(i + 1) % P)
+        a.ckDoneInserting()
+    else:
+        a = Array(Target, n)
+    charm.awaitCreation(a, g)
+    homes = [_charmpy_home(a, i) for i in range(n)]
+    sent = 0
+    if sparse:   # calls before any move, numbered by the home
+        g.burst(a, n, k)
+        sent += k
+        charm.waitQD()
+    for step in range(2):
+        dest = [(h + 1 + step) % P for h in homes]
+        for i in range(n):
+            a[i].move(dest[i])
+        charm.waitQD()
+        for b in range(3):
+            g.burst(a, n, k)
+            sent += k
+            charm.waitQD()
+            if b == 0:
+                numbered = {i: e[1] for pe, es, _ in g.dump(a, ret=True).get()
+                            for i, e in es.items()}
+        got = a.report(ret=True).get()
+        assert [r[1] for r in got] == dest, (dest, got)
+        for i, pe, calls in got:
+            assert calls == {s: list(range(sent)) for s in range(P)}, (i, pe, calls)
+        for pe, entries, cache in g.dump(a, ret=True).get():
+            if P == 1:
+                break
+            for i in range(n):
+                if homes[i] == pe:
+                    # The home numbered the others' first burst (and their
+                    # switches), then only its own calls and the broadcast
+                    # (report) it copied to the element.
+                    assert entries[i][0] == dest[i], (pe, i, entries[i])
+                    if step == 0 and not sparse:
+                        assert numbered[i] - 1 <= k + (P - 1) * (k + 1), numbered[i]
+                        assert entries[i][1] == numbered[i] + 2 * k + 1, (
+                            pe, i, entries[i], numbered[i])
+                else:
+                    assert cache.get(i) == dest[i], (pe, i, cache, dest)
+
+
+def _charmpy_home(a, i):
+    import charmpy._charmpy as C
+    return C.loc_home(a, (i,))
+
+
 def chain(P):
     a = Array(Chain, 1)
     charm.awaitCreation(a)
@@ -407,7 +505,8 @@ def chain(P):
 def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
-     "bcast": bcast, "chain": chain, "early": early, "selfcalls": selfcalls,
+     "bcast": bcast, "chain": chain, "direct": direct,
+     "sparse": lambda P: direct(P, sparse=True), "early": early, "selfcalls": selfcalls,
      "bcastcoro": lambda P: bcast(P, HopperCoro)}[MODE](P)
     print("OK migrate")
     charm.exit()
