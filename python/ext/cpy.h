@@ -285,6 +285,10 @@ typedef struct cpy_place {
  * to *flags (an ArrayMap not here yet). -1 with an exception. */
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
                     uint32_t *flags, uint64_t *tag);
+/* Where this PE's location cache says the single chare of collection coll
+ * is, with *tag set for the direct call made now; -1 when it has no entry
+ * (or with an exception). */
+int cpy_loc_cached(cpy_state *st, uint64_t coll, uint64_t *tag);
 /* A message for member key here: 1 when location.c took it (it came early
  * in the order of the element's calls, or twice), 0 when it goes now. */
 int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key);

@@ -64,7 +64,9 @@ typedef struct loc_msg {
     uint64_t coll;
     int32_t pe, ndims;
     int32_t idx[CPY_MAXDIMS];
-    uint32_t type, pad;
+    uint32_t type;
+    int32_t home;      /* LOC_CACHE: the element's home PE (the sender may not
+                          know the collection's placement: a single chare) */
     uint64_t mig;
 } loc_msg;
 
@@ -510,7 +512,7 @@ static void fail_message(cpy_state *st, cp_msg *msg, PyObject *exc, const char *
 
 /* Send a location message about element idx of coll to PE `to`. */
 static void send_loc(cpy_state *st, int to, uint32_t type, uint64_t coll, int ndims,
-                     const int32_t *idx, int pe, uint64_t mig) {
+                     const int32_t *idx, int pe, uint64_t mig, int home) {
     cp_msg *m = cp_msg_alloc(st->ctx, sizeof(loc_msg));
     if (!m) {
         PyErr_NoMemory();
@@ -524,6 +526,7 @@ static void send_loc(cpy_state *st, int to, uint32_t type, uint64_t coll, int nd
     l->ndims = ndims;
     memcpy(l->idx, idx, sizeof l->idx);
     l->type = type;
+    l->home = home;
     l->mig = mig;
     if (cpy_send_or_bcast(st, to, st->h_loc, m) < 0)
         cpy_report_error(st, "telling where an element lives");
@@ -531,7 +534,7 @@ static void send_loc(cpy_state *st, int to, uint32_t type, uint64_t coll, int nd
 
 static void send_location(cpy_state *st, uint64_t coll, int ndims, const int32_t *idx,
                           int at, int home) {
-    send_loc(st, home, LOC_AT, coll, ndims, idx, at, 0);
+    send_loc(st, home, LOC_AT, coll, ndims, idx, at, 0, home);
 }
 
 /* One more insertion sent from this PE to PE `to` (ckDoneInserting's count). */
@@ -813,7 +816,8 @@ static void tell_sender(cpy_state *st, cpy_coll *c, PyObject *key, PyObject *e, 
     }
     if (key_index(c, key, idx) < 0)
         goto fail;
-    send_loc(st, src, LOC_CACHE, c->id, key_ndims(c, key), idx, entry_pe(e), entry_mig(e));
+    send_loc(st, src, LOC_CACHE, c->id, key_ndims(c, key), idx, entry_pe(e), entry_mig(e),
+             cp_my_pe(st->ctx));
     return;
 fail:
     cpy_report_error(st, "telling a sender where an element is");
@@ -839,8 +843,7 @@ static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
             to = entry_pe(e);
             /* The sender of a call (not the runtime's, not a copy made here)
              * learns where the element is and calls it directly from now on. */
-            if (src != me && to != me && h->method < CPY_M_SWITCH && !(h->flags & EM_BCOPY) &&
-                key_ndims(c, key) > 0)
+            if (src != me && to != me && h->method < CPY_M_SWITCH && !(h->flags & EM_BCOPY))
                 tell_sender(st, c, key, e, src);
         } else if (e) {
             to = entry_pe(e);
@@ -928,7 +931,7 @@ static void release_held(cpy_state *st, cpy_coll *c, PyObject *key) {
 
 static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, uint64_t *tag);
 static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
-                      int fresh);
+                      int fresh, int home);
 
 void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
@@ -1017,7 +1020,7 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
     cpy_coll *c = get(st, l.coll);
     PyObject *key = c ? cpy_loc_key(&h) : NULL;
     int rc = !key ? -1
-             : l.type == LOC_CACHE ? cache_news(st, c, key, l.pe, l.mig, 1)
+             : l.type == LOC_CACHE ? cache_news(st, c, key, l.pe, l.mig, 1, l.home)
                                    : on_news(st, c, key, l.pe, l.mig);
     Py_XDECREF(key);
     if (rc < 0)
@@ -1120,7 +1123,7 @@ static int direct_in_order(cpy_state *st, cpy_coll *c, cp_msg *msg, PyObject *ke
         if (entry_field(s, 3, PyLong_FromLongLong(mig)) < 0 || key_index(c, key, idx) < 0)
             goto fail;
         send_loc(st, src, LOC_CACHE, c->id, key_ndims(c, key), idx, cp_my_pe(st->ctx),
-                 (uint64_t)mig);
+                 (uint64_t)mig, home_of_key(st, c, key));
     }
     uint32_t expected = (uint32_t)item_u64(s, 0);
     long switched = PyLong_AsLong(PyList_GET_ITEM(s, 1));
@@ -1244,16 +1247,14 @@ static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, 
     return entry_pe(e);
 }
 
-/* This PE's cache learns that element key is on pe as of its mig-th move
- * (LOC_CACHE, or its own arrival or departure); with `fresh`, a first
- * entry sends the element the switch through its home. */
+/* This PE's cache learns that element key, whose home is PE `home`, is on
+ * pe as of its mig-th move (LOC_CACHE, or its own arrival or departure);
+ * with `fresh`, a first entry sends the element the switch through its
+ * home. */
 static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
-                      int fresh) {
-    int home = home_of_key(st, c, key);
-    if (home < 0 || home == cp_my_pe(st->ctx)) { /* not placed here: no calls yet */
-        PyErr_Clear();
+                      int fresh, int home) {
+    if (home < 0 || home == cp_my_pe(st->ctx)) /* the home keeps no cache */
         return 0;
-    }
     PyObject *e = c->cache ? PyDict_GetItemWithError(c->cache, key) : NULL;
     if (e) {
         if (mig > entry_mig(e) && (entry_field(e, 0, PyLong_FromLong(pe)) < 0 ||
@@ -1280,6 +1281,12 @@ static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_
              : -1;
     Py_XDECREF(none);
     return rc;
+}
+
+int cpy_loc_cached(cpy_state *st, uint64_t coll, uint64_t *tag) {
+    static const int32_t zero[CPY_MAXDIMS];
+    cpy_coll *c = find(st, coll);
+    return c ? cached_pe(st, c, 0, zero, tag) : -1;
 }
 
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
@@ -1612,7 +1619,7 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     }
     /* This PE's own direct calls go there from now on. */
     if (c->cache && PyDict_Contains(c->cache, key) == 1 &&
-        cache_news(st, c, key, to, mig, 0) < 0)
+        cache_news(st, c, key, to, mig, 0, home) < 0)
         return NULL;
     /* Calls to it still queued here (made while it was here) follow it: by
      * the home, which numbers them (at the home: numbered here). */
@@ -1675,12 +1682,12 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
     Py_DECREF(o);
     /* This PE's calls to it: direct from now on. With none of them on the
      * way through the home (remote_sends 0) it takes them at once. */
-    if (home != me && key_ndims(c, key) > 0) {
+    if (home != me) {
         int had = c->cache ? PyDict_Contains(c->cache, key) : 0;
         int fresh = c->remote_sends == 0 ? -1 : 0;
         PyObject *s = had == 0 && fresh ? sender_entry(o, me) : NULL;
         if (had < 0 || (s && entry_field(s, 1, PyLong_FromLong(1)) < 0) ||
-            (had == 0 && fresh && !s) || cache_news(st, c, key, me, mig, fresh) < 0)
+            (had == 0 && fresh && !s) || cache_news(st, c, key, me, mig, fresh, home) < 0)
             return NULL;
     }
     if (home == me) {
@@ -1692,7 +1699,7 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
         int32_t idx[CPY_MAXDIMS];
         if (key_index(c, key, idx) < 0)
             return NULL;
-        send_loc(st, home, LOC_AT, c->id, key_ndims(c, key), idx, me, mig);
+        send_loc(st, home, LOC_AT, c->id, key_ndims(c, key), idx, me, mig, home);
     }
     release_held(st, c, key);
     if (PyErr_Occurred())

@@ -236,9 +236,16 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     long nvals = 1; /* replies: values, or PEs for a broadcast */
     switch (p->place.kind) {
     case CPY_CHARE:
-        pe = p->pe; /* its home, wherever it is (wrapped after a restart on fewer PEs) */
+        pe = p->pe; /* its home (wrapped after a restart on fewer PEs) ... */
         if (pe >= cp_num_pes(st->ctx))
             pe %= cp_num_pes(st->ctx);
+        if (pe != cp_my_pe(st->ctx)) { /* ... or where this PE heard it moved */
+            int at = cpy_loc_cached(st, p->coll, &tag);
+            if (at >= 0)
+                pe = at;
+            else if (PyErr_Occurred())
+                return NULL;
+        }
         break;
     case CPY_GROUP:
         pe = p->elem ? p->pe : -1;

@@ -416,22 +416,33 @@ class Target(Chare):
         return self.thisIndex[0], charm.myPe(), dict(self.got)
 
 
+class ChareTarget(Target):
+    def report(self):
+        return 0, charm.myPe(), dict(self.got)
+
+
 class Caller(Chare):
     def __init__(self):
         self.seq = collections.Counter()
 
-    def burst(self, a, n, k):
+    def burst(self, a, n, k, c=None):
         me = charm.myPe()
         for _ in range(k):
             for i in range(n):
                 a[i].take(me, self.seq[i])
                 self.seq[i] += 1
+            if c is not None:
+                c.take(me, self.seq["chare"])
+                self.seq["chare"] += 1
 
-    def dump(self, a):
+    def dump(self, a, c=None):
         import charmpy._charmpy as C
         d = C.loc_dump(a.coll)
         entries = {k[0]: (e[0], e[2]) for k, e in (d["entries"] or {}).items()}
         cache = {k[0]: e[0] for k, e in (d["cache"] or {}).items()}
+        if c is not None:   # the single chare: key 0 of its own collection
+            d = C.loc_dump(c.coll) or {}
+            cache["chare"] = (d.get("cache") or {}).get(0, [None])[0]
         return charm.myPe(), entries, cache
 
 
@@ -445,6 +456,7 @@ def direct(P, sparse=False):
         a.ckDoneInserting()
     else:
         a = Array(Target, n)
+    c = None if sparse else Chare(ChareTarget, onPE=0)
     charm.awaitCreation(a, g)
     homes = [_charmpy_home(a, i) for i in range(n)]
     sent = 0
@@ -456,9 +468,12 @@ def direct(P, sparse=False):
         dest = [(h + 1 + step) % P for h in homes]
         for i in range(n):
             a[i].move(dest[i])
+        cdest = (1 + step) % P
+        if c is not None:
+            c.move(cdest)
         charm.waitQD()
         for b in range(3):
-            g.burst(a, n, k)
+            g.burst(a, n, k, c)
             sent += k
             charm.waitQD()
             if b == 0:
@@ -466,9 +481,12 @@ def direct(P, sparse=False):
                             for i, e in es.items()}
         got = a.report(ret=True).get()
         assert [r[1] for r in got] == dest, (dest, got)
+        if c is not None:
+            got.append(c.report(ret=True).get())
+            assert got[-1][1] == cdest, got[-1]
         for i, pe, calls in got:
             assert calls == {s: list(range(sent)) for s in range(P)}, (i, pe, calls)
-        for pe, entries, cache in g.dump(a, ret=True).get():
+        for pe, entries, cache in g.dump(a, c, ret=True).get():
             if P == 1:
                 break
             for i in range(n):
@@ -483,6 +501,8 @@ def direct(P, sparse=False):
                             pe, i, entries[i], numbered[i])
                 else:
                     assert cache.get(i) == dest[i], (pe, i, cache, dest)
+            if c is not None and pe != 0:   # the chare's home: PE 0
+                assert cache["chare"] == cdest, (pe, cache["chare"], cdest)
 
 
 def _charmpy_home(a, i):
