@@ -403,6 +403,8 @@ typedef struct cp_counters {
     uint64_t msgs_processed;  /* messages whose handler was called */
     uint64_t bytes_sent;      /* payload bytes sent */
     uint64_t bytes_processed; /* payload bytes of the messages processed */
+    double idle_secs;         /* wall time spent waiting for work in
+                                 cp_run_until (the machine layer's wait) */
 } cp_counters;
 
 void cp_get_counters(const cp_ctx *ctx, cp_counters *out);

@@ -104,12 +104,14 @@ def resume(g, value=None):
     if getcurrent() is not charm._sched:
         _charmpy.call_soon(resume, (g, value))
         return
-    profiling = charm._profiling
-    t0 = time.perf_counter() if profiling else 0.0
+    t0 = time.perf_counter()
     g.switch(value)
     obj = g.chare
-    if profiling and obj is not None and g.method:
-        _charmpy.stats_add(type(obj), g.method, time.perf_counter() - t0)
+    if obj is not None:
+        dt = time.perf_counter() - t0
+        _charmpy.lb_add(obj, dt)   # its load, when loads are measured
+        if charm._profiling and g.method:
+            _charmpy.stats_add(type(obj), g.method, dt)
     _after_run(g)
     if obj is not None and id(obj) in _charmpy.held:
         when.recheck(obj)

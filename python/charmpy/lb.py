@@ -106,12 +106,13 @@ def _resume(info):
 
 
 class _Step:
-    __slots__ = ("n", "t0", "replies", "objs", "moves", "waiting", "bytes", "stayed",
+    __slots__ = ("n", "t0", "replies", "objs", "bg", "moves", "waiting", "bytes", "stayed",
                  "figures", "periodic")
 
     def __init__(self, n, periodic=False):
         self.n, self.t0, self.periodic = n, time.perf_counter(), periodic
         self.replies, self.objs = 0, []
+        self.bg = [None] * charm._npes
         self.moves = self.waiting = self.bytes = self.stayed = 0
         self.figures = None
 
@@ -155,28 +156,46 @@ def _tick(secs):
         _charmpy.call_after(secs, _tick, (secs,), True)
 
 
+_since = {}   # coll -> lb_times() when this PE last answered for it
+
+
 def _on_query(coll):
-    """Step 1 on every PE: this PE's elements of coll and their loads."""
+    """Step 1 on every PE: this PE's elements of coll and their loads, and
+    its background load since its last answer: the wall time neither idle
+    nor spent in these elements (other chares, the runtime, Python's own
+    work). None the first time, or where loads are set (setLoad) or not
+    measured: then the strategy places by the elements' loads alone."""
     members = _charmpy.members(coll) or {}
     items = []
+    ours, user_set = 0.0, False
     for key, obj in members.items():
         measured = _charmpy.lb_take(obj)
         set_to = obj.__dict__.get("_charmpy_load")
+        ours += measured
+        user_set = user_set or set_to is not None
         items.append((key, measured if set_to is None else set_to,
                       bool(obj.__dict__.get("migratable", True))))
-    charm.send_msg(0, "LBr", coll, charm._pe, items)
+    now = _charmpy.lb_times()
+    last, _since[coll] = _since.get(coll), now
+    bg = None
+    if last is not None and _instrument[0] and not user_set:
+        bg = max(0.0, (now[0] - last[0]) - (now[1] - last[1]) - ours)
+    charm.send_msg(0, "LBr", coll, charm._pe, items, bg)
 
 
-def _on_reply(coll, pe, items):
+def _on_reply(coll, pe, items, bg):
     """Step 2 on PE 0: once every PE answered, place and send the moves."""
     st = _steps[coll]
     st.objs += [(pe, key, load, mig) for key, load, mig in items]
+    st.bg[pe] = bg
     st.replies += 1
     if st.replies < charm._npes:
         return
     st.objs.sort(key=lambda o: o[1])   # index order: the same table on every run
     table = [(pe, load, mig) for pe, _, load, mig in st.objs]
-    places, st.figures = _charmpy.lb_place(balancer(), table, charm._npes, seed=st.n)
+    if any(b is None for b in st.bg):
+        st.bg = None
+    places, st.figures = _charmpy.lb_place(balancer(), table, charm._npes, st.bg, seed=st.n)
     moves = {}
     for (pe, key, _, _), to in zip(st.objs, places):
         if to != pe:
@@ -231,7 +250,8 @@ def _finish(coll):
     rec = {"step": st.n, "strategy": balancer(), "array": info.cls.__name__,
            "chares": len(st.objs), "max_before": f["max_before"], "avg": f["avg"],
            "max_after": f["max_after"], "moves": st.moves - st.stayed, "stayed": st.stayed,
-           "bytes": st.bytes, "time": time.perf_counter() - st.t0}
+           "bytes": st.bytes, "time": time.perf_counter() - st.t0,
+           "background": st.bg}
     rec["periodic"] = st.periodic
     _stats.append(rec)
     if _debug():

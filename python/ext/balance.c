@@ -138,6 +138,7 @@ static int loads_grow(cpy_loads *t) {
 
 int cpy_lb_add(cpy_state *st, const PyObject *obj, double secs) {
     cpy_loads *t = &st->loaddb;
+    st->lb_chare_secs += secs;
     if (2 * (t->n + 1) > t->cap && loads_grow(t) < 0) {
         PyErr_NoMemory();
         return -1;
@@ -198,6 +199,32 @@ static PyObject *mod_lb_take(PyObject *module, PyObject *obj) {
     return PyFloat_FromDouble(loads_take(&st->loaddb, obj));
 }
 
+/* lb_add(chare, secs): a coroutine of chare ran secs after a suspension
+ * (while loads are measured). */
+static PyObject *mod_lb_add(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *obj;
+    double secs;
+    if (!PyArg_ParseTuple(args, "Od", &obj, &secs))
+        return NULL;
+    if (st->lb_on && secs > 0 && cpy_lb_add(st, obj, secs) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* lb_times() -> (wall, idle, chares): this PE's wall clock, its time idle
+ * waiting for work, and the chare time measured so far (seconds); the
+ * background load between two readings is what is neither. */
+static PyObject *mod_lb_times(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    if (cpy_need_runtime(st))
+        return NULL;
+    cp_counters c;
+    cp_get_counters(st->ctx, &c);
+    return Py_BuildValue("ddd", cp_wall_time(), c.idle_secs, st->lb_chare_secs);
+}
+
 static PyObject *mod_lb_strategies(PyObject *module, PyObject *noargs) {
     (void)module;
     (void)noargs;
@@ -214,5 +241,8 @@ PyMethodDef cpy_balance_methods[] = {
     {"lb_instrument", mod_lb_instrument, METH_O,
      "lb_instrument(on) -> was on: measure chares' loads in the dispatch path"},
     {"lb_take", mod_lb_take, METH_O, "lb_take(chare) -> its load (s) since last taken"},
+    {"lb_add", mod_lb_add, METH_VARARGS, "lb_add(chare, secs): add to its load (if measuring)"},
+    {"lb_times", mod_lb_times, METH_NOARGS,
+     "lb_times() -> (wall, idle, chare time measured) of this PE (s)"},
     {NULL, NULL, 0, NULL},
 };

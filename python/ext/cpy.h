@@ -221,6 +221,7 @@ typedef struct cpy_state {
     int profiling;           /* time entry methods (options.profiling, +stats) */
     int in_bcast;            /* delivering a broadcast: migrations wait until after */
     int lb_on;               /* measure chares' loads (a balancer is in use) */
+    double lb_chare_secs;    /* the loads measured on this PE, every chare's */
     cpy_loads loaddb;        /* the load database (balance.c) */
     int pickle_protocol;     /* for values the codec pickles */
     uint64_t readonlies;     /* readonlies set (PE 0) or received here */
@@ -408,7 +409,8 @@ int cpy_codec_traverse(cpy_codec_cache *c, visitproc visit, void *arg);
 
 /* ---- balance.c: the load-balancing strategies for Python ----------------- */
 extern PyMethodDef cpy_balance_methods[];
-/* Add secs to obj's load (the dispatch path, lb_on); -1 on no memory. */
+/* Add secs to obj's load (the dispatch path, lb_on), and to this PE's
+ * total of chare time (st->lb_chare_secs); -1 on no memory. */
 int cpy_lb_add(cpy_state *st, const PyObject *obj, double secs);
 void cpy_lb_free(cpy_state *st);
 

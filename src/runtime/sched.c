@@ -93,7 +93,9 @@ int cp_run_until(cp_ctx *ctx, int (*cond)(void *), void *arg) {
             if (timeout <= 0)
                 continue;
         }
+        double t0 = cp_wall_time();
         ctx->ops->wait(ctx->m, timeout);
+        ctx->counters.idle_secs += cp_wall_time() - t0;
     }
 }
 

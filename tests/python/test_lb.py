@@ -72,6 +72,18 @@ def test_lb_measured_loads():
     assert "max/avg measured" in res.stdout, res.stdout
 
 
+def test_lb_background_load():
+    # A PE busy outside the balanced elements gets fewer of them (2 PEs, as
+    # above: wall-time loads).
+    res = run_ok("lb", 2, "background", timeout=90)
+    assert "background per step" in res.stdout, res.stdout
+
+
+def test_lb_coroutine_load(npes):
+    res = run_ok("lb", npes, "coroload", timeout=90)
+    assert "coroutine load after its suspension" in res.stdout, res.stdout
+
+
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
 @pytest.mark.parametrize("mode", ["placed", "rotate", "stays", "periodic"])
 def test_lb_more_pes(mode, pes):

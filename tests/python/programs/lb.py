@@ -20,6 +20,12 @@
            PEs, and the order guarantee is per sending PE), the steps are in
            charm.lbStats(), elements visited several PEs, and charm.waitQD()
            returns (the period's timer does not hold quiescence back)
+  background GreedyLB on equal elements while a group member on PE 1 burns
+           time outside them (background load): from the second step (the
+           first measures it) PE 1 is given fewer elements than PE 0, and
+           lbStats() shows the background of each PE
+  coroload  a coroutine entry method's time after its suspension counts in
+           its chare's load (it is measured when it resumes)
   stays    under RotateLB, an element that cannot be pickled stays (and
            says why on stderr) and one whose coroutine is suspended stays;
            the others move and the program goes on
@@ -165,6 +171,73 @@ def measured(P):
         assert r2 < r1, (s1, s2)
 
 
+class Even(Chare):
+    def work(self, done):
+        end = time.perf_counter() + 0.002
+        while time.perf_counter() < end:
+            pass
+        self.done = done
+        self.AtSync()
+
+    def resumeFromSync(self):
+        self.contribute(charm.myPe(), Reducer.gather, self.done)
+
+
+class Burner(Chare):
+    def burn(self, secs):
+        if charm.myPe() == 1:
+            end = time.perf_counter() + secs
+            while time.perf_counter() < end:
+                pass
+
+
+def background(P):
+    n = 8
+    a = Array(Even, n, useAtSync=True)
+    g = Group(Burner)
+    charm.awaitCreation(a, g)
+    for k in range(3):
+        g.burn(0.024)
+        done = Future()
+        a.work(done)
+        pes = done.get()
+    stats = charm.lbStats()
+    bg = [s["background"] for s in stats]
+    print("background per step", bg, "elements per PE", [pes.count(p) for p in range(P)])
+    assert bg[0] is None, bg   # the first step measures it
+    assert all(b is not None and len(b) == P for b in bg[1:]), bg
+    assert bg[1][1] > 0.015 and bg[1][1] > 2 * bg[1][0], bg
+    # PE 1 had 24 ms of background per step and the elements 2 ms each:
+    # GreedyLB leaves it fewer of them than PE 0.
+    assert pes.count(1) < pes.count(0), pes
+
+
+class CoroBusy(Chare):
+    @coro
+    def work(self, f):
+        f.get()                      # suspends until main sends
+        end = time.perf_counter() + 0.03
+        while time.perf_counter() < end:
+            pass
+        return True
+
+    def load(self):
+        return _charmpy.lb_take(self)
+
+
+def coroload(P):
+    a = Array(CoroBusy, 1)
+    charm.awaitCreation(a)
+    f = Future()
+    r = a[0].work(f, ret=True)
+    a[0].load(ret=True).get()        # what ran before the suspension: taken
+    f.send(None)
+    assert r.get()
+    load = a[0].load(ret=True).get()
+    print(f"coroutine load after its suspension: {load * 1e3:.1f} ms")
+    assert load >= 0.03, load
+
+
 class Odd(Chare):
     def __init__(self):
         if self.thisIndex[0] == 1:
@@ -269,6 +342,7 @@ def periodic(P):
 def main(args):
     P = charm.numPes()
     {"placed": placed, "rotate": rotate, "measured": measured, "stays": stays,
+     "background": background, "coroload": coroload,
      "periodic": periodic}[MODE](P)
     print("OK lb")
     charm.exit()
@@ -280,6 +354,6 @@ if MODE in ("rotate", "stays", "periodic"):
     charm.options.balancer = "RotateLB"
 if MODE == "periodic":
     charm.options.lb_period = 0.02
-if MODE == "measured":
+if MODE in ("measured", "background", "coroload"):
     charm.options.balancer = "GreedyLB"
 charm.start(main)
