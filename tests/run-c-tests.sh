@@ -336,6 +336,7 @@ run_pe() {
         expect_ok "heapfull (64 MiB heaps)" "$p" "OK heapfull P=$p" heapfull
         expect_ok rununtil "$p" "OK rununtil P=$p" rununtil
         expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" qd
+        expect_ok "qdx (exclusive quiescence requests)" "$p" "OK qdx P=$p" qdx
         expect_ok "extract (calls taken out of a PE's own queue)" "$p" "OK extract P=$p" extract
         expect_ok "bgtimer (background timers and quiescence)" "$p" "OK bgtimer P=$p" bgtimer
         expect_ok "flags (runtime flags kept, removed from argv)" "$p" "OK flags P=$p" flags \

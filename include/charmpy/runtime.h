@@ -296,6 +296,12 @@ int cp_send_after(cp_ctx *ctx, double secs, int handler, cp_msg *msg);
  */
 typedef void (*cp_qd_fn)(cp_ctx *ctx, void *arg);
 int cp_qd_start(cp_ctx *ctx, cp_qd_fn fn, void *arg);
+/* The same, answered alone: when the job is quiescent and exclusive
+ * requests wait, they are answered and the others wait for the next
+ * quiescence (after whatever the exclusive callbacks start has ended). A
+ * layer above that must act at quiescence before anyone else sends (e.g.
+ * a checkpoint taking every PE's state) uses it. */
+int cp_qd_start_exclusive(cp_ctx *ctx, cp_qd_fn fn, void *arg);
 void cp_qd_create(cp_ctx *ctx, uint64_t n);
 void cp_qd_process(cp_ctx *ctx, uint64_t n);
 

@@ -87,7 +87,10 @@ def _on_start(path, resume, fut):
     _job.clear()
     _job.update(path=path, name=name, vdir=vdir, resume=resume, fut=fut, files={},
                 errors=[], t0=time.perf_counter())
-    _charmpy.qd_start(_quiet)
+    # Exclusive: a user's startQD/waitQD waiting at the same time is told at
+    # the next quiescence, after every PE took its state (what it would send
+    # cannot change the state while it is being written).
+    _charmpy.qd_start(_quiet, True)
 
 
 def _quiet():

@@ -467,11 +467,14 @@ static void on_quiescence(cp_ctx *ctx, void *arg) {
     call_pair(t.st, t.pair, "the quiescence callback ");
 }
 
-/* qd_start(callable): call callable() from the scheduler once the job is
- * quiescent (cp_qd_start). */
-static PyObject *mod_qd_start(PyObject *module, PyObject *fn) {
+/* qd_start(callable, exclusive=False): call callable() from the scheduler
+ * once the job is quiescent (cp_qd_start; cp_qd_start_exclusive: answered
+ * alone, the other requests waiting for the next quiescence). */
+static PyObject *mod_qd_start(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
-    if (cpy_need_runtime(st))
+    PyObject *fn;
+    int exclusive = 0;
+    if (!PyArg_ParseTuple(args, "O|p", &fn, &exclusive) || cpy_need_runtime(st))
         return NULL;
     timer_arg *t = PyMem_RawMalloc(sizeof *t);
     if (!t)
@@ -482,7 +485,7 @@ static PyObject *mod_qd_start(PyObject *module, PyObject *fn) {
         PyMem_RawFree(t);
         return NULL;
     }
-    if (cp_qd_start(st->ctx, on_quiescence, t)) {
+    if ((exclusive ? cp_qd_start_exclusive : cp_qd_start)(st->ctx, on_quiescence, t)) {
         Py_DECREF(t->pair);
         PyMem_RawFree(t);
         return PyErr_NoMemory();
@@ -692,7 +695,8 @@ static PyMethodDef mod_methods[] = {
     {"transport", mod_transport, METH_NOARGS, "the machine layer in use: shm or mpi"},
     {"stats", mod_stats, METH_NOARGS, "(counters, profiling, per-method rows) of this PE"},
     {"stats_add", mod_stats_add, METH_VARARGS, NULL},
-    {"qd_start", mod_qd_start, METH_O, "qd_start(callable): call it at quiescence"},
+    {"qd_start", mod_qd_start, METH_VARARGS,
+     "qd_start(callable, exclusive=False): call it at quiescence"},
     {"set_migrating", mod_set_migrating, METH_NOARGS, NULL},
     {"in_broadcast", mod_in_broadcast, METH_NOARGS, NULL},
     {"qd_hold", mod_qd_hold, METH_O, "qd_hold(n): n messages kept aside"},

@@ -76,6 +76,7 @@ typedef struct cp_qdreq {
 
 typedef struct cp_qdwait {
     int pe;
+    int exclusive;               /* cp_qd_start_exclusive */
     uint64_t id;
 } cp_qdwait;
 

@@ -17,6 +17,12 @@
  * only while some PE waits for quiescence; after an unbalanced wave the
  * next one waits a little longer each time (from 50 us up to 5 ms), after a
  * balanced one it starts at once, to confirm.
+ *
+ * Exclusive requests (cp_qd_start_exclusive) are answered alone: the
+ * others wait for the next quiescence, and each exclusive answer counts as
+ * a message created on PE 0 and processed once its callback ran, so that
+ * the next quiescence cannot be found before the callback (and what it
+ * starts) is done.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +57,7 @@ static void send_qd(cp_ctx *ctx, int pe, uint32_t type, uint32_t wave, uint64_t 
 void cp_qd_create(cp_ctx *ctx, uint64_t n) { ctx->qd.created += n; }
 void cp_qd_process(cp_ctx *ctx, uint64_t n) { ctx->qd.processed += n; }
 
-int cp_qd_start(cp_ctx *ctx, cp_qd_fn fn, void *arg) {
+static int qd_start(cp_ctx *ctx, cp_qd_fn fn, void *arg, int exclusive) {
     if (!fn)
         return CP_EINVAL;
     cp_qd *q = &ctx->qd;
@@ -59,16 +65,23 @@ int cp_qd_start(cp_ctx *ctx, cp_qd_fn fn, void *arg) {
         return CP_ENOMEM;
     uint64_t id = ++q->last_id;
     q->reqs[q->nreqs++] = (cp_qdreq){id, fn, arg};
-    send_qd(ctx, 0, QD_REQUEST, 0, 0, 0, id);
+    /* The request's wave field says whether it is exclusive. */
+    send_qd(ctx, 0, QD_REQUEST, (uint32_t)exclusive, 0, 0, id);
     return 0;
 }
 
+int cp_qd_start(cp_ctx *ctx, cp_qd_fn fn, void *arg) { return qd_start(ctx, fn, arg, 0); }
+
+int cp_qd_start_exclusive(cp_ctx *ctx, cp_qd_fn fn, void *arg) {
+    return qd_start(ctx, fn, arg, 1);
+}
+
 /* PE 0: a request to answer once the job is quiescent. */
-static void on_request(cp_ctx *ctx, int pe, uint64_t id) {
+static void on_request(cp_ctx *ctx, int pe, uint64_t id, int exclusive) {
     cp_qd *q = &ctx->qd;
     if (cp_grow((void **)&q->waiting, &q->capwaiting, q->nwaiting + 1, sizeof *q->waiting))
         cp_abort(ctx, "out of memory in quiescence detection");
-    q->waiting[q->nwaiting++] = (cp_qdwait){pe, id};
+    q->waiting[q->nwaiting++] = (cp_qdwait){pe, exclusive, id};
     if (!q->wave_running && q->next_wave < 0) {
         q->delay = QD_DELAY_MIN;
         q->next_wave = cp_wall_time();
@@ -91,11 +104,27 @@ static void wave_part_done(cp_ctx *ctx) {
     q->last_created = c;
     q->last_processed = p;
     if (quiet) {
+        /* The exclusive requests alone when there are some (in the order
+         * made); the others wait for the next quiescence. */
+        int excl = 0, kept = 0;
         for (int i = 0; i < q->nwaiting; i++)
-            send_qd(ctx, q->waiting[i].pe, QD_DONE, 0, 0, 0, q->waiting[i].id);
-        q->nwaiting = 0;
+            excl |= q->waiting[i].exclusive;
+        for (int i = 0; i < q->nwaiting; i++) {
+            if (excl && !q->waiting[i].exclusive) {
+                q->waiting[kept++] = q->waiting[i];
+            } else {
+                /* An exclusive answer counts as a message until its callback
+                 * ran: the next quiescence comes after it. */
+                if (excl)
+                    q->created++;
+                send_qd(ctx, q->waiting[i].pe, QD_DONE, (uint32_t)excl, 0, 0,
+                        q->waiting[i].id);
+            }
+        }
+        q->nwaiting = kept;
         q->have_last = 0;
-        q->next_wave = -1;
+        q->delay = QD_DELAY_MIN;
+        q->next_wave = kept ? cp_wall_time() + q->delay : -1;
         return;
     }
     if (q->nwaiting == 0) {
@@ -137,7 +166,7 @@ static void on_reply(cp_ctx *ctx, uint32_t w, uint64_t c, uint64_t p) {
         wave_part_done(ctx);
 }
 
-static void on_done(cp_ctx *ctx, uint64_t id) {
+static void on_done(cp_ctx *ctx, uint64_t id, int exclusive) {
     cp_qd *q = &ctx->qd;
     for (int i = 0; i < q->nreqs; i++) {
         if (q->reqs[i].id != id)
@@ -145,6 +174,8 @@ static void on_done(cp_ctx *ctx, uint64_t id) {
         cp_qdreq r = q->reqs[i];
         q->reqs[i] = q->reqs[--q->nreqs];
         r.fn(ctx, r.arg);
+        if (exclusive)
+            q->processed++; /* PE 0 counted the answer as created */
         return;
     }
     cp_abort(ctx, "quiescence detection: PE 0 answered a request (%llu) this PE did not make",
@@ -158,7 +189,7 @@ void cpQ_receive(cp_ctx *ctx, cp_msg *msg) {
     cp_msg_free(ctx, msg);
     switch (m.type) {
     case QD_REQUEST:
-        on_request(ctx, src, m.id);
+        on_request(ctx, src, m.id, m.wave != 0);
         break;
     case QD_PROBE:
         on_probe(ctx, m.wave);
@@ -167,7 +198,7 @@ void cpQ_receive(cp_ctx *ctx, cp_msg *msg) {
         on_reply(ctx, m.wave, m.created, m.processed);
         break;
     case QD_DONE:
-        on_done(ctx, m.id);
+        on_done(ctx, m.id, m.wave != 0);
         break;
     default:
         cp_abort(ctx, "quiescence detection: message of unknown type %u from PE %d", m.type,

@@ -172,3 +172,13 @@ def test_checkpoint_restart(btl, tmp_path):
     res = run_ok("ckpt", 3, "plain", "+restart", d, timeout=90)
     got = [ln for ln in res.stdout.splitlines() if ln.startswith(("step ", "result"))]
     assert got == want, res.stdout
+
+
+def test_checkpoint_before_user_qd(btl, tmp_path):
+    # A startQD waiting while a checkpoint is taken is told after it.
+    for k in range(2):
+        d = tmp_path / f"q{k}"
+        res = mpirun("ckpt_qd", 4, btl, d, timeout=60)
+        assert "OK ckpt_qd" in res.stdout, res
+        res = mpirun("ckpt_qd", 4, btl, "--restart", d, timeout=60)
+        assert "restarted with counters [0, 0" in res.stdout, res
