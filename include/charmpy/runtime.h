@@ -322,6 +322,9 @@ typedef enum cp_lb_kind {
                             above tolerance x the average, few moves */
     CP_LB_RAND_CENT,     /* every movable object to a random PE */
     CP_LB_ROTATE,        /* every movable object one PE on (a stress test) */
+    CP_LB_GREEDY_COMM,   /* greedy, each object to the PE where its load plus
+                            the cost of its messages to objects placed on
+                            other PEs is least (the edges below) */
     CP_LB_COUNT_
 } cp_lb_kind;
 
@@ -331,6 +334,12 @@ typedef struct cp_lb_obj {
     double load;    /* seconds, >= 0 */
 } cp_lb_obj;
 
+/* Messages from object a to object b (indices in objs) since the last step. */
+typedef struct cp_lb_edge {
+    size_t a, b;
+    double msgs, bytes;
+} cp_lb_edge;
+
 typedef struct cp_lb_input {
     int npes;
     const double *bg_load; /* npes background loads (seconds), or NULL */
@@ -338,6 +347,10 @@ typedef struct cp_lb_input {
     size_t nobjs;
     double tolerance;      /* GreedyRefine and Refine; <= 0 means 1.05 */
     uint64_t seed;         /* RandCent */
+    const cp_lb_edge *edges; /* GreedyComm: who talks to whom (may be NULL) */
+    size_t nedges;
+    double alpha, beta;    /* GreedyComm: seconds a message and a byte cost
+                              between PEs; <= 0 means 1e-5 and 1e-9 */
 } cp_lb_input;
 
 /* The strategy named `name` (e.g. "GreedyLB"), or CP_EINVAL; cp_lb_name is

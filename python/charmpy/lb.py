@@ -39,6 +39,13 @@ def balancer():
     return name if name is not None else charm._flags.get("+balancer")
 
 
+COMM_AWARE = ("GreedyCommLB",)   # strategies that read who calls whom
+
+
+def _comm_aware():
+    return balancer() in COMM_AWARE and _instrument[0]
+
+
 def period():
     """+LBPeriod secs / charm.options.lb_period, or None."""
     v = charm.options.lb_period
@@ -60,6 +67,7 @@ def start():
     """charm.start, on every PE: measure loads when a balancer is in use,
     and on PE 0 start periodic balancing when asked."""
     _charmpy.lb_instrument(balancer() is not None and _instrument[0])
+    _charmpy.lb_comm(_comm_aware())
     secs = period()
     if secs is None or charm._pe != 0:
         return
@@ -73,11 +81,13 @@ def start():
 def instrument_on():
     _instrument[0] = True
     _charmpy.lb_instrument(balancer() is not None)
+    _charmpy.lb_comm(_comm_aware())
 
 
 def instrument_off():
     _instrument[0] = False
     _charmpy.lb_instrument(False)
+    _charmpy.lb_comm(False)
 
 
 def set_load(obj, seconds):
@@ -106,13 +116,14 @@ def _resume(info):
 
 
 class _Step:
-    __slots__ = ("n", "t0", "replies", "objs", "bg", "moves", "waiting", "bytes", "stayed",
-                 "figures", "periodic")
+    __slots__ = ("n", "t0", "replies", "objs", "bg", "edges", "moves", "waiting", "bytes",
+                 "stayed", "figures", "periodic")
 
     def __init__(self, n, periodic=False):
         self.n, self.t0, self.periodic = n, time.perf_counter(), periodic
         self.replies, self.objs = 0, []
         self.bg = [None] * charm._npes
+        self.edges = 0
         self.moves = self.waiting = self.bytes = self.stayed = 0
         self.figures = None
 
@@ -168,13 +179,17 @@ def _on_query(coll):
     members = _charmpy.members(coll) or {}
     items = []
     ours, user_set = 0.0, False
+    comm = _comm_aware()
     for key, obj in members.items():
         measured = _charmpy.lb_take(obj)
         set_to = obj.__dict__.get("_charmpy_load")
         ours += measured
         user_set = user_set or set_to is not None
+        # GreedyCommLB: the calls it made to elements of the same array.
+        sent = [(k, m, b) for (c, k), (m, b) in _charmpy.lb_take_comm(obj).items()
+                if c == coll] if comm else ()
         items.append((key, measured if set_to is None else set_to,
-                      bool(obj.__dict__.get("migratable", True))))
+                      bool(obj.__dict__.get("migratable", True)), sent))
     now = _charmpy.lb_times()
     last, _since[coll] = _since.get(coll), now
     bg = None
@@ -186,18 +201,22 @@ def _on_query(coll):
 def _on_reply(coll, pe, items, bg):
     """Step 2 on PE 0: once every PE answered, place and send the moves."""
     st = _steps[coll]
-    st.objs += [(pe, key, load, mig) for key, load, mig in items]
+    st.objs += [(pe, key, load, mig, sent) for key, load, mig, sent in items]
     st.bg[pe] = bg
     st.replies += 1
     if st.replies < charm._npes:
         return
     st.objs.sort(key=lambda o: o[1])   # index order: the same table on every run
-    table = [(pe, load, mig) for pe, _, load, mig in st.objs]
+    table = [(pe, load, mig) for pe, _, load, mig, _ in st.objs]
     if any(b is None for b in st.bg):
         st.bg = None
-    places, st.figures = _charmpy.lb_place(balancer(), table, charm._npes, st.bg, seed=st.n)
+    at = {o[1]: i for i, o in enumerate(st.objs)}
+    edges = [(i, at[k], m, b) for i, o in enumerate(st.objs) for k, m, b in o[4] if k in at]
+    st.edges = len(edges)
+    places, st.figures = _charmpy.lb_place(balancer(), table, charm._npes, st.bg, seed=st.n,
+                                           edges=edges or None)
     moves = {}
-    for (pe, key, _, _), to in zip(st.objs, places):
+    for (pe, key, _, _, _), to in zip(st.objs, places):
         if to != pe:
             moves.setdefault(pe, []).append((key, to))
     st.moves = st.waiting = sum(len(m) for m in moves.values())
@@ -251,7 +270,7 @@ def _finish(coll):
            "chares": len(st.objs), "max_before": f["max_before"], "avg": f["avg"],
            "max_after": f["max_after"], "moves": st.moves - st.stayed, "stayed": st.stayed,
            "bytes": st.bytes, "time": time.perf_counter() - st.t0,
-           "background": st.bg}
+           "background": st.bg, "edges": st.edges}
     rec["periodic"] = st.periodic
     _stats.append(rec)
     if _debug():

@@ -81,7 +81,7 @@ def depart(obj):
                     k.startswith("_charmpy_")}
         state = (obj, internal, items, lb_move)
         info = charm._colls[coll]
-        _charmpy.lb_take(obj)
+        _charmpy.lb_forget(obj)
         # Encoded by the codec (pickle protocol 5, big buffers out of band);
         # a chare that cannot travel stays whole.
         _charmpy.loc_depart(coll, key, to, state, mig)

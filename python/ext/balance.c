@@ -3,7 +3,9 @@
  * lb_place(strategy, objects, npes, background=None, tolerance=0, seed=0)
  * -> (new PE of each object, figures), where objects is a sequence of
  * (pe, load, migratable) and figures a dict (max_before, max_after, avg,
- * moves). lb_strategies() -> the strategies' names.
+ * moves); edges (GreedyCommLB) a sequence of (a, b, messages, bytes) between
+ * objects a and b (indices), alpha and beta the cost of a message and of a
+ * byte between PEs. lb_strategies() -> the strategies' names.
  *
  * And the load database: the dispatch path adds each entry method's wall
  * time to its chare's load while lb_on (cpy_lb_add: the two clock reads
@@ -48,15 +50,47 @@ static int read_objs(PyObject *seq, int npes, cp_lb_obj *objs, Py_ssize_t n) {
     return 0;
 }
 
+/* Read the edges: (a, b, messages, bytes) each, a and b below n. */
+static int read_edges(PyObject *in, Py_ssize_t n, cp_lb_edge **out, Py_ssize_t *ne) {
+    PyObject *seq = PySequence_Fast(in, "edges must be a sequence");
+    if (!seq)
+        return -1;
+    *ne = PySequence_Fast_GET_SIZE(seq);
+    *out = PyMem_Malloc((size_t)(*ne ? *ne : 1) * sizeof **out);
+    int rc = *out ? 0 : (PyErr_NoMemory(), -1);
+    for (Py_ssize_t i = 0; rc == 0 && i < *ne; i++) {
+        Py_ssize_t a, b;
+        double msgs, bytes;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "nndd", &a, &b, &msgs, &bytes)) {
+            rc = -1;
+        } else if (a < 0 || a >= n || b < 0 || b >= n || !(msgs >= 0) || !(bytes >= 0)) {
+            PyErr_Format(PyExc_ValueError,
+                         "edge %zd: objects %zd and %zd of %zd, %g messages, %g bytes (objects "
+                         "in range and counts >= 0 were expected)",
+                         i, a, b, n, msgs, bytes);
+            rc = -1;
+        } else {
+            (*out)[i] = (cp_lb_edge){(size_t)a, (size_t)b, msgs, bytes};
+        }
+    }
+    Py_DECREF(seq);
+    if (rc < 0) {
+        PyMem_Free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 static PyObject *mod_lb_place(PyObject *module, PyObject *args, PyObject *kwargs) {
     (void)module;
-    static char *kw[] = {"strategy", "objects", "npes", "background", "tolerance", "seed", NULL};
-    PyObject *name, *objs_in, *bg_in = Py_None;
+    static char *kw[] = {"strategy", "objects", "npes", "background", "tolerance", "seed",
+                         "edges", "alpha", "beta", NULL};
+    PyObject *name, *objs_in, *bg_in = Py_None, *edges_in = Py_None;
     int npes;
-    double tol = 0;
+    double tol = 0, alpha = 0, beta = 0;
     unsigned long long seed = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UOi|OdK", kw, &name, &objs_in, &npes,
-                                     &bg_in, &tol, &seed))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UOi|OdKOdd", kw, &name, &objs_in, &npes,
+                                     &bg_in, &tol, &seed, &edges_in, &alpha, &beta))
         return NULL;
     int kind = cp_lb_kind_of(PyUnicode_AsUTF8(name));
     if (kind < 0)
@@ -84,11 +118,18 @@ static PyObject *mod_lb_place(PyObject *module, PyObject *args, PyObject *kwargs
         if (PyErr_Occurred())
             goto done;
     }
-    cp_lb_input in = {npes, bg, objs, (size_t)n, tol, seed};
+    cp_lb_edge *edges = NULL;
+    Py_ssize_t ne = 0;
+    if (edges_in != Py_None && read_edges(edges_in, n, &edges, &ne) < 0)
+        goto done;
+    cp_lb_input in = {.npes = npes, .bg_load = bg, .objs = objs, .nobjs = (size_t)n,
+                      .tolerance = tol, .seed = seed, .edges = edges, .nedges = (size_t)ne,
+                      .alpha = alpha, .beta = beta};
     cp_lb_figures f;
     int rc = cp_lb_place(kind, &in, out);
     if (!rc)
         rc = cp_lb_figures_of(&in, out, &f);
+    PyMem_Free(edges);
     if (rc) {
         PyErr_Format(rc == CP_ENOMEM ? PyExc_MemoryError : PyExc_ValueError,
                      "load balancing with %U: %s", name, cp_strerror(rc));
@@ -183,6 +224,80 @@ static double loads_take(cpy_loads *t, const PyObject *obj) {
 void cpy_lb_free(cpy_state *st) {
     PyMem_Free(st->loaddb.slots);
     st->loaddb = (cpy_loads){0};
+    Py_CLEAR(st->lb_commtab);
+}
+
+/* ---- who calls whom (GreedyCommLB) --------------------------------------- */
+
+int cpy_lb_comm_add(cpy_state *st, const em_hdr *h, size_t bytes) {
+    if (!st->lb_commtab && !(st->lb_commtab = PyDict_New()))
+        return -1;
+    PyObject *who = PyLong_FromVoidPtr(st->lb_cur);
+    PyObject *row = who ? PyDict_GetItemWithError(st->lb_commtab, who) : NULL;
+    if (!row && who && !PyErr_Occurred()) {
+        row = PyDict_New();
+        if (row && PyDict_SetItem(st->lb_commtab, who, row) < 0)
+            Py_CLEAR(row);
+        Py_XDECREF(row); /* the table holds it */
+    }
+    Py_XDECREF(who);
+    if (!row)
+        return -1;
+    PyObject *idx = cpy_loc_key_tuple(h);
+    PyObject *key = idx ? Py_BuildValue("(KN)", (unsigned long long)h->coll, idx) : NULL;
+    PyObject *e = key ? PyDict_GetItemWithError(row, key) : NULL;
+    int rc = -1;
+    if (e) {
+        double m = PyFloat_AsDouble(PyList_GET_ITEM(e, 0)) + 1;
+        double b = PyFloat_AsDouble(PyList_GET_ITEM(e, 1)) + (double)bytes;
+        PyObject *mv = PyFloat_FromDouble(m), *bv = PyFloat_FromDouble(b);
+        if (mv && bv) {
+            PyList_SetItem(e, 0, mv);
+            PyList_SetItem(e, 1, bv);
+            rc = 0;
+        } else {
+            Py_XDECREF(mv);
+            Py_XDECREF(bv);
+        }
+    } else if (key && !PyErr_Occurred()) {
+        e = Py_BuildValue("[dd]", 1.0, (double)bytes);
+        rc = e ? PyDict_SetItem(row, key, e) : -1;
+        Py_XDECREF(e);
+    }
+    Py_XDECREF(key);
+    return rc;
+}
+
+/* The calls chare obj sent since last taken, forgotten here: a dict
+ * {(coll, index): [messages, bytes]} (new reference), or NULL (none, or an
+ * exception). */
+static PyObject *comm_take(cpy_state *st, PyObject *obj) {
+    if (!st->lb_commtab)
+        return NULL;
+    PyObject *who = PyLong_FromVoidPtr(obj);
+    PyObject *row = who ? PyDict_GetItemWithError(st->lb_commtab, who) : NULL;
+    Py_XINCREF(row);
+    if (row && PyDict_DelItem(st->lb_commtab, who) < 0)
+        Py_CLEAR(row);
+    Py_XDECREF(who);
+    return row;
+}
+
+/* lb_comm(on) -> was on: record who calls whom (for GreedyCommLB). */
+static PyObject *mod_lb_comm(PyObject *module, PyObject *on) {
+    cpy_state *st = PyModule_GetState(module);
+    int was = st->lb_comm, v = PyObject_IsTrue(on);
+    if (v < 0)
+        return NULL;
+    st->lb_comm = v;
+    return PyBool_FromLong(was);
+}
+
+/* lb_take_comm(chare) -> {(coll, index): [messages, bytes]} it sent since
+ * last taken (forgotten here). */
+static PyObject *mod_lb_take_comm(PyObject *module, PyObject *obj) {
+    PyObject *row = comm_take(PyModule_GetState(module), obj);
+    return row ? row : PyErr_Occurred() ? NULL : PyDict_New();
 }
 
 static PyObject *mod_lb_instrument(PyObject *module, PyObject *on) {
@@ -197,6 +312,17 @@ static PyObject *mod_lb_instrument(PyObject *module, PyObject *on) {
 static PyObject *mod_lb_take(PyObject *module, PyObject *obj) {
     cpy_state *st = PyModule_GetState(module);
     return PyFloat_FromDouble(loads_take(&st->loaddb, obj));
+}
+
+/* lb_forget(chare): drop what is recorded of chare (it leaves the PE). */
+static PyObject *mod_lb_forget(PyObject *module, PyObject *obj) {
+    cpy_state *st = PyModule_GetState(module);
+    loads_take(&st->loaddb, obj);
+    PyObject *row = comm_take(st, obj);
+    if (!row && PyErr_Occurred())
+        return NULL;
+    Py_XDECREF(row);
+    Py_RETURN_NONE;
 }
 
 /* lb_add(chare, secs): a coroutine of chare ran secs after a suspension
@@ -242,6 +368,10 @@ PyMethodDef cpy_balance_methods[] = {
      "lb_instrument(on) -> was on: measure chares' loads in the dispatch path"},
     {"lb_take", mod_lb_take, METH_O, "lb_take(chare) -> its load (s) since last taken"},
     {"lb_add", mod_lb_add, METH_VARARGS, "lb_add(chare, secs): add to its load (if measuring)"},
+    {"lb_forget", mod_lb_forget, METH_O, "lb_forget(chare): drop its load and calls"},
+    {"lb_comm", mod_lb_comm, METH_O, "lb_comm(on) -> was on: record who calls whom"},
+    {"lb_take_comm", mod_lb_take_comm, METH_O,
+     "lb_take_comm(chare) -> {(coll, index): [messages, bytes]} it sent since last taken"},
     {"lb_times", mod_lb_times, METH_NOARGS,
      "lb_times() -> (wall, idle, chare time measured) of this PE (s)"},
     {NULL, NULL, 0, NULL},

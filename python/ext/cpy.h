@@ -222,6 +222,10 @@ typedef struct cpy_state {
     int in_bcast;            /* delivering a broadcast: migrations wait until after */
     int lb_on;               /* measure chares' loads (a balancer is in use) */
     double lb_chare_secs;    /* the loads measured on this PE, every chare's */
+    int lb_comm;             /* record who calls whom (a comm-aware balancer) */
+    PyObject *lb_cur;        /* lb_comm: the chare whose entry method runs (borrowed) */
+    PyObject *lb_commtab;    /* lb_comm: {id(chare): {(coll, index): [msgs, bytes]}} */
+    size_t last_bytes;       /* the payload size of the last call sent */
     cpy_loads loaddb;        /* the load database (balance.c) */
     int pickle_protocol;     /* for values the codec pickles */
     uint64_t readonlies;     /* readonlies set (PE 0) or received here */
@@ -413,6 +417,9 @@ extern PyMethodDef cpy_balance_methods[];
  * total of chare time (st->lb_chare_secs); -1 on no memory. */
 int cpy_lb_add(cpy_state *st, const PyObject *obj, double secs);
 void cpy_lb_free(cpy_state *st);
+/* lb_comm: the running chare (st->lb_cur) sent `bytes` to element h->idx of
+ * h->coll; -1 with an exception. */
+int cpy_lb_comm_add(cpy_state *st, const em_hdr *h, size_t bytes);
 
 /* ---- reducers.c: built-in reducers over typed vectors of numbers --------- */
 extern PyMethodDef cpy_reducer_methods[];

@@ -141,6 +141,7 @@ int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyO
     *h = *hdr;
     h->flags |= (pe < 0 ? EM_BCAST : 0) | (byref ? EM_BYREF : 0);
     msg->tag = tag;
+    st->last_bytes = msg->size;
     int rc = pe < 0 ? cp_bcast(st->ctx, st->h_entry, msg)
                     : cpy_send_args(st, pe, st->h_entry, msg, segs);
     if (rc) {
@@ -281,6 +282,11 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         rc = cpy_send_entry(st, pe, &h, self->name, args, kwargs, tag);
     }
     if (rc < 0) {
+        Py_XDECREF(fut);
+        return NULL;
+    }
+    if (st->lb_comm && st->lb_cur && p->elem && p->place.kind != CPY_CHARE &&
+        p->place.kind != CPY_GROUP && cpy_lb_comm_add(st, &h, st->last_bytes) < 0) {
         Py_XDECREF(fut);
         return NULL;
     }

@@ -11,6 +11,7 @@
 
 static const char *const lb_names[CP_LB_COUNT_] = {
     "DummyLB", "GreedyLB", "GreedyRefineLB", "RefineLB", "RandCentLB", "RotateLB",
+    "GreedyCommLB",
 };
 
 int cp_lb_kind_of(const char *name) {
@@ -32,6 +33,12 @@ static int check_input(const cp_lb_input *in) {
             return CP_EINVAL;
     for (int p = 0; in->bg_load && p < in->npes; p++)
         if (!(in->bg_load[p] >= 0))
+            return CP_EINVAL;
+    if (in->nedges && !in->edges)
+        return CP_EINVAL;
+    for (size_t e = 0; e < in->nedges; e++)
+        if (in->edges[e].a >= in->nobjs || in->edges[e].b >= in->nobjs ||
+            !(in->edges[e].msgs >= 0) || !(in->edges[e].bytes >= 0))
             return CP_EINVAL;
     return 0;
 }
@@ -267,6 +274,92 @@ static int refine(const cp_lb_input *in, int *new_pe) {
     return 0;
 }
 
+/* GreedyComm: heaviest first, each movable object to the PE p that
+ * minimizes load[p] + its load + the cost of its messages (both ways) to the
+ * objects already placed on other PEs (those that stay are placed from the
+ * start); p is the least loaded PE or one where a neighbour is. The cost
+ * of the cut messages is charged to p. */
+static int greedy_comm(const cp_lb_input *in, int *new_pe) {
+    double alpha = in->alpha > 0 ? in->alpha : 1e-5, beta = in->beta > 0 ? in->beta : 1e-9;
+    size_t n = in->nobjs, ne = in->nedges;
+    scratch s;
+    if (scratch_init(in, &s))
+        return CP_ENOMEM;
+    /* Adjacency, both directions: start[i] .. start[i + 1] in nbr / cost. */
+    size_t *start = calloc(n + 1, sizeof *start);
+    size_t nadj = ne ? 2 * ne : 1;
+    size_t *nbr = malloc(nadj * sizeof *nbr);
+    double *cost = malloc(nadj * sizeof *cost);
+    double *to_pe = calloc((size_t)in->npes, sizeof *to_pe);
+    int *cand = malloc((size_t)in->npes * sizeof *cand);
+    if (!start || !nbr || !cost || !to_pe || !cand) {
+        free(start), free(nbr), free(cost), free(to_pe), free(cand);
+        scratch_free(&s);
+        return CP_ENOMEM;
+    }
+    for (size_t e = 0; e < ne; e++) {
+        start[in->edges[e].a + 1]++;
+        start[in->edges[e].b + 1]++;
+    }
+    for (size_t i = 0; i < n; i++)
+        start[i + 1] += start[i];
+    size_t *fill = malloc((n ? n : 1) * sizeof *fill);
+    if (!fill) {
+        free(start), free(nbr), free(cost), free(to_pe), free(cand);
+        scratch_free(&s);
+        return CP_ENOMEM;
+    }
+    memcpy(fill, start, n * sizeof *fill);
+    for (size_t e = 0; e < ne; e++) {
+        const cp_lb_edge *g = &in->edges[e];
+        double c = alpha * g->msgs + beta * g->bytes;
+        nbr[fill[g->a]] = g->b, cost[fill[g->a]++] = c;
+        nbr[fill[g->b]] = g->a, cost[fill[g->b]++] = c;
+    }
+    free(fill);
+    for (size_t i = 0; i < n; i++)
+        new_pe[i] = in->objs[i].migratable ? -1 : in->objs[i].pe;
+    for (size_t k = 0; k < s.n; k++) {
+        size_t o = s.idx[k];
+        /* Candidates: the least loaded PE, and the neighbours' PEs. */
+        int nc = 0, least = 0;
+        for (int p = 1; p < in->npes; p++)
+            least = s.load[p] < s.load[least] ? p : least;
+        cand[nc++] = least;
+        double total = 0;
+        for (size_t j = start[o]; j < start[o + 1]; j++) {
+            int p = new_pe[nbr[j]];
+            if (p < 0)
+                continue;
+            if (to_pe[p] == 0) {
+                int seen = 0;
+                for (int c = 0; c < nc && !seen; c++)
+                    seen = cand[c] == p;
+                if (!seen)
+                    cand[nc++] = p;
+            }
+            to_pe[p] += cost[j];
+            total += cost[j];
+        }
+        int best = -1;
+        double best_t = 0;
+        for (int c = 0; c < nc; c++) {
+            int p = cand[c];
+            double t = s.load[p] + in->objs[o].load + (total - to_pe[p]);
+            if (best < 0 || t < best_t || (t == best_t && p < best))
+                best = p, best_t = t;
+        }
+        new_pe[o] = best;
+        s.load[best] = best_t;
+        for (size_t j = start[o]; j < start[o + 1]; j++)
+            if (new_pe[nbr[j]] >= 0)
+                to_pe[new_pe[nbr[j]]] = 0;
+    }
+    free(start), free(nbr), free(cost), free(to_pe), free(cand);
+    scratch_free(&s);
+    return 0;
+}
+
 int cp_lb_place(int kind, const cp_lb_input *in, int *new_pe) {
     int rc = check_input(in);
     if (rc || kind < 0 || kind >= CP_LB_COUNT_ || (in->nobjs && !new_pe))
@@ -279,6 +372,8 @@ int cp_lb_place(int kind, const cp_lb_input *in, int *new_pe) {
         return greedy_refine(in, new_pe);
     case CP_LB_REFINE:
         return refine(in, new_pe);
+    case CP_LB_GREEDY_COMM:
+        return greedy_comm(in, new_pe);
     default:
         break;
     }

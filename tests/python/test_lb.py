@@ -11,7 +11,8 @@ import pytest
 from charmpy import _charmpy
 from conftest import NONZERO, run_ok, run_program
 
-STRATEGIES = ("DummyLB", "GreedyLB", "GreedyRefineLB", "RefineLB", "RandCentLB", "RotateLB")
+STRATEGIES = ("DummyLB", "GreedyLB", "GreedyRefineLB", "RefineLB", "RandCentLB", "RotateLB",
+              "GreedyCommLB")
 
 
 def test_strategies_listed():
@@ -77,6 +78,24 @@ def test_lb_background_load():
     # above: wall-time loads).
     res = run_ok("lb", 2, "background", timeout=90)
     assert "background per step" in res.stdout, res.stdout
+
+
+def test_lb_comm_aware(npes):
+    # GreedyCommLB: elements that call each other end up on one PE.
+    for _ in range(2):
+        res = run_ok("lb", npes, "comm", timeout=90)
+        assert "pairs on PEs" in res.stdout, res.stdout
+
+
+def test_lb_place_edges():
+    # Pairs split over 2 PEs, each pair exchanging much: together after.
+    objs = [(i % 2, 1e-3) for i in range(8)]
+    edges = [(i, i + 1, 100.0, 1e6) for i in range(0, 8, 2)]
+    pes, f = _charmpy.lb_place("GreedyCommLB", objs, 2, edges=edges)
+    assert all(pes[i] == pes[i + 1] for i in range(0, 8, 2)), pes
+    assert f["max_after"] == pytest.approx(4e-3), f
+    with pytest.raises(ValueError, match="edge 0: objects 0 and 8 of 8"):
+        _charmpy.lb_place("GreedyCommLB", objs, 2, edges=[(0, 8, 1.0, 1.0)])
 
 
 def test_lb_coroutine_load(npes):

@@ -18,7 +18,7 @@ static cp_lb_obj objs[MAXO];
 static int out[MAXO];
 
 static cp_lb_input table(int npes, size_t n) {
-    cp_lb_input in = {npes, NULL, objs, n, 0, 7};
+    cp_lb_input in = {.npes = npes, .objs = objs, .nobjs = n, .seed = 7};
     return in;
 }
 
@@ -45,7 +45,7 @@ static int check_valid(const cp_lb_input *in, const int *pe, const char *what) {
 
 static int test_names(void) {
     static const char *names[] = {"DummyLB", "GreedyLB", "GreedyRefineLB", "RefineLB",
-                                  "RandCentLB", "RotateLB"};
+                                  "RandCentLB", "RotateLB", "GreedyCommLB"};
     for (int k = 0; k < CP_LB_COUNT_; k++) {
         UT_CHECK(cp_lb_kind_of(names[k]) == k, "%s", names[k]);
         UT_CHECK(strcmp(cp_lb_name(k), names[k]) == 0, "%d", k);
@@ -235,6 +235,82 @@ static int test_refine(void) {
     return 0;
 }
 
+/* The bytes of `edges` between objects on different PEs of placement pe. */
+static double cut(const cp_lb_edge *edges, size_t ne, const int *pe) {
+    double c = 0;
+    for (size_t e = 0; e < ne; e++)
+        c += pe[edges[e].a] != pe[edges[e].b] ? edges[e].bytes : 0;
+    return c;
+}
+
+/* GreedyCommLB: objects in chatty pairs split across PEs come together,
+ * the load stays balanced; with no edges it is GreedyLB. */
+static int test_greedy_comm(void) {
+    static cp_lb_edge edges[64];
+    /* 16 objects of 1 ms on 4 PEs, object i on PE i % 4; pairs (2k, 2k + 1),
+     * split, exchange 1 MB in 100 messages (2 ms at the default costs):
+     * greedy keeps them split, GreedyComm brings each pair together. */
+    for (int i = 0; i < 16; i++)
+        objs[i] = (cp_lb_obj){i % 4, 1, 1e-3};
+    size_t ne = 0;
+    for (int i = 0; i < 16; i += 2)
+        edges[ne++] = (cp_lb_edge){(size_t)i, (size_t)i + 1, 100, 1e6};
+    cp_lb_input in = table(4, 16);
+    in.edges = edges;
+    in.nedges = ne;
+    UT_CHECK(cp_lb_place(CP_LB_GREEDY, &in, out) == 0, "greedy");
+    double greedy_cut = cut(edges, ne, out);
+    UT_CHECK(cp_lb_place(CP_LB_GREEDY_COMM, &in, out) == 0, "place");
+    if (check_valid(&in, out, "GreedyCommLB"))
+        return 1;
+    UT_CHECK(cut(edges, ne, out) == 0, "cut %.0f bytes after GreedyCommLB (greedy: %.0f)",
+             cut(edges, ne, out), greedy_cut);
+    cp_lb_figures f;
+    UT_CHECK(cp_lb_figures_of(&in, out, &f) == 0, "figures");
+    UT_CHECK(fabs(f.max_after - 4e-3) < 1e-12, "max load %.4f, 0.004 expected", f.max_after);
+    UT_CHECK(greedy_cut > 0, "greedy kept every pair together: the test shows nothing");
+    /* Costly messages weigh against balance: with alpha large, the two
+     * halves of a chain stay together even on fewer PEs. */
+    for (int i = 0; i < 4; i++)
+        objs[i] = (cp_lb_obj){0, 1, 1.0};
+    ne = 0;
+    for (int i = 0; i < 3; i++)
+        edges[ne++] = (cp_lb_edge){(size_t)i, (size_t)i + 1, 1, 0};
+    in = table(2, 4);
+    in.edges = edges;
+    in.nedges = ne;
+    in.alpha = 10.0; /* a message costs more than all the work */
+    UT_CHECK(cp_lb_place(CP_LB_GREEDY_COMM, &in, out) == 0, "place");
+    UT_CHECK(cut(edges, ne, out) == 0 && out[0] == out[3], "chain split: %d %d %d %d", out[0],
+             out[1], out[2], out[3]);
+    in.alpha = 1e-9; /* almost free: balanced like greedy */
+    UT_CHECK(cp_lb_place(CP_LB_GREEDY_COMM, &in, out) == 0, "place");
+    UT_CHECK(cp_lb_figures_of(&in, out, &f) == 0 && f.max_after == 2.0, "max %.2f",
+             f.max_after);
+    /* No edges: the same placement as GreedyLB on random tables. */
+    static int g[MAXO];
+    for (uint64_t seed = 80; seed < 85; seed++) {
+        fill_random(seed, 6, 500, 7);
+        in = table(6, 500);
+        UT_CHECK(cp_lb_place(CP_LB_GREEDY, &in, g) == 0, "greedy");
+        UT_CHECK(cp_lb_place(CP_LB_GREEDY_COMM, &in, out) == 0, "place");
+        if (check_valid(&in, out, "GreedyCommLB"))
+            return 1;
+        cp_lb_figures fg, fc;
+        UT_CHECK(cp_lb_figures_of(&in, g, &fg) == 0 && cp_lb_figures_of(&in, out, &fc) == 0,
+                 "figures");
+        UT_CHECK(fabs(fc.max_after - fg.max_after) < 1e-9, "seed %llu: %.3f vs greedy %.3f",
+                 (unsigned long long)seed, fc.max_after, fg.max_after);
+    }
+    /* Bad edges are refused. */
+    edges[0] = (cp_lb_edge){0, 500, 1, 1};
+    in = table(6, 500);
+    in.edges = edges;
+    in.nedges = 1;
+    UT_CHECK(cp_lb_place(CP_LB_GREEDY_COMM, &in, out) == CP_EINVAL, "edge to object 500 of 500");
+    return 0;
+}
+
 static int test_pinned_everywhere(void) {
     for (int k = 0; k < CP_LB_COUNT_; k++) {
         fill_random(90 + (uint64_t)k, 3, 50, 1); /* every object pinned */
@@ -258,6 +334,7 @@ int main(void) {
     failed += ut_run("lb_greedy_random", test_greedy_random);
     failed += ut_run("lb_greedy_refine", test_greedy_refine);
     failed += ut_run("lb_refine", test_refine);
+    failed += ut_run("lb_greedy_comm", test_greedy_comm);
     failed += ut_run("lb_pinned_everywhere", test_pinned_everywhere);
     printf("test_lb: %d failed\n", failed);
     return failed ? 1 : 0;

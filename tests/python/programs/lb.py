@@ -26,6 +26,10 @@
            lbStats() shows the background of each PE
   coroload  a coroutine entry method's time after its suspension counts in
            its chare's load (it is measured when it resumes)
+  comm     GreedyCommLB on an array whose elements talk in pairs (i, i + n/2)
+           placed on different PEs: after a step every pair is on one PE,
+           the pairs are spread over more than one PE, and lbStats()
+           counts the edges
   stays    under RotateLB, an element that cannot be pickled stays (and
            says why on stderr) and one whose coroutine is suspended stays;
            the others move and the program goes on
@@ -238,6 +242,41 @@ def coroload(P):
     assert load >= 0.03, load
 
 
+class Talker(Chare):
+    def __init__(self, n):
+        self.n = n
+        self.got = 0
+
+    def talk(self, done):
+        partner = (self.thisIndex[0] + self.n // 2) % self.n
+        blob = bytes(10000)
+        for _ in range(50):
+            self.thisProxy[partner].hear(blob)
+        self.done = done
+        self.AtSync()
+
+    def hear(self, blob):
+        self.got += len(blob)
+
+    def resumeFromSync(self):
+        self.contribute((self.thisIndex[0], charm.myPe()), Reducer.gather, self.done)
+
+
+def comm(P):
+    n = 4 * P
+    a = Array(Talker, n, args=[n], useAtSync=True)
+    charm.awaitCreation(a)
+    for k in range(2):
+        done = Future()
+        a.talk(done)
+        where = dict(done.get())
+    pairs = [(where[i], where[i + n // 2]) for i in range(n // 2)]
+    print("pairs on PEs", pairs, "edges", [s["edges"] for s in charm.lbStats()])
+    assert all(s["edges"] == n for s in charm.lbStats()), charm.lbStats()
+    assert all(p == q for p, q in pairs), pairs
+    assert P == 1 or len(set(where.values())) > 1, where   # not all packed on one PE
+
+
 class Odd(Chare):
     def __init__(self):
         if self.thisIndex[0] == 1:
@@ -342,7 +381,7 @@ def periodic(P):
 def main(args):
     P = charm.numPes()
     {"placed": placed, "rotate": rotate, "measured": measured, "stays": stays,
-     "background": background, "coroload": coroload,
+     "background": background, "coroload": coroload, "comm": comm,
      "periodic": periodic}[MODE](P)
     print("OK lb")
     charm.exit()
@@ -356,4 +395,6 @@ if MODE == "periodic":
     charm.options.lb_period = 0.02
 if MODE in ("measured", "background", "coroload"):
     charm.options.balancer = "GreedyLB"
+if MODE == "comm":
+    charm.options.balancer = "GreedyCommLB"
 charm.start(main)
