@@ -226,6 +226,9 @@ typedef struct cpy_state {
     PyObject *lb_cur;        /* lb_comm: the chare whose entry method runs (borrowed) */
     PyObject *lb_commtab;    /* lb_comm: {id(chare): {(coll, index): [msgs, bytes]}} */
     size_t last_bytes;       /* the payload size of the last call sent */
+    PyObject *direct_entry;  /* the cache entry (borrowed: entries are never
+                                removed) whose number the direct call being
+                                sent took, until cpy_loc_direct_done */
     cpy_loads loaddb;        /* the load database (balance.c) */
     int pickle_protocol;     /* for values the codec pickles */
     uint64_t readonlies;     /* readonlies set (PE 0) or received here */
@@ -290,6 +293,10 @@ typedef struct cpy_place {
  * to *flags (an ArrayMap not here yet). -1 with an exception. */
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
                     uint32_t *flags, uint64_t *tag);
+/* The direct call whose tag cpy_loc_send_pe / cpy_loc_cached gave was sent
+ * (sent = 1: its number is used, the next call takes the next one) or not
+ * (0: the number is given to the next call). */
+void cpy_loc_direct_done(cpy_state *st, int sent);
 /* Where this PE's location cache says the single chare of collection coll
  * is, with *tag set for the direct call made now; -1 when it has no entry
  * (or with an exception). */

@@ -728,19 +728,24 @@ static void number(PyObject *e, cp_msg *msg) {
     entry_field(e, 2, PyLong_FromUnsignedLong(seq_after(next)));
 }
 
+/* A key's index and dimensions come from the key itself (an int for a
+ * group member or single chare, a tuple for an array element): a PE may
+ * hold keys of a collection whose placement has not reached it yet. */
 static int key_index(cpy_coll *c, PyObject *key, int32_t *idx) {
+    (void)c;
     memset(idx, 0, CPY_MAXDIMS * sizeof *idx);
     if (PyLong_Check(key)) {
         idx[0] = (int32_t)PyLong_AsLong(key);
         return PyErr_Occurred() ? -1 : 0;
     }
-    for (int i = 0; i < c->place.ndims && i < PyTuple_GET_SIZE(key); i++)
+    for (Py_ssize_t i = 0; i < CPY_MAXDIMS && i < PyTuple_GET_SIZE(key); i++)
         idx[i] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(key, i));
     return PyErr_Occurred() ? -1 : 0;
 }
 
 static int key_ndims(cpy_coll *c, PyObject *key) {
-    return PyLong_Check(key) ? 0 : c->place.ndims;
+    (void)c;
+    return PyLong_Check(key) ? 0 : (int)PyTuple_GET_SIZE(key);
 }
 
 static int home_of_key(cpy_state *st, cpy_coll *c, PyObject *key) {
@@ -879,6 +884,7 @@ static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
         return;
     }
     if (building >= 0) {
+        PyObject *id = PyLong_FromUnsignedLongLong(c->id);
         if (c->place.sparse)
             PyErr_Format(PyExc_LookupError,
                          "message for element %R of a sparse array, which was never "
@@ -886,8 +892,9 @@ static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
                          key);
         else
             PyErr_Format(PyExc_LookupError,
-                         "message for member %R of collection %llx, which is not on PE %d",
-                         key, (unsigned long long)c->id, me);
+                         "message for member %R of collection %S, which is not on PE %d",
+                         key, id, me);
+        Py_XDECREF(id);
     }
     fail_message(st, msg, cpy_take_exception(), "delivering a message");
 }
@@ -976,10 +983,13 @@ void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
         }
     }
     if (to == me) {
+        cpy_loc_direct_done(st, 1);
         cpy_deliver(st, msg, members);
         return;
     }
-    if (cpy_forward(st, msg, to) < 0)
+    int rc = cpy_forward(st, msg, to);
+    cpy_loc_direct_done(st, rc == 0);
+    if (rc < 0)
         fail_message(st, msg, cpy_take_exception(), "routing a message");
 }
 
@@ -1240,11 +1250,23 @@ static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, 
     Py_XDECREF(key);
     if (!e)
         return -1;
-    uint64_t next = item_u64(e, 2);
-    if (entry_field(e, 2, PyLong_FromUnsignedLong(seq_after(next))) < 0)
-        return -1;
-    *tag = cpy_direct_tag(cp_my_pe(st->ctx), (uint32_t)next);
+    /* The number is used once the call is sent (cpy_loc_direct_done): a
+     * call that fails to encode must leave no gap in the numbers. */
+    st->direct_entry = e;
+    *tag = cpy_direct_tag(cp_my_pe(st->ctx), (uint32_t)item_u64(e, 2));
     return entry_pe(e);
+}
+
+void cpy_loc_direct_done(cpy_state *st, int sent) {
+    PyObject *e = st->direct_entry;
+    st->direct_entry = NULL;
+    if (!e || !sent)
+        return;
+    PyObject *exc = PyErr_Occurred() ? cpy_take_exception() : NULL; /* the caller's */
+    if (entry_field(e, 2, PyLong_FromUnsignedLong(seq_after(item_u64(e, 2)))) < 0)
+        cpy_report_error(st, "numbering a direct call");
+    if (exc)
+        cpy_restore_exception(exc);
 }
 
 /* This PE's cache learns that element key, whose home is PE `home`, is on
@@ -1285,8 +1307,13 @@ static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_
 
 int cpy_loc_cached(cpy_state *st, uint64_t coll, uint64_t *tag) {
     static const int32_t zero[CPY_MAXDIMS];
-    cpy_coll *c = find(st, coll);
-    return c ? cached_pe(st, c, 0, zero, tag) : -1;
+    cpy_coll *c = get(st, coll);
+    if (!c)
+        return -1;
+    int at = cached_pe(st, c, 0, zero, tag);
+    if (at < 0 && !PyErr_Occurred())
+        c->remote_sends++; /* through the home (see mod_loc_arrived) */
+    return at;
 }
 
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,

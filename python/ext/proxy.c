@@ -266,8 +266,10 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     PyObject *fut = NULL;
     if (ret || awaitable) {
         fut = reply_future(st, nvals, ret, pe == -1, &h.fut_id);
-        if (!fut)
+        if (!fut) {
+            cpy_loc_direct_done(st, 0);
             return NULL;
+        }
         h.flags |= (ret ? EM_RET : 0) | (awaitable ? EM_AWAIT : 0);
         h.fut_pe = cp_my_pe(st->ctx);
     }
@@ -280,6 +282,8 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
                                 self->name, args, kwargs, 0);
     } else {
         rc = cpy_send_entry(st, pe, &h, self->name, args, kwargs, tag);
+        if (tag)
+            cpy_loc_direct_done(st, rc == 0);
     }
     if (rc < 0) {
         Py_XDECREF(fut);

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_ok
 
 MODES = ["storm", "state", "refuse", "coroutine", "bcast", "bcastcoro", "chain", "early",
-         "selfcalls", "direct", "sparse"]
+         "selfcalls", "direct", "sparse", "chareorder", "badarg"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -27,7 +27,7 @@ def test_storm_repeated(pes):
 
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
 @pytest.mark.parametrize("mode", ["state", "coroutine", "bcast", "bcastcoro", "early", "direct",
-                                  "sparse", "selfcalls"])
+                                  "sparse", "selfcalls", "chareorder", "badarg", "unplaced"])
 def test_migrate_more_pes(mode, pes):
     for _ in range(3):
         run_ok("migrate", pes, mode, timeout=120)

@@ -135,9 +135,10 @@ def test_migration_storm(np, btl):
 
 
 @pytest.mark.parametrize("mode", ["state", "refuse", "coroutine", "bcast", "selfcalls", "direct",
-                                  "sparse"])
+                                  "sparse", "chareorder", "badarg", "unplaced"])
 def test_migration(mode, btl):
-    rc, out, err = mpirun("migrate", 4, btl, mode, timeout=90)
+    np = 6 if mode == "unplaced" else 4
+    rc, out, err = mpirun("migrate", np, btl, mode, timeout=90)
     assert "OK migrate" in out, (out, err)
 
 

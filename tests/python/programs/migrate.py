@@ -36,6 +36,15 @@
   sparse    as direct, for a sparse array whose elements were inserted on
             another PE than their home (calls numbered by the home before any
             move), then moved twice
+  chareorder a single chare busy on its home while a PE's call A to it waits
+            there, then moving to that PE: the PE's next call B (made after
+            the arrival) is delivered after A
+  badarg    after a PE calls a moved element directly, one call whose
+            argument cannot be pickled raises TypeError at the call: the
+            PE's later calls still arrive, and quiescence is reached
+  unplaced  (6 PEs or more) a PE learns where a moved element is before the
+            array's creation reached it (its parent in the broadcast tree
+            is busy): its switch and direct calls still reach the element
   bcast     broadcasts sent back to back while every element moves at each
             one (the broadcast itself says where): each element gets every
             broadcast exactly once and in the order sent; a broadcast with
@@ -45,6 +54,7 @@ import collections
 import random
 import sys
 import threading
+import time
 
 from charmpy import *
 
@@ -505,6 +515,118 @@ def direct(P, sparse=False):
                 assert cache["chare"] == cdest, (pe, cache["chare"], cdest)
 
 
+class Busy(Chare):
+    def __init__(self):
+        self.got = []
+
+    def work(self, to, secs):
+        time.sleep(secs)
+        self.migrate(to)
+
+    def move(self, pe):
+        self.migrate(pe)
+
+    def take(self, src, seq):
+        self.got.append((src, seq))
+
+    def report(self):
+        return charm.myPe(), self.got
+
+
+class Prober(Chare):
+    def noop(self):
+        pass
+
+    def busy(self, secs):
+        time.sleep(secs)
+
+    @coro
+    def a_then_b(self, c, g, ndummy):
+        import charmpy._charmpy as C
+        me = charm.myPe()
+        for _ in range(ndummy):
+            g[0].noop()                  # ahead of A in the home's queue
+        c.take(me, 0)                    # A: through the home
+        while 0 not in (C.members(c.coll) or {}):
+            charm.sleep(0.0005)
+        c.take(me, 1)                    # B: after the chare arrived here
+
+    def send(self, a, i, seq):
+        a[i].take(charm.myPe(), seq)
+
+    def bad(self, a, i):
+        try:
+            a[i].take(charm.myPe(), threading.Lock())
+        except TypeError:
+            return "TypeError"
+        return "sent"
+
+    @coro
+    def early_direct(self, a, i):
+        import charmpy._charmpy as C
+        me = charm.myPe()
+        a[i].take(me, 0)                 # through the home
+        for _ in range(500):             # until the home's LOC_CACHE came
+            d = C.loc_dump(a.coll)
+            if d and d["cache"]:
+                break
+            charm.sleep(0.002)
+        placed = C.members(a.coll) is not None
+        a[i].take(me, 1)                 # direct
+        return placed
+
+
+def chareorder(P):
+    if P < 2:
+        return
+    to = P - 1
+    for trial in range(4):
+        c = Chare(Busy, onPE=0)
+        g = Group(Prober)
+        charm.awaitCreation(c, g)
+        c.work(to, 0.15)
+        time.sleep(0.03)
+        g[to].a_then_b(c, g, 2000, ret=True).get()
+        charm.waitQD()
+        pe, got = c.report(ret=True).get()
+        assert pe == to and got == [(to, 0), (to, 1)], (trial, pe, got)
+
+
+def badarg(P):
+    if P < 3:
+        return
+    a = Array(Busy, P)
+    g = Group(Prober)
+    charm.awaitCreation(a, g)
+    home = _charmpy_home(a, 1)
+    s = next(pe for pe in range(P) if pe not in (home, 2 % P))
+    a[1].move(2 % P)
+    charm.waitQD()
+    for seq in range(2):                 # the first through the home, then direct
+        g[s].send(a, 1, seq)
+        charm.waitQD()
+    assert g[s].bad(a, 1, ret=True).get() == "TypeError"
+    g[s].send(a, 1, 2)
+    charm.waitQD()
+    assert a[1].report(ret=True).get() == (2 % P, [(s, 0), (s, 1), (s, 2)])
+
+
+def unplaced(P):
+    if P < 6:
+        return
+    g = Group(Prober)
+    charm.awaitCreation(g)
+    g[1].busy(1.0)                       # PE 5's parent in the broadcast tree
+    a = Array(Busy, P)
+    a[2].move(3)
+    charm.sleep(0.2)
+    placed = g[5].early_direct(a, 2, ret=True).get()
+    charm.waitQD()
+    got = a[2].report(ret=True).get()
+    print("array placed on PE 5 when its cache filled:", placed)
+    assert got == (3, [(5, 0), (5, 1)]), got
+
+
 def _charmpy_home(a, i):
     import charmpy._charmpy as C
     return C.loc_home(a, (i,))
@@ -525,7 +647,8 @@ def chain(P):
 def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
-     "bcast": bcast, "chain": chain, "direct": direct,
+     "bcast": bcast, "chain": chain, "direct": direct, "chareorder": chareorder, "badarg": badarg,
+     "unplaced": unplaced,
      "sparse": lambda P: direct(P, sparse=True), "early": early, "selfcalls": selfcalls,
      "bcastcoro": lambda P: bcast(P, HopperCoro)}[MODE](P)
     print("OK migrate")
