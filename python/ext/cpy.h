@@ -226,6 +226,9 @@ typedef struct cpy_state {
     PyObject *lb_cur;        /* lb_comm: the chare whose entry method runs (borrowed) */
     PyObject *lb_commtab;    /* lb_comm: {id(chare): {(coll, index): [msgs, bytes]}} */
     size_t last_bytes;       /* the payload size of the last call sent */
+    size_t ncached;          /* location cache entries on this PE (location.c) */
+    uint64_t chare_remote;   /* calls to single chares sent through their home
+                                (their remote_sends, for all of them at once) */
     PyObject *direct_entry;  /* the cache entry (borrowed: entries are never
                                 removed) whose number the direct call being
                                 sent took, until cpy_loc_direct_done */

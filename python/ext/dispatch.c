@@ -214,9 +214,12 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
     PyObject *ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
     PyObject *name = NULL, *r = NULL;
     double t0 = st->profiling | st->lb_on ? cp_wall_time() : 0;
-    PyObject *was_cur = st->lb_cur; /* lb_comm: the caller of what obj sends */
-    if (st->lb_comm)
+    int comm = st->lb_comm; /* lb_comm: obj is the caller of what it sends */
+    PyObject *was_cur = NULL;
+    if (comm) {
+        was_cur = st->lb_cur;
         st->lb_cur = obj;
+    }
     if (!ent)
         goto error;
     PyObject *names = PyTuple_GET_ITEM(ent, 1);
@@ -255,7 +258,8 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
         }
         Py_CLEAR(r);
     }
-    st->lb_cur = was_cur;
+    if (comm)
+        st->lb_cur = was_cur;
     if (st->profiling | st->lb_on) {
         double secs = cp_wall_time() - t0;
         if (st->profiling)
@@ -268,7 +272,8 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
     recheck_held(st, obj);
     return;
 error: {
-    st->lb_cur = was_cur;
+    if (comm)
+        st->lb_cur = was_cur;
     char where[512];
     PyObject *exc = cpy_take_exception();
     PyObject *nm = name ? Py_NewRef(name) : PyUnicode_FromFormat("#%d", method);

@@ -1293,6 +1293,7 @@ static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_
     Py_XDECREF(e);
     if (rc < 0)
         return -1;
+    st->ncached++;
     if (fresh < 0) /* switched already (see remote_sends) */
         return 0;
     em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_SWITCH,
@@ -1307,13 +1308,8 @@ static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_
 
 int cpy_loc_cached(cpy_state *st, uint64_t coll, uint64_t *tag) {
     static const int32_t zero[CPY_MAXDIMS];
-    cpy_coll *c = get(st, coll);
-    if (!c)
-        return -1;
-    int at = cached_pe(st, c, 0, zero, tag);
-    if (at < 0 && !PyErr_Occurred())
-        c->remote_sends++; /* through the home (see mod_loc_arrived) */
-    return at;
+    cpy_coll *c = find(st, coll);
+    return c ? cached_pe(st, c, 0, zero, tag) : -1;
 }
 
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
@@ -1711,7 +1707,10 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
      * way through the home (remote_sends 0) it takes them at once. */
     if (home != me) {
         int had = c->cache ? PyDict_Contains(c->cache, key) : 0;
-        int fresh = c->remote_sends == 0 ? -1 : 0;
+        /* (Single chares count their calls through the home together.) */
+        int fresh = c->remote_sends == 0 && (key_ndims(c, key) > 0 || st->chare_remote == 0)
+                        ? -1
+                        : 0;
         PyObject *s = had == 0 && fresh ? sender_entry(o, me) : NULL;
         if (had < 0 || (s && entry_field(s, 1, PyLong_FromLong(1)) < 0) ||
             (had == 0 && fresh && !s) || cache_news(st, c, key, me, mig, fresh, home) < 0)

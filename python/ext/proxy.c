@@ -241,11 +241,13 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         if (pe >= cp_num_pes(st->ctx))
             pe %= cp_num_pes(st->ctx);
         if (pe != cp_my_pe(st->ctx)) { /* ... or where this PE heard it moved */
-            int at = cpy_loc_cached(st, p->coll, &tag);
+            int at = st->ncached ? cpy_loc_cached(st, p->coll, &tag) : -1;
             if (at >= 0)
                 pe = at;
             else if (PyErr_Occurred())
                 return NULL;
+            else
+                st->chare_remote++; /* through its home (location.c, mod_loc_arrived) */
         }
         break;
     case CPY_GROUP:
