@@ -5,8 +5,10 @@
 #     every 5 iterations, under DummyLB, GreedyLB and GreedyRefineLB, beside
 #     a perfectly balanced run of the same total work;
 #   - bench/py/mig_bench.py: moving a chare that holds a numpy array of
-#     1 MiB and 4 MiB, beside sending the array as an argument.
-# Prints a markdown table. (charm4py beside it: not installed here yet.)
+#     1 MiB and 4 MiB, beside sending the array as an argument;
+#   - bench/py/direct_bench.py: calls to an element that moved, beside calls
+#     to one that never did (3 PEs);
+# Prints markdown tables (charm4py 1.1 beside the load-balancing program).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CHARMRUN=$ROOT/.venv/bin/charmrun
@@ -65,6 +67,19 @@ for bytes in 1048576 4194304; do
     awk -v b="$bytes" -v m="$m" -v s="$s" \
         'BEGIN {printf "| numpy array of %d MiB | %.1f | %.1f | %.2fx |\n", b / 1048576, m, s, m / s}'
 done
+
+# Calls to a moved element from a third PE (direct after the first, through
+# the senders' location caches) beside calls to an element that never moved.
+out=$(for _ in $(seq "$N"); do
+    timeout "$TMO" "$CHARMRUN" -n 3 "$ROOT/bench/py/direct_bench.py" 2000 |
+        awk '/^moved:/{m=$2} /^unmoved:/{u=$2} END {print m, u}'
+done)
+m=$(awk '{print $1}' <<< "$out" | median)
+u=$(awk '{print $2}' <<< "$out" | median)
+echo
+echo "| round trip from PE 2 to an element on PE 1 (3 PEs) | us | ratio |"
+echo "|---|---|---|"
+awk -v m="$m" -v u="$u" 'BEGIN {printf "| moved there from its home (PE 0) | %.1f | %.2fx |\n| never moved | %.1f | 1.00x |\n", m, m / u, u}'
 
 # Checkpoint write and read of 1 GiB of chare state, beside dd's sequential
 # write (fsync) and read of 1 GiB in the same directory (page cache dropped

@@ -30,3 +30,13 @@ def test_suite_runs_charmpy_benchmarks():
                  "--systems", "charmpy,charmpy-mpi,python"], timeout=300)
     for bench in ("latency", "rate", "bw", "jacobi", "bcast", "create"):
         assert f"ok   {bench} charmpy " in out, (bench, out)
+
+
+def test_migration_benchmarks_run():
+    # bench/py/lb_run.sh's programs at tiny sizes (their figures: make bench).
+    charmrun = str(ROOT / ".venv" / "bin" / "charmrun")
+    for n, prog, args in ((3, "direct_bench.py", ["50"]), (2, "mig_bench.py", ["4096", "5"])):
+        res = subprocess.run([charmrun, "-n", str(n), f"bench/py/{prog}", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        assert res.returncode == 0 and "ratio: " in res.stdout, (prog, res.stdout, res.stderr)
