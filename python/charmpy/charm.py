@@ -27,6 +27,7 @@ class _Charm:
         self._my_host, self._num_hosts, self._pe_host = 0, 1, (0,)
         self._flags = {}        # runtime flags given on the command line
         self._profiling = False # entry methods are timed (options.profiling, +stats)
+        self._lb_comm = False   # who calls whom is recorded (GreedyCommLB, lb.py)
         self._sched = None      # the scheduler's greenlet
         self._colls = {}        # coll -> chare.Collection (this PE's view)
         self._handlers = {}     # message tag -> (function, needs its collection)

@@ -104,17 +104,44 @@ def resume(g, value=None):
     if getcurrent() is not charm._sched:
         _charmpy.call_soon(resume, (g, value))
         return
-    t0 = time.perf_counter()
-    g.switch(value)
+    _run_timed(g, value)
+    _after_run(g)
     obj = g.chare
-    if obj is not None:
+    if obj is not None and id(obj) in _charmpy.held:
+        when.recheck(obj)
+
+
+def _run_timed(g, value=None):
+    """g runs (from the scheduler) to its next suspension or its end: the
+    time counts in its chare's load (when measured) and profile, and the
+    calls it makes are its chare's (GreedyCommLB)."""
+    obj = g.chare
+    prev = _charmpy.lb_enter(obj) if charm._lb_comm and obj is not None else None
+    t0 = time.perf_counter()
+    try:
+        g.switch(value)
+    finally:
         dt = time.perf_counter() - t0
+        if charm._lb_comm and obj is not None:
+            _charmpy.lb_enter(prev)
+    if obj is not None:
         _charmpy.lb_add(obj, dt)   # its load, when loads are measured
         if charm._profiling and g.method:
             _charmpy.stats_add(type(obj), g.method, dt)
-    _after_run(g)
-    if obj is not None and id(obj) in _charmpy.held:
-        when.recheck(obj)
+
+
+def resume_waiting(g):
+    """when.recheck: coroutine g waiting in self.wait() may go on. As
+    resume(), but a migration its end allows waits for the end of the
+    recheck (when.recheck runs migration.migrations())."""
+    _run_timed(g)
+    obj = g.chare
+    if obj is not None and g.dead:
+        n = obj.__dict__.get("_charmpy_ncoro", 1) - 1
+        obj.__dict__["_charmpy_ncoro"] = n
+        if n == 0 and "_charmpy_migrate_to" in obj.__dict__ and \
+                all(o is not obj for o in migration._pending):
+            migration._pending.append(obj)
 
 
 def sleep(secs):

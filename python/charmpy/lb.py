@@ -46,6 +46,11 @@ def _comm_aware():
     return balancer() in COMM_AWARE and _instrument[0]
 
 
+def _set_comm():
+    charm._lb_comm = _comm_aware()
+    _charmpy.lb_comm(charm._lb_comm)
+
+
 def period():
     """+LBPeriod secs / charm.options.lb_period, or None."""
     v = charm.options.lb_period
@@ -67,7 +72,7 @@ def start():
     """charm.start, on every PE: measure loads when a balancer is in use,
     and on PE 0 start periodic balancing when asked."""
     _charmpy.lb_instrument(balancer() is not None and _instrument[0])
-    _charmpy.lb_comm(_comm_aware())
+    _set_comm()
     secs = period()
     if secs is None or charm._pe != 0:
         return
@@ -81,13 +86,15 @@ def start():
 def instrument_on():
     _instrument[0] = True
     _charmpy.lb_instrument(balancer() is not None)
-    _charmpy.lb_comm(_comm_aware())
+    _set_comm()
+    _since.clear()   # the time not measured is not background
 
 
 def instrument_off():
     _instrument[0] = False
     _charmpy.lb_instrument(False)
-    _charmpy.lb_comm(False)
+    _set_comm()
+    _since.clear()
 
 
 def set_load(obj, seconds):

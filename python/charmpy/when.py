@@ -9,8 +9,10 @@ recheck hook), after each run of one of its coroutines (coro.resume), and
 after a timer callback that is one of its methods."""
 import inspect
 import sys
+import time
 
 from . import _charmpy, coro, futures
+from .charm import charm
 from .errors import where
 
 ENTRY_CORO, ENTRY_WHEN = 1, 2   # as in python/ext/cpy.h
@@ -122,18 +124,33 @@ def recheck(obj):
                 _, meth, args, kwargs, reply, flags = item
                 if _true(obj, meth, args, kwargs):
                     del held[i]
-                    _run(obj, meth, args, kwargs, reply, flags)
+                    _run_timed(obj, meth, args, kwargs, reply, flags)
                     progress = True
                     break
             else:
                 _, code, g = item
                 if eval(code, sys.modules[type(obj).__module__].__dict__, {"self": obj}):
                     del held[i]
-                    g.switch()
+                    coro.resume_waiting(g)
                     progress = True
                     break
     if not held:
         _charmpy.held.pop(id(obj), None)
+    if migration._pending:
+        migration.migrations()
+
+
+def _run_timed(obj, meth, args, kwargs, reply, flags):
+    """A held @when method runs: timed into obj's load (when measured), its
+    calls obj's (GreedyCommLB)."""
+    prev = _charmpy.lb_enter(obj) if charm._lb_comm else None
+    t0 = time.perf_counter()
+    try:
+        _run(obj, meth, args, kwargs, reply, flags)
+    finally:
+        if charm._lb_comm:
+            _charmpy.lb_enter(prev)
+        _charmpy.lb_add(obj, time.perf_counter() - t0)
 
 
 def _recheck_in_coroutine(obj, held):
@@ -163,3 +180,6 @@ def _ready(obj, item):
     if item[0] == "when":
         return _true(obj, item[1], item[2], item[3])
     return eval(item[1], sys.modules[type(obj).__module__].__dict__, {"self": obj})
+
+
+from . import migration  # noqa: E402  (it uses this module)

@@ -15,6 +15,7 @@
  */
 #include "cpy.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 static int bad_strategy(PyObject *name) {
@@ -63,11 +64,16 @@ static int read_edges(PyObject *in, Py_ssize_t n, cp_lb_edge **out, Py_ssize_t *
         double msgs, bytes;
         if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "nndd", &a, &b, &msgs, &bytes)) {
             rc = -1;
-        } else if (a < 0 || a >= n || b < 0 || b >= n || !(msgs >= 0) || !(bytes >= 0)) {
-            PyErr_Format(PyExc_ValueError,
-                         "edge %zd: objects %zd and %zd of %zd, %g messages, %g bytes (objects "
-                         "in range and counts >= 0 were expected)",
-                         i, a, b, n, msgs, bytes);
+        } else if (a < 0 || a >= n || b < 0 || b >= n || !(msgs >= 0) || !(bytes >= 0) ||
+                   !isfinite(msgs) || !isfinite(bytes)) {
+            PyObject *m = PyFloat_FromDouble(msgs), *by = PyFloat_FromDouble(bytes);
+            if (m && by)
+                PyErr_Format(PyExc_ValueError,
+                             "edge %zd: objects %zd and %zd of %zd, %R messages, %R bytes "
+                             "(objects in range and finite counts >= 0 were expected)",
+                             i, a, b, n, m, by);
+            Py_XDECREF(m);
+            Py_XDECREF(by);
             rc = -1;
         } else {
             (*out)[i] = (cp_lb_edge){(size_t)a, (size_t)b, msgs, bytes};
@@ -283,6 +289,17 @@ static PyObject *comm_take(cpy_state *st, PyObject *obj) {
     return row;
 }
 
+/* lb_enter(chare or None) -> the chare before: the calls made from now on
+ * are chare's (GreedyCommLB), until lb_enter(what it returned). The caller
+ * keeps chare alive meanwhile. */
+static PyObject *mod_lb_enter(PyObject *module, PyObject *obj) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *was = st->lb_cur ? st->lb_cur : Py_None;
+    Py_INCREF(was);
+    st->lb_cur = obj == Py_None ? NULL : obj;
+    return was;
+}
+
 /* lb_comm(on) -> was on: record who calls whom (for GreedyCommLB). */
 static PyObject *mod_lb_comm(PyObject *module, PyObject *on) {
     cpy_state *st = PyModule_GetState(module);
@@ -370,6 +387,7 @@ PyMethodDef cpy_balance_methods[] = {
     {"lb_add", mod_lb_add, METH_VARARGS, "lb_add(chare, secs): add to its load (if measuring)"},
     {"lb_forget", mod_lb_forget, METH_O, "lb_forget(chare): drop its load and calls"},
     {"lb_comm", mod_lb_comm, METH_O, "lb_comm(on) -> was on: record who calls whom"},
+    {"lb_enter", mod_lb_enter, METH_O, "lb_enter(chare|None) -> previous: calls are chare's"},
     {"lb_take_comm", mod_lb_take_comm, METH_O,
      "lb_take_comm(chare) -> {(coll, index): [messages, bytes]} it sent since last taken"},
     {"lb_times", mod_lb_times, METH_NOARGS,

@@ -229,9 +229,6 @@ typedef struct cpy_state {
     size_t ncached;          /* location cache entries on this PE (location.c) */
     uint64_t chare_remote;   /* calls to single chares sent through their home
                                 (their remote_sends, for all of them at once) */
-    PyObject *direct_entry;  /* the cache entry (borrowed: entries are never
-                                removed) whose number the direct call being
-                                sent took, until cpy_loc_direct_done */
     cpy_loads loaddb;        /* the load database (balance.c) */
     int pickle_protocol;     /* for values the codec pickles */
     uint64_t readonlies;     /* readonlies set (PE 0) or received here */
@@ -291,19 +288,21 @@ typedef struct cpy_place {
 } cpy_place;
 
 /* Where a call to element idx goes from this PE: its home, or where this
- * PE's location cache says it is (after it moved: *tag is set to the
- * direct call's tag, cpy_direct_tag), or this PE itself with EM_ROUTE added
+ * PE's location cache says it is (after it moved: *direct is set to the
+ * cache entry, for cpy_send_entry), or this PE itself with EM_ROUTE added
  * to *flags (an ArrayMap not here yet). -1 with an exception. */
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
-                    uint32_t *flags, uint64_t *tag);
-/* The direct call whose tag cpy_loc_send_pe / cpy_loc_cached gave was sent
- * (sent = 1: its number is used, the next call takes the next one) or not
- * (0: the number is given to the next call). */
-void cpy_loc_direct_done(cpy_state *st, int sent);
+                    uint32_t *flags, PyObject **direct);
+/* A direct call: the tag (cpy_direct_tag) of the next number of `direct`,
+ * an entry of this PE's location cache (borrowed; entries are never
+ * removed), which goes to the next call. Taken when the call is encoded,
+ * right before it is sent: no Python code runs in between (a call made
+ * from an argument's __reduce__ takes its own number first). */
+uint64_t cpy_loc_direct_take(cpy_state *st, PyObject *direct);
 /* Where this PE's location cache says the single chare of collection coll
  * is, with *tag set for the direct call made now; -1 when it has no entry
  * (or with an exception). */
-int cpy_loc_cached(cpy_state *st, uint64_t coll, uint64_t *tag);
+int cpy_loc_cached(cpy_state *st, uint64_t coll, PyObject **direct);
 /* A message for member key here: 1 when location.c took it (it came early
  * in the order of the element's calls, or twice), 0 when it goes now. */
 int cpy_loc_in_order(cpy_state *st, cp_msg *msg, PyObject *key);
@@ -381,10 +380,10 @@ PyObject *cpy_entries(cpy_state *st, PyObject *cls);
  * `kwargs` (dict or NULL) are borrowed; `name` (borrowed, NULL for an
  * insertion) names the method in errors. The runtime must be running.
  * Returns 0 or -1 with an exception set (a TypeError naming the argument
- * that cannot be serialized). `tag` goes in the runtime message's tag (a
- * direct call's, cpy_direct_tag, or 0). */
+ * that cannot be serialized). `direct` (or NULL): the location cache entry
+ * of a direct call, whose number the message's tag takes once encoded. */
 int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
-                   PyObject *kwargs, uint64_t tag);
+                   PyObject *kwargs, PyObject *direct);
 /* The placement and collection of a proxy of this module; 0, or -1 with
  * TypeError when `proxy` is not one. */
 int cpy_proxy_place(cpy_state *st, PyObject *proxy, cpy_place *out, uint64_t *coll);
@@ -392,6 +391,9 @@ int cpy_proxy_place(cpy_state *st, PyObject *proxy, cpy_place *out, uint64_t *co
  * are encoded when pe is another PE. Takes msg on success; -1 with an
  * exception (msg still the caller's). */
 int cpy_forward(cpy_state *st, cp_msg *msg, int pe);
+/* The same for a direct call: the message (or its re-encoded copy) takes
+ * the next number of `direct` right before it is sent. */
+int cpy_forward_direct(cpy_state *st, cp_msg *msg, int pe, PyObject *direct);
 
 /* ---- args.c --------------------------------------------------------------- */
 

@@ -936,7 +936,7 @@ static void release_held(cpy_state *st, cpy_coll *c, PyObject *key) {
         cpy_report_error(st, "sending held messages on");
 }
 
-static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, uint64_t *tag);
+static int cached_pe(cpy_coll *c, int ndims, const int32_t *idx, PyObject **direct);
 static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
                       int fresh, int home);
 
@@ -968,13 +968,14 @@ void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
         return;
     }
     int me = cp_my_pe(st->ctx), to = home;
+    PyObject *direct = NULL;
     if (h->method == CPY_M_INSERT) {
         to = h->aux > 0 ? h->aux - 1 : home;
         count_insert(st, h->coll, to);
         if (to != home)
             send_location(st, h->coll, h->ndims, h->idx, to, home);
     } else if (home != me) {
-        int at = cached_pe(st, c, h->ndims, h->idx, &msg->tag);
+        int at = cached_pe(c, h->ndims, h->idx, &direct);
         if (at >= 0)
             to = at;
         else if (PyErr_Occurred()) {
@@ -983,13 +984,12 @@ void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
         }
     }
     if (to == me) {
-        cpy_loc_direct_done(st, 1);
+        if (direct)
+            msg->tag = cpy_loc_direct_take(st, direct);
         cpy_deliver(st, msg, members);
         return;
     }
-    int rc = cpy_forward(st, msg, to);
-    cpy_loc_direct_done(st, rc == 0);
-    if (rc < 0)
+    if (cpy_forward_direct(st, msg, to, direct) < 0)
         fail_message(st, msg, cpy_take_exception(), "routing a message");
 }
 
@@ -1242,7 +1242,7 @@ void cpy_loc_switch(cpy_state *st, cp_msg *msg, PyObject *key) {
 
 /* Where this PE's cache says element key of c is, with the tag of the
  * direct call made now; -1 when it has no entry (or with an exception). */
-static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, uint64_t *tag) {
+static int cached_pe(cpy_coll *c, int ndims, const int32_t *idx, PyObject **direct) {
     if (!c->cache || !PyDict_GET_SIZE(c->cache))
         return -1;
     PyObject *key = key_from(ndims, idx);
@@ -1250,23 +1250,18 @@ static int cached_pe(cpy_state *st, cpy_coll *c, int ndims, const int32_t *idx, 
     Py_XDECREF(key);
     if (!e)
         return -1;
-    /* The number is used once the call is sent (cpy_loc_direct_done): a
-     * call that fails to encode must leave no gap in the numbers. */
-    st->direct_entry = e;
-    *tag = cpy_direct_tag(cp_my_pe(st->ctx), (uint32_t)item_u64(e, 2));
+    *direct = e; /* its number is taken when the call is encoded */
     return entry_pe(e);
 }
 
-void cpy_loc_direct_done(cpy_state *st, int sent) {
-    PyObject *e = st->direct_entry;
-    st->direct_entry = NULL;
-    if (!e || !sent)
-        return;
-    PyObject *exc = PyErr_Occurred() ? cpy_take_exception() : NULL; /* the caller's */
-    if (entry_field(e, 2, PyLong_FromUnsignedLong(seq_after(item_u64(e, 2)))) < 0)
-        cpy_report_error(st, "numbering a direct call");
-    if (exc)
-        cpy_restore_exception(exc);
+uint64_t cpy_loc_direct_take(cpy_state *st, PyObject *e) {
+    uint64_t n = item_u64(e, 2);
+    PyObject *next = PyLong_FromUnsignedLong(seq_after(n));
+    if (next)
+        PyList_SetItem(e, 2, next);
+    else /* no memory for a small int: the job cannot go on in order */
+        cp_abort(st->ctx, "out of memory numbering a direct call");
+    return cpy_direct_tag(cp_my_pe(st->ctx), (uint32_t)n);
 }
 
 /* This PE's cache learns that element key, whose home is PE `home`, is on
@@ -1300,20 +1295,20 @@ static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_
                 .fut_pe = cp_my_pe(st->ctx)};
     PyObject *none = PyTuple_New(0);
     rc = none && key_index(c, key, h.idx) == 0
-             ? cpy_send_entry(st, home, &h, NULL, none, NULL, 0)
+             ? cpy_send_entry(st, home, &h, NULL, none, NULL, NULL)
              : -1;
     Py_XDECREF(none);
     return rc;
 }
 
-int cpy_loc_cached(cpy_state *st, uint64_t coll, uint64_t *tag) {
+int cpy_loc_cached(cpy_state *st, uint64_t coll, PyObject **direct) {
     static const int32_t zero[CPY_MAXDIMS];
     cpy_coll *c = find(st, coll);
-    return c ? cached_pe(st, c, 0, zero, tag) : -1;
+    return c ? cached_pe(c, 0, zero, direct) : -1;
 }
 
 int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int32_t *idx,
-                    uint32_t *flags, uint64_t *tag) {
+                    uint32_t *flags, PyObject **direct) {
     if (cpy_loc_must_route(st, coll, pl, idx)) {
         cpy_coll *c = get(st, coll);
         if (!c)
@@ -1333,7 +1328,7 @@ int cpy_loc_send_pe(cpy_state *st, uint64_t coll, const cpy_place *pl, const int
     cpy_coll *c = get(st, coll);
     if (!c)
         return -1;
-    int at = cached_pe(st, c, pl->ndims, idx, tag);
+    int at = cached_pe(c, pl->ndims, idx, direct);
     if (at >= 0 || PyErr_Occurred())
         return at;
     c->remote_sends++;
@@ -1366,7 +1361,7 @@ int cpy_loc_insert(cpy_state *st, uint64_t coll, const cpy_place *pl, const int3
                 .method = CPY_M_INSERT, .fut_id = st->readonlies, .fut_pe = me,
                 .aux = on_pe + 1};
     memcpy(h.idx, idx, sizeof h.idx);
-    int rc = cpy_send_entry(st, to, &h, NULL, cargs, NULL, 0);
+    int rc = cpy_send_entry(st, to, &h, NULL, cargs, NULL, NULL);
     Py_DECREF(cargs);
     if (rc < 0)
         return -1;
@@ -1603,7 +1598,7 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
                          : NULL;
     Py_XDECREF(senders);
     /* The state first, then whatever this PE forwards: one FIFO channel. */
-    int rc = pack ? cpy_send_entry(st, to, &h, NULL, pack, NULL, 0) : -1;
+    int rc = pack ? cpy_send_entry(st, to, &h, NULL, pack, NULL, NULL) : -1;
     Py_XDECREF(pack);
     /* Nothing changed here until the state left (an encoding error leaves
      * the element where it is, whole). */
@@ -1767,7 +1762,7 @@ static PyObject *mod_loc_after_routed(PyObject *module, PyObject *id) {
     PyObject *none = PyTuple_New(0);
     em_hdr h = {.coll = coll, .flags = EM_ROUTE, .method = CPY_M_ROUTED,
                 .fut_pe = cp_my_pe(st->ctx)};
-    int rc = none ? cpy_send_entry(st, cp_my_pe(st->ctx), &h, NULL, none, NULL, 0) : -1;
+    int rc = none ? cpy_send_entry(st, cp_my_pe(st->ctx), &h, NULL, none, NULL, NULL) : -1;
     Py_XDECREF(none);
     if (rc < 0)
         return NULL;

@@ -115,8 +115,27 @@ done:
     Py_XDECREF(cause);
 }
 
+/* The bytes a call by reference would take encoded, roughly (GreedyCommLB
+ * weighs the calls between chares that share a PE): the buffers among its
+ * arguments, 16 bytes for anything else. */
+static size_t byref_estimate(PyObject *args) {
+    size_t n = sizeof(em_hdr);
+    for (Py_ssize_t i = 0; args && i < PyTuple_GET_SIZE(args); i++) {
+        PyObject *a = PyTuple_GET_ITEM(args, i);
+        Py_buffer v;
+        if (PyObject_CheckBuffer(a) && PyObject_GetBuffer(a, &v, PyBUF_SIMPLE) == 0) {
+            n += (size_t)v.len;
+            PyBuffer_Release(&v);
+        } else {
+            PyErr_Clear();
+            n += 16;
+        }
+    }
+    return n;
+}
+
 int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyObject *args,
-                   PyObject *kwargs, uint64_t tag) {
+                   PyObject *kwargs, PyObject *direct) {
     size_t off = sizeof(em_hdr);
     int byref = pe == cp_my_pe(st->ctx) && st->local_optim;
     cp_msg *msg;
@@ -140,8 +159,8 @@ int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyO
     em_hdr *h = cp_msg_data(msg);
     *h = *hdr;
     h->flags |= (pe < 0 ? EM_BCAST : 0) | (byref ? EM_BYREF : 0);
-    msg->tag = tag;
-    st->last_bytes = msg->size;
+    msg->tag = direct ? cpy_loc_direct_take(st, direct) : 0; /* no Python from here to the send */
+    st->last_bytes = byref && st->lb_comm ? byref_estimate(args) : msg->size;
     int rc = pe < 0 ? cp_bcast(st->ctx, st->h_entry, msg)
                     : cpy_send_args(st, pe, st->h_entry, msg, segs);
     if (rc) {
@@ -155,8 +174,14 @@ int cpy_send_entry(cpy_state *st, int pe, const em_hdr *hdr, PyObject *name, PyO
 }
 
 int cpy_forward(cpy_state *st, cp_msg *msg, int pe) {
+    return cpy_forward_direct(st, msg, pe, NULL);
+}
+
+int cpy_forward_direct(cpy_state *st, cp_msg *msg, int pe, PyObject *direct) {
     em_hdr *h = cp_msg_data(msg);
     if (!(h->flags & EM_BYREF) || pe == cp_my_pe(st->ctx)) {
+        if (direct)
+            msg->tag = cpy_loc_direct_take(st, direct);
         int rc = cp_send(st->ctx, pe, st->h_entry, msg);
         if (rc)
             PyErr_Format(PyExc_RuntimeError, "cannot forward a message to PE %d: %s", pe,
@@ -172,7 +197,7 @@ int cpy_forward(cpy_state *st, cp_msg *msg, int pe) {
     if (m2) {
         memcpy(cp_msg_data(m2), h, sizeof *h);
         ((em_hdr *)cp_msg_data(m2))->flags &= ~(uint32_t)EM_BYREF;
-        m2->tag = msg->tag;
+        m2->tag = direct ? cpy_loc_direct_take(st, direct) : msg->tag;
         if ((rc = cp_send(st->ctx, pe, st->h_entry, m2)) != 0) {
             cp_msg_free(st->ctx, m2);
             m2 = NULL;
@@ -233,7 +258,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         kwargs = NULL;
     em_hdr h = {.coll = p->coll, .method = (uint16_t)self->method};
     int pe = -1;
-    uint64_t tag = 0; /* a direct call's (location.c) */
+    PyObject *direct = NULL; /* a direct call's location cache entry (location.c) */
     long nvals = 1; /* replies: values, or PEs for a broadcast */
     switch (p->place.kind) {
     case CPY_CHARE:
@@ -241,7 +266,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         if (pe >= cp_num_pes(st->ctx))
             pe %= cp_num_pes(st->ctx);
         if (pe != cp_my_pe(st->ctx)) { /* ... or where this PE heard it moved */
-            int at = st->ncached ? cpy_loc_cached(st, p->coll, &tag) : -1;
+            int at = st->ncached ? cpy_loc_cached(st, p->coll, &direct) : -1;
             if (at >= 0)
                 pe = at;
             else if (PyErr_Occurred())
@@ -259,7 +284,7 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     default:
         h.ndims = (uint16_t)p->place.ndims;
         memcpy(h.idx, p->idx, sizeof h.idx);
-        if (p->elem && (pe = cpy_loc_send_pe(st, p->coll, &p->place, p->idx, &h.flags, &tag)) == -1)
+        if (p->elem && (pe = cpy_loc_send_pe(st, p->coll, &p->place, p->idx, &h.flags, &direct)) == -1)
             return NULL;
         if (!p->elem)
             nvals = cp_num_pes(st->ctx);
@@ -268,10 +293,8 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     PyObject *fut = NULL;
     if (ret || awaitable) {
         fut = reply_future(st, nvals, ret, pe == -1, &h.fut_id);
-        if (!fut) {
-            cpy_loc_direct_done(st, 0);
+        if (!fut)
             return NULL;
-        }
         h.flags |= (ret ? EM_RET : 0) | (awaitable ? EM_AWAIT : 0);
         h.fut_pe = cp_my_pe(st->ctx);
     }
@@ -281,21 +304,17 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
         h.flags |= EM_BCAST;
         for (Py_ssize_t i = 0; rc == 0 && i < PyTuple_GET_SIZE(p->pes); i++)
             rc = cpy_send_entry(st, (int)PyLong_AsLong(PyTuple_GET_ITEM(p->pes, i)), &h,
-                                self->name, args, kwargs, 0);
+                                self->name, args, kwargs, NULL);
     } else {
-        rc = cpy_send_entry(st, pe, &h, self->name, args, kwargs, tag);
-        if (tag)
-            cpy_loc_direct_done(st, rc == 0);
+        rc = cpy_send_entry(st, pe, &h, self->name, args, kwargs, direct);
     }
     if (rc < 0) {
         Py_XDECREF(fut);
         return NULL;
     }
     if (st->lb_comm && st->lb_cur && p->elem && p->place.kind != CPY_CHARE &&
-        p->place.kind != CPY_GROUP && cpy_lb_comm_add(st, &h, st->last_bytes) < 0) {
-        Py_XDECREF(fut);
-        return NULL;
-    }
+        p->place.kind != CPY_GROUP && cpy_lb_comm_add(st, &h, st->last_bytes) < 0)
+        PyErr_Clear(); /* the call went; its count for the balancer is lost */
     if (h.flags & EM_ROUTE)
         cpy_loc_note_routed(st, p->coll);
     return fut ? fut : Py_NewRef(Py_None);

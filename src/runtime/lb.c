@@ -4,6 +4,7 @@
  * background load plus the load of the objects that stay, then places the
  * movable objects. O(n log n) in the objects, O(npes) memory besides.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,7 +39,8 @@ static int check_input(const cp_lb_input *in) {
         return CP_EINVAL;
     for (size_t e = 0; e < in->nedges; e++)
         if (in->edges[e].a >= in->nobjs || in->edges[e].b >= in->nobjs ||
-            !(in->edges[e].msgs >= 0) || !(in->edges[e].bytes >= 0))
+            !(in->edges[e].msgs >= 0) || !(in->edges[e].bytes >= 0) ||
+            !isfinite(in->edges[e].msgs) || !isfinite(in->edges[e].bytes))
             return CP_EINVAL;
     return 0;
 }

@@ -94,8 +94,21 @@ def test_lb_place_edges():
     pes, f = _charmpy.lb_place("GreedyCommLB", objs, 2, edges=edges)
     assert all(pes[i] == pes[i + 1] for i in range(0, 8, 2)), pes
     assert f["max_after"] == pytest.approx(4e-3), f
-    with pytest.raises(ValueError, match="edge 0: objects 0 and 8 of 8"):
+    with pytest.raises(ValueError, match="edge 0: objects 0 and 8 of 8, 1.0 messages"):
         _charmpy.lb_place("GreedyCommLB", objs, 2, edges=[(0, 8, 1.0, 1.0)])
+    with pytest.raises(ValueError, match="inf bytes"):
+        _charmpy.lb_place("GreedyCommLB", objs, 2, edges=[(0, 1, 1.0, float("inf"))])
+
+
+def test_lb_held_work_counts():
+    # Work in a @when method released later, or after self.wait(): in the
+    # element's load, not the PE's background (2 PEs: wall-time loads).
+    res = run_ok("lb", 2, "whenload", timeout=90)
+    assert "WaitWork heavy elements on PEs" in res.stdout, res.stdout
+
+
+def test_lb_comm_after_resume(npes):
+    run_ok("lb", npes, "corocomm", timeout=60)
 
 
 def test_lb_coroutine_load(npes):

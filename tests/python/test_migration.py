@@ -11,7 +11,7 @@ import pytest
 from conftest import run_ok
 
 MODES = ["storm", "state", "refuse", "coroutine", "bcast", "bcastcoro", "chain", "early",
-         "selfcalls", "direct", "sparse", "chareorder", "badarg"]
+         "selfcalls", "direct", "sparse", "chareorder", "badarg", "nested"]
 
 
 @pytest.mark.parametrize("mode", MODES)

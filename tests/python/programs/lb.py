@@ -30,6 +30,12 @@
            placed on different PEs: after a step every pair is on one PE
            (where the pairs go depends on the PEs' measured background:
            these elements are light), and lbStats() counts the edges
+  whenload GreedyLB on elements whose work runs in a @when method released
+           later, or after self.wait() in a coroutine: that time counts in
+           their loads (not as PE background), the heavy ones end up spread
+           over the PEs, and none is stuck as "could not move now"
+  corocomm GreedyCommLB records the calls a coroutine makes after it
+           resumed, not only before its suspension
   stays    under RotateLB, an element that cannot be pickled stays (and
            says why on stderr) and one whose coroutine is suspended stays;
            the others move and the program goes on
@@ -276,6 +282,81 @@ def comm(P):
     assert all(p == q for p, q in pairs), pairs
 
 
+def _burn(secs):
+    end = time.perf_counter() + secs
+    while time.perf_counter() < end:
+        pass
+
+
+class WhenWork(Chare):
+    def __init__(self):
+        self.k = -1
+
+    def go(self, k):
+        self.k = k
+
+    @when("self.k == k")
+    def work(self, k, done):
+        _burn(0.010 if self.thisIndex[0] >= 4 else 0.001)
+        self.done = done
+        self.AtSync()
+
+    def resumeFromSync(self):
+        self.contribute((self.thisIndex[0], charm.myPe()), Reducer.gather, self.done)
+
+
+class WaitWork(WhenWork):
+    @coro
+    def work(self, k, done):
+        self.wait("self.k == %d" % k)
+        _burn(0.010 if self.thisIndex[0] >= 4 else 0.001)
+        self.done = done
+        self.AtSync()
+
+
+def whenload(P):
+    for cls in (WhenWork, WaitWork):
+        a = Array(cls, 8, useAtSync=True)
+        charm.awaitCreation(a)
+        first = len(charm.lbStats())
+        for k in range(3):
+            done = Future()
+            a.work(k, done)
+            time.sleep(0.01)
+            a.go(k)
+            where = dict(done.get())
+        stats = charm.lbStats()[first:]
+        heavy = [where[i] for i in range(4, 8)]
+        print(cls.__name__, "heavy elements on PEs", heavy,
+              "stayed", [s["stayed"] for s in stats])
+        assert all(s["stayed"] == 0 for s in stats), stats
+        if P > 1:   # 4 heavy elements: balanced, 2 a PE (at 2 PEs)
+            assert max(heavy.count(p) for p in range(P)) <= 4 // P + 1, heavy
+
+
+class CoroTalker(Chare):
+    @coro
+    def go(self, f):
+        self.thisProxy[2].hear(b"x" * 1000)     # before the suspension
+        f.get()
+        self.thisProxy[3].hear(b"x" * 1000)     # after it
+        return sorted(k for _, k in _charmpy.lb_take_comm(self))
+
+    def hear(self, b):
+        pass
+
+
+def corocomm(P):
+    a = Array(CoroTalker, 4)
+    charm.awaitCreation(a)
+    f = Future()
+    r = a[0].go(f, ret=True)
+    charm.sleep(0.05)
+    f.send(None)
+    got = r.get()
+    assert got == [(2,), (3,)], got
+
+
 class Odd(Chare):
     def __init__(self):
         if self.thisIndex[0] == 1:
@@ -381,6 +462,7 @@ def main(args):
     P = charm.numPes()
     {"placed": placed, "rotate": rotate, "measured": measured, "stays": stays,
      "background": background, "coroload": coroload, "comm": comm,
+     "whenload": whenload, "corocomm": corocomm,
      "periodic": periodic}[MODE](P)
     print("OK lb")
     charm.exit()
@@ -392,8 +474,8 @@ if MODE in ("rotate", "stays", "periodic"):
     charm.options.balancer = "RotateLB"
 if MODE == "periodic":
     charm.options.lb_period = 0.02
-if MODE in ("measured", "background", "coroload"):
+if MODE in ("measured", "background", "coroload", "whenload"):
     charm.options.balancer = "GreedyLB"
-if MODE == "comm":
+if MODE in ("comm", "corocomm"):
     charm.options.balancer = "GreedyCommLB"
 charm.start(main)

@@ -45,6 +45,9 @@
   unplaced  (6 PEs or more) a PE learns where a moved element is before the
             array's creation reached it (its parent in the broadcast tree
             is busy): its switch and direct calls still reach the element
+  nested    a direct call whose argument's __reduce__ makes another direct
+            call to the same element: both arrive, each once, in the order
+            they were sent (the inner first), and the calls after them too
   bcast     broadcasts sent back to back while every element moves at each
             one (the broadcast itself says where): each element gets every
             broadcast exactly once and in the order sent; a broadcast with
@@ -554,6 +557,9 @@ class Prober(Chare):
     def send(self, a, i, seq):
         a[i].take(charm.myPe(), seq)
 
+    def sneaky(self, a, i):
+        a[i].take(charm.myPe(), Sneaky(a, i))   # made here: pickled by this call
+
     def bad(self, a, i):
         try:
             a[i].take(charm.myPe(), threading.Lock())
@@ -576,6 +582,45 @@ class Prober(Chare):
         return placed
 
 
+class Sneaky:
+    """An argument whose pickling calls the element (user code run while
+    the outer call is encoded)."""
+    def __init__(self, a, i):
+        self.a, self.i = a, i
+
+    def __reduce__(self):
+        self.a[self.i].take(charm.myPe(), "inner")
+        return (str, ("outer",))
+
+
+def _direct_from_third_pe(P):
+    """a[1] moved off its home to PE 2 % P; PE s (neither) called it twice,
+    through the home, then directly."""
+    a = Array(Busy, P)
+    g = Group(Prober)
+    charm.awaitCreation(a, g)
+    home = _charmpy_home(a, 1)
+    s = max(pe for pe in range(P) if pe not in (home, 2 % P))   # not main's PE at 4+
+    a[1].move(2 % P)
+    charm.waitQD()
+    for seq in range(2):                 # the first through the home, then direct
+        g[s].send(a, 1, seq)
+        charm.waitQD()
+    return a, g, s
+
+
+def nested(P):
+    if P < 3:
+        return
+    a, g, s = _direct_from_third_pe(P)
+    g[s].sneaky(a, 1)
+    charm.waitQD()
+    g[s].send(a, 1, 3)
+    charm.waitQD()
+    got = a[1].report(ret=True).get()
+    assert got == (2 % P, [(s, 0), (s, 1), (s, "inner"), (s, "outer"), (s, 3)]), got
+
+
 def chareorder(P):
     if P < 2:
         return
@@ -595,16 +640,7 @@ def chareorder(P):
 def badarg(P):
     if P < 3:
         return
-    a = Array(Busy, P)
-    g = Group(Prober)
-    charm.awaitCreation(a, g)
-    home = _charmpy_home(a, 1)
-    s = next(pe for pe in range(P) if pe not in (home, 2 % P))
-    a[1].move(2 % P)
-    charm.waitQD()
-    for seq in range(2):                 # the first through the home, then direct
-        g[s].send(a, 1, seq)
-        charm.waitQD()
+    a, g, s = _direct_from_third_pe(P)
     assert g[s].bad(a, 1, ret=True).get() == "TypeError"
     g[s].send(a, 1, 2)
     charm.waitQD()
@@ -647,7 +683,7 @@ def chain(P):
 def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
-     "bcast": bcast, "chain": chain, "direct": direct, "chareorder": chareorder, "badarg": badarg,
+     "bcast": bcast, "chain": chain, "direct": direct, "nested": nested, "chareorder": chareorder, "badarg": badarg,
      "unplaced": unplaced,
      "sparse": lambda P: direct(P, sparse=True), "early": early, "selfcalls": selfcalls,
      "bcastcoro": lambda P: bcast(P, HopperCoro)}[MODE](P)
