@@ -1579,8 +1579,8 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     Py_XINCREF(order);
     em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_ARRIVE,
                 .fut_id = mig, .aux = me};
-    /* What it knows of the order of its calls: (expected, ((sender,
-     * expected, switched, told), ...)). */
+    /* What it knows of the order of its calls, and where it comes from:
+     * (expected, ((sender, expected, switched, told), ...), this PE). */
     PyObject *senders = PyList_New(0);
     if (order && senders) {
         PyObject *src, *sd;
@@ -1594,7 +1594,7 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         }
     }
     PyObject *pack = senders && key_index(c, key, h.idx) == 0
-                         ? Py_BuildValue("(O(KN))", state, expected, PyList_AsTuple(senders))
+                         ? Py_BuildValue("(O(KNi))", state, expected, PyList_AsTuple(senders), me)
                          : NULL;
     Py_XDECREF(senders);
     /* The state first, then whatever this PE forwards: one FIFO channel. */
@@ -1650,11 +1650,12 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
 }
 
 /* The order entry of an element that arrived, from what its old PE sent:
- * (expected, ((sender, expected, switched, told), ...)). */
-static PyObject *order_arrived(PyObject *sent, unsigned long long mig) {
+ * (expected, ((sender, expected, switched, told), ...), old PE); *from is
+ * the old PE. */
+static PyObject *order_arrived(PyObject *sent, unsigned long long mig, int *from) {
     unsigned long long expected;
     PyObject *senders;
-    if (!PyArg_ParseTuple(sent, "KO!", &expected, &PyTuple_Type, &senders))
+    if (!PyArg_ParseTuple(sent, "KO!i", &expected, &PyTuple_Type, &senders, from))
         return NULL;
     PyObject *o = Py_BuildValue("[KNNKK]", expected, PyDict_New(), PyDict_New(), mig, 0ull);
     for (Py_ssize_t i = 0; o && i < PyTuple_GET_SIZE(senders); i++) {
@@ -1691,7 +1692,8 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
         return NULL;
     if ((!c->viahome && !(c->viahome = PySet_New(NULL))) || PySet_Add(c->viahome, key) < 0)
         return NULL;
-    PyObject *o = order_arrived(sent, mig);
+    int from = -1;
+    PyObject *o = order_arrived(sent, mig, &from);
     if (!o || (!c->order && !(c->order = PyDict_New())) ||
         PyDict_SetItem(c->order, key, o) < 0) {
         Py_XDECREF(o);
@@ -1716,7 +1718,7 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
         if (!e || entry_field(e, 0, PyLong_FromLong(me)) < 0 ||
             entry_field(e, 1, PyLong_FromUnsignedLongLong(mig)) < 0)
             return NULL;
-    } else {
+    } else if (from != home) { /* (leaving, the home recorded where it went) */
         int32_t idx[CPY_MAXDIMS];
         if (key_index(c, key, idx) < 0)
             return NULL;
