@@ -300,14 +300,18 @@ static PyObject *mod_lb_enter(PyObject *module, PyObject *obj) {
     return was;
 }
 
-/* lb_comm(on) -> was on: record who calls whom (for GreedyCommLB). */
-static PyObject *mod_lb_comm(PyObject *module, PyObject *on) {
-    cpy_state *st = PyModule_GetState(module);
-    int was = st->lb_comm, v = PyObject_IsTrue(on);
+/* Set *flag to the truth of `on`; the value it had (a bool), or NULL. */
+static PyObject *set_flag(int *flag, PyObject *on) {
+    int was = *flag, v = PyObject_IsTrue(on);
     if (v < 0)
         return NULL;
-    st->lb_comm = v;
+    *flag = v;
     return PyBool_FromLong(was);
+}
+
+/* lb_comm(on) -> was on: record who calls whom (for GreedyCommLB). */
+static PyObject *mod_lb_comm(PyObject *module, PyObject *on) {
+    return set_flag(&((cpy_state *)PyModule_GetState(module))->lb_comm, on);
 }
 
 /* lb_take_comm(chare) -> {(coll, index): [messages, bytes]} it sent since
@@ -318,12 +322,7 @@ static PyObject *mod_lb_take_comm(PyObject *module, PyObject *obj) {
 }
 
 static PyObject *mod_lb_instrument(PyObject *module, PyObject *on) {
-    cpy_state *st = PyModule_GetState(module);
-    int was = st->lb_on, v = PyObject_IsTrue(on);
-    if (v < 0)
-        return NULL;
-    st->lb_on = v;
-    return PyBool_FromLong(was);
+    return set_flag(&((cpy_state *)PyModule_GetState(module))->lb_on, on);
 }
 
 static PyObject *mod_lb_take(PyObject *module, PyObject *obj) {

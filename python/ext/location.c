@@ -937,8 +937,13 @@ static void release_held(cpy_state *st, cpy_coll *c, PyObject *key) {
 }
 
 static int cached_pe(cpy_coll *c, int ndims, const int32_t *idx, PyObject **direct);
+/* What cache_news does without an entry for the element: nothing
+ * (CACHE_UPDATE), make one and send the switch (CACHE_SWITCH), or make one
+ * that needs no switch (CACHE_SWITCHED: none of this PE's calls can be on
+ * the way through the home). */
+enum { CACHE_UPDATE, CACHE_SWITCH, CACHE_SWITCHED };
 static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
-                      int fresh, int home);
+                      int how, int home);
 
 void cpy_loc_route(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
@@ -1030,7 +1035,7 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
     cpy_coll *c = get(st, l.coll);
     PyObject *key = c ? cpy_loc_key(&h) : NULL;
     int rc = !key ? -1
-             : l.type == LOC_CACHE ? cache_news(st, c, key, l.pe, l.mig, 1, l.home)
+             : l.type == LOC_CACHE ? cache_news(st, c, key, l.pe, l.mig, CACHE_SWITCH, l.home)
                                    : on_news(st, c, key, l.pe, l.mig);
     Py_XDECREF(key);
     if (rc < 0)
@@ -1266,10 +1271,9 @@ uint64_t cpy_loc_direct_take(cpy_state *st, PyObject *e) {
 
 /* This PE's cache learns that element key, whose home is PE `home`, is on
  * pe as of its mig-th move (LOC_CACHE, or its own arrival or departure);
- * with `fresh`, a first entry sends the element the switch through its
- * home. */
+ * `how` says what happens when this PE has no entry for it yet. */
 static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
-                      int fresh, int home) {
+                      int how, int home) {
     if (home < 0 || home == cp_my_pe(st->ctx)) /* the home keeps no cache */
         return 0;
     PyObject *e = c->cache ? PyDict_GetItemWithError(c->cache, key) : NULL;
@@ -1279,7 +1283,7 @@ static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_
             return -1;
         return 0;
     }
-    if (PyErr_Occurred() || !fresh)
+    if (PyErr_Occurred() || how == CACHE_UPDATE)
         return PyErr_Occurred() ? -1 : 0;
     if (!c->cache && !(c->cache = PyDict_New()))
         return -1;
@@ -1289,7 +1293,7 @@ static int cache_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_
     if (rc < 0)
         return -1;
     st->ncached++;
-    if (fresh < 0) /* switched already (see remote_sends) */
+    if (how == CACHE_SWITCHED)
         return 0;
     em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_SWITCH,
                 .fut_pe = cp_my_pe(st->ctx)};
@@ -1637,7 +1641,7 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     }
     /* This PE's own direct calls go there from now on. */
     if (c->cache && PyDict_Contains(c->cache, key) == 1 &&
-        cache_news(st, c, key, to, mig, 0, home) < 0)
+        cache_news(st, c, key, to, mig, CACHE_UPDATE, home) < 0)
         return NULL;
     /* Calls to it still queued here (made while it was here) follow it: by
      * the home, which numbers them (at the home: numbered here). */
@@ -1705,12 +1709,17 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
     if (home != me) {
         int had = c->cache ? PyDict_Contains(c->cache, key) : 0;
         /* (Single chares count their calls through the home together.) */
-        int fresh = c->remote_sends == 0 && (key_ndims(c, key) > 0 || st->chare_remote == 0)
-                        ? -1
-                        : 0;
-        PyObject *s = had == 0 && fresh ? sender_entry(o, me) : NULL;
-        if (had < 0 || (s && entry_field(s, 1, PyLong_FromLong(1)) < 0) ||
-            (had == 0 && fresh && !s) || cache_news(st, c, key, me, mig, fresh, home) < 0)
+        int none_via_home =
+            c->remote_sends == 0 && (key_ndims(c, key) > 0 || st->chare_remote == 0);
+        if (had < 0)
+            return NULL;
+        if (!had && none_via_home) { /* this PE counts as switched already */
+            PyObject *s = sender_entry(o, me);
+            if (!s || entry_field(s, 1, PyLong_FromLong(1)) < 0)
+                return NULL;
+        }
+        if (cache_news(st, c, key, me, mig, none_via_home ? CACHE_SWITCHED : CACHE_UPDATE,
+                       home) < 0)
             return NULL;
     }
     if (home == me) {

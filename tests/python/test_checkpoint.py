@@ -123,13 +123,18 @@ def test_reduction_under_way_refused(tmp_path):
     assert not (tmp_path / "h" / "CURRENT").exists()
 
 
-def test_user_qd_waiter_told_after_checkpoint(tmp_path, npes):
+@pytest.fixture(params=[1, 2, 3, 4, 8], ids=lambda n: f"P{n}")
+def qd_pes(request):
+    return request.param
+
+
+def test_user_qd_waiter_told_after_checkpoint(tmp_path, qd_pes):
     # A startQD waiting while a checkpoint is taken is told at the next
     # quiescence: the work it starts is not half in the checkpoint (without
     # that, about half the runs saved some of it). Repeated: it is a race.
     for k in range(3):
         d = str(tmp_path / f"ck{k}")
-        res = run_ok("ckpt_qd", npes, d, timeout=60)
+        res = run_ok("ckpt_qd", qd_pes, d, timeout=60)
         assert "counters [1, 1" in res.stdout, res.stdout
-        res = run_ok("ckpt_qd", npes, "+restart", d, timeout=60)
+        res = run_ok("ckpt_qd", qd_pes, "+restart", d, timeout=60)
         assert "restarted with counters [0, 0" in res.stdout, res.stdout

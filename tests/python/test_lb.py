@@ -117,7 +117,7 @@ def test_lb_coroutine_load(npes):
 
 
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
-@pytest.mark.parametrize("mode", ["placed", "rotate", "stays", "periodic"])
+@pytest.mark.parametrize("mode", ["placed", "rotate", "stays", "periodic", "comm", "corocomm"])
 def test_lb_more_pes(mode, pes):
     for _ in range(3):
         run_ok("lb", pes, mode, timeout=120)

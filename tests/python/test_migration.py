@@ -27,7 +27,8 @@ def test_storm_repeated(pes):
 
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
 @pytest.mark.parametrize("mode", ["state", "coroutine", "bcast", "bcastcoro", "early", "direct",
-                                  "sparse", "selfcalls", "chareorder", "badarg", "unplaced"])
+                                  "sparse", "selfcalls", "chareorder", "badarg", "unplaced",
+                                  "nested"])
 def test_migrate_more_pes(mode, pes):
     for _ in range(3):
         run_ok("migrate", pes, mode, timeout=120)

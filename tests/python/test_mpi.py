@@ -142,7 +142,7 @@ def test_migration(mode, btl):
     assert "OK migrate" in out, (out, err)
 
 
-@pytest.mark.parametrize("mode", ["placed", "rotate", "stays"])
+@pytest.mark.parametrize("mode", ["placed", "rotate", "stays", "comm"])
 def test_lb_at_sync(mode, btl):
     for np in (3, 4):
         rc, out, err = mpirun("lb", np, btl, mode, timeout=90)
