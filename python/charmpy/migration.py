@@ -180,8 +180,29 @@ def _out_of_band(buf):
     return False
 
 
+# The shapes of chares that pickled (class, attribute names and their types):
+# one of the same shape is not pickled twice per move (the check cost as much
+# as the move's own encoding). A value whose contents changed (a lock put in
+# a list) then fails at the departure instead: the chare stays, whole, and
+# says why on stderr (_stay).
+_shapes = set()
+_SHAPES_MAX = 4096
+
+
+def _shape(obj):
+    cls = type(obj)
+    if cls.__getstate__ is not object.__getstate__ or "__reduce_ex__" in cls.__dict__ or \
+            "__reduce__" in cls.__dict__:
+        return None   # the class decides what travels: check every time
+    return (cls,) + tuple((k, type(v)) for k, v in obj.__dict__.items()
+                          if k != "_charmpy_held")
+
+
 def _check_picklable(obj):
     """Refuse at the call a chare whose state cannot travel."""
+    shape = _shape(obj)
+    if shape is not None and shape in _shapes:
+        return
     held = obj.__dict__.pop("_charmpy_held", None)
     try:
         pickle.dumps(obj, 5, buffer_callback=_out_of_band)   # big buffers not copied
@@ -190,6 +211,10 @@ def _check_picklable(obj):
     finally:
         if held is not None:
             obj._charmpy_held = held
+    if shape is not None:
+        if len(_shapes) >= _SHAPES_MAX:
+            _shapes.clear()
+        _shapes.add(shape)
 
 
 from . import lb, reduction, when  # noqa: E402

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -89,7 +90,10 @@ static void print_help(void) {
            "  -h, --help  print this help\n\n"
            "environment:\n"
            "  CHARMPY_HEAP_MB  per-PE message heap in MiB (default %d); address\n"
-           "                   space, used only as messages need it\n",
+           "                   space, used only as messages need it\n"
+           "  OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS,\n"
+           "  NUMEXPR_NUM_THREADS  set for each PE to its share of the cores (at\n"
+           "                   least 1) unless already set\n",
            MAX_PES, CM_DEFAULT_HEAP_MB);
 }
 
@@ -472,6 +476,22 @@ static int setup_signals(void) {
     return signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
+/* The thread pools of numerical libraries (OpenBLAS, MKL, OpenMP, numexpr)
+ * start one thread per core in every process: N PEs on C cores would run
+ * N x C threads, which spin between calls and take the cores from the PEs
+ * (4% of a migration benchmark's samples were OpenBLAS's idle spinning).
+ * Each PE gets its share of the cores, at least 1, unless the user set the
+ * variable, as Ray and Dask do for their workers. */
+static const char *const THREAD_VARS[] = {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                          "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"};
+
+static int threads_per_pe(int npes) {
+    cpu_set_t set;
+    int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set)
+                                                            : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > npes ? cpus / npes : 1;
+}
+
 /* Runs in the child between fork and exec; the launcher has a single thread, so
  * setenv and stdio are safe to use here. */
 _Noreturn static void run_pe(const job *j, const launch *l, int pe, int fd,
@@ -501,6 +521,9 @@ _Noreturn static void run_pe(const job *j, const launch *l, int pe, int fd,
     setenv(CM_ENV_PE, num, 1);
     snprintf(num, sizeof num, "%d", j->npes);
     setenv(CM_ENV_NPES, num, 1);
+    snprintf(num, sizeof num, "%d", threads_per_pe(j->npes));
+    for (size_t i = 0; i < sizeof THREAD_VARS / sizeof *THREAD_VARS; i++)
+        setenv(THREAD_VARS[i], num, 0);
     execv(l->path, l->argv);
     dprintf(2, "charmrun: error: cannot run '%s': %s\n", l->prog, strerror(errno));
     _exit(127);

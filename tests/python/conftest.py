@@ -117,10 +117,11 @@ def _kill_job(proc):
             pass
 
 
-def run_command(cmd, timeout=60, expect_rc=0, env=None, cwd=None):
+def run_command(cmd, timeout=60, expect_rc=0, env=None, cwd=None, env_replace=None):
     """Run cmd (a list) in a new session with a timeout; check its exit code
-    (an int, NONZERO, or None for no check); return Result(rc, stdout, stderr)."""
-    full_env = dict(os.environ)
+    (an int, NONZERO, or None for no check); return Result(rc, stdout, stderr).
+    env adds to this process's environment; env_replace replaces it."""
+    full_env = dict(os.environ if env_replace is None else env_replace)
     full_env.pop("CHARMPY_PE", None)
     full_env.pop("CHARMPY_NPES", None)
     full_env.pop("CHARMPY_SHM_FD", None)

@@ -67,3 +67,28 @@ def test_malloc_tuned_for_numpy_temporaries():
         res = run_ok("malloc_tune", 1, env=env)
         counts[tune] = int(re.search(r"faults (\d+)", res.stdout).group(1))
     assert counts["1"] * 10 < counts["0"], counts
+
+
+@pytest.mark.parametrize("pes", [1, 2, 3])
+def test_thread_pools_sized_per_pe(pes):
+    """charmrun gives each PE its share of the cores for the numerical
+    libraries' thread pools (at least 1), and keeps a value the user set."""
+    import os
+    cpus = len(os.sched_getaffinity(0))
+    want = max(1, cpus // pes)
+    env = {v: "" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                           "NUMEXPR_NUM_THREADS")}
+    base = {k: v for k, v in os.environ.items() if k not in env}
+    for user in (None, "5"):
+        full = dict(base)
+        if user:
+            full["MKL_NUM_THREADS"] = user
+        res = run_command([CHARMRUN, "-n", pes, program_path("thread_env")], timeout=30,
+                          env_replace=full)
+        lines = [ln for ln in res.stdout.splitlines() if ln.startswith("PE ")]
+        assert len(lines) == pes, res.stdout
+        for ln in lines:
+            mkl = user or want
+            assert f"OMP_NUM_THREADS={want} " in ln and f"OPENBLAS_NUM_THREADS={want} " in ln \
+                and f"MKL_NUM_THREADS={mkl} " in ln and ln.endswith(f"NUMEXPR_NUM_THREADS={want}"), \
+                (ln, cpus)
