@@ -19,6 +19,15 @@ def test_migrate(mode, npes):
     run_ok("migrate", npes, mode, timeout=90)
 
 
+def test_refused_at_departure():
+    """A chare of a shape that moved before, whose list got a lock: the
+    departure refuses it, says which attribute on stderr, and it stays."""
+    res = run_ok("migrate", 2, "refuse", timeout=90)
+    assert "BAG departure" in res.stdout, res.stdout
+    assert "Bag[(0,)] cannot migrate to PE 0" in res.stderr and "'items'" in res.stderr, \
+        res.stderr
+
+
 @pytest.mark.parametrize("pes", [2, 3, 4, 6, 8], ids=lambda n: f"P{n}")
 def test_storm_repeated(pes):
     for _ in range(6):

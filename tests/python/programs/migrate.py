@@ -11,6 +11,8 @@
             new PE after each move, thisIndex/thisProxy survive, a single
             chare moves too, and calls made after a move go to the new PE
   refuse    a chare that cannot be pickled: migrate() raises a TypeError
+            (or, when one of the same shape moved before and only a list's
+            contents changed, the departure refuses it: it stays, working)
             naming the class, the index and the attribute, and it stays,
             working; group members refuse to move
   coroutine a chare that asks to move while one of its coroutines is
@@ -245,6 +247,27 @@ class Locked(Chare):
         return (charm.myPe(), self.calls)
 
 
+class Bag(Chare):
+    """Its attributes keep their types while a list gets a lock: the check at
+    the call (once per shape) lets it by, the departure refuses it."""
+    def __init__(self):
+        self.items = []
+        self.calls = 0
+
+    def move(self, pe, lock):
+        if lock:
+            self.items.append(threading.Lock())
+        try:
+            self.migrate(pe)
+        except TypeError as e:
+            return str(e)
+        return None
+
+    def call(self):
+        self.calls += 1
+        return (charm.myPe(), self.calls, len(self.items))
+
+
 class GroupMember(Chare):
     def try_move(self):
         try:
@@ -347,6 +370,22 @@ def refuse(P):
     charm.awaitCreation(g)
     for m in g.try_move(ret=True).get():
         assert m and "group members do not migrate" in m, m
+    if P > 1:
+        b = Array(Bag, 2)
+        charm.awaitCreation(b)
+        assert b[0].move(1, False, ret=True).get() is None
+        charm.waitQD()
+        assert b[0].call(ret=True).get() == (1, 1, 0)
+        for pe in (0, 1, 0):   # one of the same shape (moved before too) leaves PE 1
+            b[1].move(pe, False, ret=True).get()
+            charm.waitQD()
+        # Same shape, but the list holds a lock now: refused at the call or at
+        # the departure (which says so on stderr); either way it stays, working.
+        msg = b[0].move(0, True, ret=True).get()
+        charm.waitQD()
+        assert msg is None or "'items'" in msg, msg
+        assert b[0].call(ret=True).get() == (1, 2, 1)
+        print("BAG", "call" if msg else "departure")
 
 
 def coroutine(P):
