@@ -32,6 +32,9 @@ typedef struct cpy_coll {
                            element's insertion (NULL: none) */
     PyObject *building; /* set of keys whose constructor is running here */
     PyObject *departed; /* dict key -> PE it left this PE for (NULL: none) */
+    PyObject *born;     /* dict key -> bool: sparse elements inserted here, away
+                           from their home; True once they left: this PE then
+                           copies each broadcast it gets to them (NULL: none) */
     PyObject *order;    /* dict key -> [number it takes next, {number: message}] */
     PyObject *viahome;  /* set of keys here that arrived by migration: they take
                            broadcasts from their home, numbered (NULL: none) */
@@ -67,6 +70,8 @@ typedef struct loc_msg {
     uint32_t type;
     int32_t home;      /* LOC_CACHE: the element's home PE (the sender may not
                           know the collection's placement: a single chare) */
+    int32_t born;      /* LOC_AT: the PE that copies broadcasts to it (a sparse
+                          element inserted away from its home), or -1 */
     uint64_t mig;
 } loc_msg;
 
@@ -169,6 +174,7 @@ static void clear_coll(cpy_state *st, cpy_coll *c) {
     Py_CLEAR(c->cache);
     Py_CLEAR(c->building);
     Py_CLEAR(c->departed);
+    Py_CLEAR(c->born);
     Py_CLEAR(c->viahome);
     if (c->order && st->ctx) {
         PyObject *k, *o;
@@ -227,6 +233,7 @@ int cpy_loc_traverse(cpy_state *st, visitproc visit, void *arg) {
         Py_VISIT(c->held);
         Py_VISIT(c->building);
         Py_VISIT(c->departed);
+        Py_VISIT(c->born);
         Py_VISIT(c->order);
         Py_VISIT(c->viahome);
         Py_VISIT(c->cache);
@@ -512,7 +519,7 @@ static void fail_message(cpy_state *st, cp_msg *msg, PyObject *exc, const char *
 
 /* Send a location message about element idx of coll to PE `to`. */
 static void send_loc(cpy_state *st, int to, uint32_t type, uint64_t coll, int ndims,
-                     const int32_t *idx, int pe, uint64_t mig, int home) {
+                     const int32_t *idx, int pe, uint64_t mig, int home, int born) {
     cp_msg *m = cp_msg_alloc(st->ctx, sizeof(loc_msg));
     if (!m) {
         PyErr_NoMemory();
@@ -527,6 +534,7 @@ static void send_loc(cpy_state *st, int to, uint32_t type, uint64_t coll, int nd
     memcpy(l->idx, idx, sizeof l->idx);
     l->type = type;
     l->home = home;
+    l->born = born;
     l->mig = mig;
     if (cpy_send_or_bcast(st, to, st->h_loc, m) < 0)
         cpy_report_error(st, "telling where an element lives");
@@ -534,7 +542,7 @@ static void send_loc(cpy_state *st, int to, uint32_t type, uint64_t coll, int nd
 
 static void send_location(cpy_state *st, uint64_t coll, int ndims, const int32_t *idx,
                           int at, int home) {
-    send_loc(st, home, LOC_AT, coll, ndims, idx, at, 0, home);
+    send_loc(st, home, LOC_AT, coll, ndims, idx, at, 0, home, at); /* born there */
 }
 
 /* One more insertion sent from this PE to PE `to` (ckDoneInserting's count). */
@@ -549,6 +557,8 @@ static void count_insert(cpy_state *st, uint64_t coll, int to) {
     }
     c->sent[to]++;
 }
+
+static int home_of_key(cpy_state *st, cpy_coll *c, PyObject *key);
 
 /* An insertion arrived where the element will live: run its constructor
  * through the insert hook (which registers it with loc_add). */
@@ -568,6 +578,16 @@ static void run_insert(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
         goto error;
     }
     if (PySet_Add(c->building, key) < 0) {
+        cpy_discard(st, msg);
+        goto error;
+    }
+    /* Away from its home, this PE copies it the broadcasts that come once
+     * it moved (see "broadcasts" below). */
+    int home = home_of_key(st, c, key);
+    if ((home < 0 && PyErr_Occurred()) ||
+        (home >= 0 && home != cp_my_pe(st->ctx) &&
+         ((!c->born && !(c->born = PyDict_New())) ||
+          PyDict_SetItem(c->born, key, Py_False) < 0))) {
         cpy_discard(st, msg);
         goto error;
     }
@@ -643,13 +663,14 @@ error:
  * from different PEs (MPI does not), and no PE ever waits for another to
  * change a path.
  *
- * At the home, c->locs maps a key to [pe, mig, next, told]: where the
- * element is as of its mig-th move, the number the next call gets, and the
- * set of PEs told where it is (or None). Where the element is, c->order maps
- * its key to [expected, {number: message}, senders, mig, nearly]: the
- * number it takes next, the calls that came early, the state of each
- * sender's direct calls (below), the element's moves so far and how many
- * direct calls wait in senders. A call made before the element first moved
+ * At the home, c->locs maps a key to [pe, mig, next, told, born]: where the
+ * element is as of its mig-th move, the number the next call gets, the
+ * set of PEs told where it is (or None), and the PE that copies broadcasts
+ * to it once it moved (-1: the home; see "broadcasts" below). Where the
+ * element is, c->order maps its key to [expected, {number: message},
+ * senders, mig, nearly, born]: the number it takes next, the calls that came
+ * early, the state of each sender's direct calls (below), the element's
+ * moves so far, how many direct calls wait in senders, and born again. A call made before the element first moved
  * has no number and is taken at once (the home numbers what reaches it from
  * the move on; what was queued for the element where it was follows it in
  * order, numbered at the home).
@@ -690,6 +711,13 @@ static int entry_field(PyObject *e, Py_ssize_t i, PyObject *v) {
     return 0;
 }
 
+/* The PE that copies broadcasts to the element of home entry e (-1: the
+ * home); learnt from any message that says (born >= 0). */
+static int entry_born(PyObject *e) { return (int)PyLong_AsLong(PyList_GET_ITEM(e, 4)); }
+static int entry_set_born(PyObject *e, int born) {
+    return born < 0 || entry_born(e) == born ? 0 : entry_field(e, 4, PyLong_FromLong(born));
+}
+
 static void mark_moved(cpy_state *st, cpy_coll *c) {
     if (!c->moved) {
         c->moved = 1;
@@ -704,7 +732,7 @@ static PyObject *entry_get(cpy_state *st, cpy_coll *c, PyObject *key, int pe, ui
         return e;
     if (!c->locs && !(c->locs = PyDict_New()))
         return NULL;
-    e = Py_BuildValue("[iKKO]", pe, (unsigned long long)mig, 1ull, Py_None);
+    e = Py_BuildValue("[iKKOi]", pe, (unsigned long long)mig, 1ull, Py_None, -1);
     int rc = e ? PyDict_SetItem(c->locs, key, e) : -1;
     Py_XDECREF(e);
     mark_moved(st, c);
@@ -771,15 +799,15 @@ static PyObject *key_from(int ndims, const int32_t *idx) {
     return cpy_loc_key(&h);
 }
 
-/* The element's order entry here (borrowed), made [1, {}, {}, 0, 0] when
- * missing. */
+/* The element's order entry here (borrowed), made [1, {}, {}, 0, 0, -1]
+ * when missing. */
 static PyObject *order_entry(cpy_coll *c, PyObject *key) {
     PyObject *o = c->order ? PyDict_GetItemWithError(c->order, key) : NULL;
     if (o || PyErr_Occurred())
         return o;
     if (!c->order && !(c->order = PyDict_New()))
         return NULL;
-    o = Py_BuildValue("[KNNKK]", 1ull, PyDict_New(), PyDict_New(), 0ull, 0ull);
+    o = Py_BuildValue("[KNNKKi]", 1ull, PyDict_New(), PyDict_New(), 0ull, 0ull, -1);
     int rc = o ? PyDict_SetItem(c->order, key, o) : -1;
     Py_XDECREF(o);
     return rc < 0 ? NULL : o;
@@ -822,7 +850,7 @@ static void tell_sender(cpy_state *st, cpy_coll *c, PyObject *key, PyObject *e, 
     if (key_index(c, key, idx) < 0)
         goto fail;
     send_loc(st, src, LOC_CACHE, c->id, key_ndims(c, key), idx, entry_pe(e), entry_mig(e),
-             cp_my_pe(st->ctx));
+             cp_my_pe(st->ctx), -1);
     return;
 fail:
     cpy_report_error(st, "telling a sender where an element is");
@@ -1012,9 +1040,10 @@ static void release_list(cpy_state *st, PyObject *list, int pe, PyObject *member
 
 /* News at the home of where key is (after an insertion elsewhere, or an
  * arrival): it forwards there from now on, numbering. */
-static int on_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig) {
+static int on_news(cpy_state *st, cpy_coll *c, PyObject *key, int pe, uint64_t mig,
+                   int born) {
     PyObject *e = entry_get(st, c, key, pe, mig);
-    if (!e)
+    if (!e || entry_set_born(e, born) < 0)
         return -1;
     if (mig >= entry_mig(e) &&
         (entry_field(e, 0, PyLong_FromLong(pe)) < 0 ||
@@ -1036,7 +1065,7 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
     PyObject *key = c ? cpy_loc_key(&h) : NULL;
     int rc = !key ? -1
              : l.type == LOC_CACHE ? cache_news(st, c, key, l.pe, l.mig, CACHE_SWITCH, l.home)
-                                   : on_news(st, c, key, l.pe, l.mig);
+                                   : on_news(st, c, key, l.pe, l.mig, l.born);
     Py_XDECREF(key);
     if (rc < 0)
         cpy_report_error(st, "recording where an element lives");
@@ -1054,8 +1083,14 @@ void cpy_on_location(cp_ctx *ctx, cp_msg *msg, void *user) {
  * leaves from the home (elements are made there), so the switch from one
  * path to the other happens at one PE, in one handler: each broadcast is
  * delivered exactly once, and in order with the calls the home forwards.
- * (A sparse element inserted on another PE than its home and then moved
- * is the exception: a broadcast sent during that first move may miss it.)
+ *
+ * A sparse element inserted on another PE than its home, X, makes its first
+ * move from X: X makes the copies for it instead (c->born), each sent
+ * through the home, which numbers it like any call and forwards it; the
+ * home makes none (its entry's born is X; every location message after the
+ * first move says so, whichever reaches the home first). The switch happens
+ * at X, in one handler, and the copies of X come in X's order through the
+ * home's numbers, even once the element is back on X.
  */
 
 PyObject *cpy_loc_viahome(cpy_state *st, uint64_t coll) {
@@ -1066,13 +1101,20 @@ PyObject *cpy_loc_viahome(cpy_state *st, uint64_t coll) {
 long cpy_loc_bcast_copies(cpy_state *st, cp_msg *msg, PyObject *members) {
     const em_hdr *h = cp_msg_data(msg);
     cpy_coll *c = find(st, h->coll);
-    if (!c || !c->locs || !PyDict_GET_SIZE(c->locs))
+    int locs = c && c->locs && PyDict_GET_SIZE(c->locs);
+    if (!locs && (!c || !c->born))
         return 0;
-    /* The keys first: delivering a copy here may change c->locs. */
+    /* The keys first: delivering a copy here may change c->locs. Elements
+     * born here, away from their home (after them in the list), take their
+     * copies through the home. */
     PyObject *keys = PyList_New(0), *k, *e;
-    Py_ssize_t pos = 0;
-    while (keys && PyDict_Next(c->locs, &pos, &k, &e))
-        if (entry_mig(e) >= 1 && PyList_Append(keys, k) < 0)
+    Py_ssize_t pos = 0, nhome = 0;
+    while (locs && keys && PyDict_Next(c->locs, &pos, &k, &e))
+        if (entry_mig(e) >= 1 && entry_born(e) < 0 && PyList_Append(keys, k) < 0)
+            Py_CLEAR(keys);
+    nhome = keys ? PyList_GET_SIZE(keys) : 0;
+    for (pos = 0; c->born && keys && PyDict_Next(c->born, &pos, &k, &e);)
+        if (e == Py_True && PyList_Append(keys, k) < 0)
             Py_CLEAR(keys);
     if (!keys)
         return -1;
@@ -1096,6 +1138,12 @@ long cpy_loc_bcast_copies(cpy_state *st, cp_msg *msg, PyObject *members) {
             return -1;
         }
         n++;
+        if (i >= nhome) { /* born here: through its home */
+            int home = home_of_key(st, c, key);
+            if (home < 0 || cpy_forward(st, m, home) < 0)
+                fail_message(st, m, cpy_take_exception(), "copying a broadcast");
+            continue;
+        }
         PyObject *obj = PyDict_GetItemWithError(members, key);
         if (obj)
             cpy_deliver(st, m, members); /* here (it came back): numbered in order */
@@ -1138,7 +1186,7 @@ static int direct_in_order(cpy_state *st, cpy_coll *c, cp_msg *msg, PyObject *ke
         if (entry_field(s, 3, PyLong_FromLongLong(mig)) < 0 || key_index(c, key, idx) < 0)
             goto fail;
         send_loc(st, src, LOC_CACHE, c->id, key_ndims(c, key), idx, cp_my_pe(st->ctx),
-                 (uint64_t)mig, home_of_key(st, c, key));
+                 (uint64_t)mig, home_of_key(st, c, key), -1);
     }
     uint32_t expected = (uint32_t)item_u64(s, 0);
     long switched = PyLong_AsLong(PyList_GET_ITEM(s, 1));
@@ -1583,8 +1631,21 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
     Py_XINCREF(order);
     em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_ARRIVE,
                 .fut_id = mig, .aux = me};
+    /* The PE that copies broadcasts to it once it moved: -1 (its home) but
+     * for a sparse element inserted here away from its home, which leaves
+     * for the first time: this PE from now on. */
+    int born = order ? (int)PyLong_AsLong(PyList_GET_ITEM(order, 5)) : -1;
+    if (born < 0 && c->born) {
+        int here = PyDict_Contains(c->born, key);
+        if (here < 0) {
+            Py_XDECREF(order);
+            return NULL;
+        }
+        if (here)
+            born = me;
+    }
     /* What it knows of the order of its calls, and where it comes from:
-     * (expected, ((sender, expected, switched, told), ...), this PE). */
+     * (expected, ((sender, expected, switched, told), ...), this PE, born). */
     PyObject *senders = PyList_New(0);
     if (order && senders) {
         PyObject *src, *sd;
@@ -1598,7 +1659,8 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         }
     }
     PyObject *pack = senders && key_index(c, key, h.idx) == 0
-                         ? Py_BuildValue("(O(KNi))", state, expected, PyList_AsTuple(senders), me)
+                         ? Py_BuildValue("(O(KNii))", state, expected, PyList_AsTuple(senders), me,
+                                         born)
                          : NULL;
     Py_XDECREF(senders);
     /* The state first, then whatever this PE forwards: one FIFO channel. */
@@ -1613,6 +1675,10 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         return NULL;
     }
     mark_moved(st, c);
+    if (born == me && PyDict_SetItem(c->born, key, Py_True) < 0) {
+        Py_XDECREF(order);
+        return NULL;
+    }
     PyObject *e = NULL;
     if (home == me) {
         e = entry_get(st, c, key, to, mig);
@@ -1654,14 +1720,15 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
 }
 
 /* The order entry of an element that arrived, from what its old PE sent:
- * (expected, ((sender, expected, switched, told), ...), old PE); *from is
- * the old PE. */
-static PyObject *order_arrived(PyObject *sent, unsigned long long mig, int *from) {
+ * (expected, ((sender, expected, switched, told), ...), old PE, born); *from
+ * is the old PE, *born the PE that copies broadcasts to it (or -1). */
+static PyObject *order_arrived(PyObject *sent, unsigned long long mig, int *from, int *born) {
     unsigned long long expected;
     PyObject *senders;
-    if (!PyArg_ParseTuple(sent, "KO!i", &expected, &PyTuple_Type, &senders, from))
+    if (!PyArg_ParseTuple(sent, "KO!ii", &expected, &PyTuple_Type, &senders, from, born))
         return NULL;
-    PyObject *o = Py_BuildValue("[KNNKK]", expected, PyDict_New(), PyDict_New(), mig, 0ull);
+    PyObject *o =
+        Py_BuildValue("[KNNKKi]", expected, PyDict_New(), PyDict_New(), mig, 0ull, *born);
     for (Py_ssize_t i = 0; o && i < PyTuple_GET_SIZE(senders); i++) {
         PyObject *src, *exp, *sw, *told;
         PyObject *s = NULL;
@@ -1696,8 +1763,8 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
         return NULL;
     if ((!c->viahome && !(c->viahome = PySet_New(NULL))) || PySet_Add(c->viahome, key) < 0)
         return NULL;
-    int from = -1;
-    PyObject *o = order_arrived(sent, mig, &from);
+    int from = -1, born = -1;
+    PyObject *o = order_arrived(sent, mig, &from, &born);
     if (!o || (!c->order && !(c->order = PyDict_New())) ||
         PyDict_SetItem(c->order, key, o) < 0) {
         Py_XDECREF(o);
@@ -1725,13 +1792,14 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
     if (home == me) {
         PyObject *e = entry_get(st, c, key, me, mig);
         if (!e || entry_field(e, 0, PyLong_FromLong(me)) < 0 ||
-            entry_field(e, 1, PyLong_FromUnsignedLongLong(mig)) < 0)
+            entry_field(e, 1, PyLong_FromUnsignedLongLong(mig)) < 0 ||
+            entry_set_born(e, born) < 0)
             return NULL;
     } else if (from != home) { /* (leaving, the home recorded where it went) */
         int32_t idx[CPY_MAXDIMS];
         if (key_index(c, key, idx) < 0)
             return NULL;
-        send_loc(st, home, LOC_AT, c->id, key_ndims(c, key), idx, me, mig, home);
+        send_loc(st, home, LOC_AT, c->id, key_ndims(c, key), idx, me, mig, home, born);
     }
     release_held(st, c, key);
     if (PyErr_Occurred())

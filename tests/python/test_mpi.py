@@ -135,7 +135,8 @@ def test_migration_storm(np, btl):
 
 
 @pytest.mark.parametrize("mode", ["state", "refuse", "coroutine", "bcast", "selfcalls", "direct",
-                                  "sparse", "chareorder", "badarg", "unplaced", "nested"])
+                                  "sparse", "sparsebcast", "chareorder", "badarg", "unplaced",
+                                  "nested"])
 def test_migration(mode, btl):
     np = 6 if mode == "unplaced" else 4
     rc, out, err = mpirun("migrate", np, btl, mode, timeout=90)

@@ -41,6 +41,9 @@
   chareorder a single chare busy on its home while a PE's call A to it waits
             there, then moving to that PE: the PE's next call B (made after
             the arrival) is delivered after A
+  sparsebcast elements of sparse arrays inserted away from their home move
+            for the first time while every PE broadcasts: each broadcast
+            reaches each element once, in each PE's order
   badarg    after a PE calls a moved element directly, one call whose
             argument cannot be pickled raises TypeError at the call: the
             PE's later calls still arrive, and quiescence is reached
@@ -159,6 +162,12 @@ class Hopper(Chare):
 
     def where(self):
         return (self.thisIndex[0], charm.myPe(), self.seen)
+
+
+class Bcaster(Chare):
+    def send_hops(self, a, trial, k):
+        for r in range(k):
+            a.hop((charm.myPe(), r), trial * 1000 + r * 31 + charm.myPe())
 
 
 class HopperCoro(Hopper):
@@ -430,6 +439,33 @@ def bcast(P, cls=Hopper):
     charm.waitQD()
     got = a.where(ret=True).get()
     assert all(g[2] == sent for g in got), got
+
+
+def sparsebcast(P):
+    """Elements of sparse arrays inserted on another PE than their home move
+    for the first time while broadcasts come from every PE: each broadcast
+    reaches each element once, each PE's in the order sent."""
+    n = 4 * P + 1
+    g = Group(Bcaster)
+    charm.awaitCreation(g)
+    for trial in range(6):
+        a = Array(Hopper, ndims=1)
+        for i in range(n):
+            a.ckInsert(i, onPE=(_charmpy_home(a, i) + 1 + trial % max(1, P - 1)) % P)
+        a.ckDoneInserting()
+        charm.awaitCreation(a)
+        # Every PE broadcasts 8 (every element moves at each); the first
+        # ones race the first moves, made away from the home.
+        g.send_hops(a, trial, 8, ret=True).get()
+        charm.waitQD()
+        got = a.where(ret=True).get()
+        assert sorted(x[0] for x in got) == list(range(n)), got
+        for i, pe, seen in got:
+            assert sorted(seen) == sorted((p, r) for p in range(P) for r in range(8)), \
+                ("lost or doubled", trial, i, seen)
+            for p in range(P):
+                mine = [r for q, r in seen if q == p]
+                assert mine == sorted(mine), ("out of order", trial, i, p, seen)
 
 
 def selfcalls(P):
@@ -723,7 +759,7 @@ def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
      "bcast": bcast, "chain": chain, "direct": direct, "nested": nested, "chareorder": chareorder, "badarg": badarg,
-     "unplaced": unplaced,
+     "unplaced": unplaced, "sparsebcast": sparsebcast,
      "sparse": lambda P: direct(P, sparse=True), "early": early, "selfcalls": selfcalls,
      "bcastcoro": lambda P: bcast(P, HopperCoro)}[MODE](P)
     print("OK migrate")
