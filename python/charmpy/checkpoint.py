@@ -31,6 +31,7 @@ The protocol (PE 0 leads):
   on their PE modulo the PE count) and answers ("CKr"); PE 0 then calls
   resume."""
 import json
+import mmap
 import os
 import pickle
 import shutil
@@ -472,18 +473,41 @@ def _read_index(vdir, old_npes):
     return index
 
 
+# A chare's big buffers are read into memory mapped with MAP_POPULATE: the
+# kernel gives all its pages at once, about 5x faster on this VM than taking
+# a page fault for each 4 KiB of a bytearray (0.45 GB/s), which made the
+# restart's reads half the disk's speed. One mapping per chare, so that its
+# memory goes when its arrays do.
+_BIG = 1 << 20
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+
+
+def _buffers(bls):
+    big = sum(n for n in bls if n >= _BIG)
+    if not big:
+        return [bytearray(n) for n in bls]
+    mv = memoryview(mmap.mmap(-1, big, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE))
+    bufs, at = [], 0
+    for n in bls:
+        if n >= _BIG:
+            bufs.append(mv[at:at + n])
+            at += n
+        else:
+            bufs.append(bytearray(n))
+    return bufs
+
+
 def _load(vdir, rec):
     fname, off, ml, bls, rcrc = rec
     with open(fname, "rb") as fh:
         fh.seek(off)
         main = fh.read(ml)
         crc = zlib.crc32(main)
-        bufs = []
-        for n in bls:
-            b = bytearray(n)
-            fh.readinto(b)
+        bufs = _buffers(bls)
+        for b in bufs:
+            if fh.readinto(b) != len(b):
+                _corrupt(fname, f"the record of a chare at byte {off} is cut short")
             crc = zlib.crc32(b, crc)
-            bufs.append(b)
     if crc != rcrc:
         _corrupt(fname, f"the record of a chare at byte {off} does not match its CRC-32")
     obj, internal, items = pickle.loads(main, buffers=bufs)

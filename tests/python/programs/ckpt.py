@@ -13,7 +13,7 @@ a restart prints the lines of the steps after the checkpoint, which must be
 those of an uninterrupted run, on any number of PEs.
 
 What is saved: the main chare, a dense array whose elements hold numpy
-arrays, an array placed by an ArrayMap, a sparse array (inserted, then
+arrays (some of 2 MiB, written to after the restart), an array placed by an ArrayMap, a sparse array (inserted, then
 ckDoneInserting), a group, a group constrained to the first and last PEs,
 a single chare, a call @when holds until a later step, a chare whose
 coroutine waits in self.wait() (the coroutine is not saved: the chare is),
@@ -50,12 +50,18 @@ class Cell(Chare):
         i = self.thisIndex[0]
         self.v = float(i)
         self.data = np.arange(1000, dtype=np.float64) * i
+        # Big enough to be read back into memory mapped for it (>= 1 MiB),
+        # and written to after the restart.
+        self.big = np.full(1 << 18, float(i)) if i % 4 == 0 else None
         if MODE == "lock" and i == 3:
             self.lock = threading.Lock()
 
     def work(self, step, f):
         i = self.thisIndex[0]
         self.data += step
+        if self.big is not None:
+            self.big[step::7] += step
+            self.data[0] += float(self.big.sum()) * 1e-9
         self.v = self.v * 0.5 + i + step * readonlies.scale + float(self.data[i]) * 1e-3
         self.contribute((i, self.v), Reducer.gather, f)
 
