@@ -40,3 +40,11 @@ def test_migration_benchmarks_run():
                              capture_output=True, text=True, timeout=120,
                              stdin=subprocess.DEVNULL)
         assert res.returncode == 0 and "ratio: " in res.stdout, (prog, res.stdout, res.stderr)
+
+
+def test_gap_benchmark_runs():
+    # bench/py/gap_bench.py (the wait policy's figures in docs/benchmarks.md).
+    charmrun = str(ROOT / ".venv" / "bin" / "charmrun")
+    res = subprocess.run([charmrun, "-n", "2", "bench/py/gap_bench.py", "10"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0 and "us a hop, overhead" in res.stdout, (res.stdout, res.stderr)
