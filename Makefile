@@ -140,7 +140,7 @@ $(PY):
 	python3 -m venv $(VENV)
 
 $(VENV)/.deps: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check wheel "setuptools>=61" greenlet numpy pytest
+	$(PY) -m pip install -q --disable-pip-version-check wheel "setuptools>=61" greenlet cloudpickle tqdm numpy pytest
 	touch $@
 
 # The package: the runtime, the launcher and the extension, built by pip.
@@ -201,6 +201,7 @@ bench: all venv
 	bench/py/run.sh
 	python3 bench/suite/run.py
 	bench/py/lb_run.sh
+	bench/py/pool_run.sh
 
 # The flags a program linking the library needs (bench/run.sh uses them).
 print-ldlibs:

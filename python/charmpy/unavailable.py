@@ -25,22 +25,3 @@ class Channel:
 
     def __init__(self, chare, remote, local=None):
         _missing("channels", "Channel(...)")
-
-
-class _Pool:
-    """charm.pool: the parallel map and tasks."""
-    _names = ("map", "map_async", "imap", "imap_unordered", "Task", "submit", "submit_async")
-
-    def __getattr__(self, name):
-        if name not in self._names:
-            raise AttributeError(f"charm.pool has no attribute '{name}'")
-
-        def call(*args, **kwargs):
-            _missing("the task pool (charm.pool)", f"charm.pool.{name}()")
-        return call
-
-    def __dir__(self):
-        return list(self._names)
-
-
-pool = _Pool()

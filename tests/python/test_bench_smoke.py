@@ -48,3 +48,16 @@ def test_gap_benchmark_runs():
     res = subprocess.run([charmrun, "-n", "2", "bench/py/gap_bench.py", "10"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert res.returncode == 0 and "us a hop, overhead" in res.stdout, (res.stdout, res.stderr)
+
+
+def test_pool_benchmarks_run():
+    # bench/py/pool_run.sh's programs at tiny sizes (their figures: make bench).
+    import sys
+    charmrun = str(ROOT / ".venv" / "bin" / "charmrun")
+    for cmd in ([charmrun, "-n", "2", "bench/py/pool_bench.py", "overhead", "300"],
+                [sys.executable, "bench/py/pool_peers.py", "futures", "100"],
+                [sys.executable, "bench/py/pool_peers.py", "mp", "100"]):
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL)
+        assert res.returncode == 0 and "pool overhead: " in res.stdout, (cmd, res.stdout,
+                                                                        res.stderr)

@@ -19,17 +19,16 @@ def test_runtime_proxy_and_host_queries(npes):
     run_ok("runtime_proxy", npes)
 
 
-@pytest.mark.parametrize("prog", ["migration", "quiescence"])
+@pytest.mark.parametrize("prog", ["migration", "quiescence", "pool"])
 def test_landed(prog, npes):
     # The lead's programs for migration with useAtSync and for quiescence
-    # detection (issue 10): built now.
+    # detection (issue 10), and for the pool (issue 11): built now.
     run_ok(prog, npes, timeout=60)
 
 
 NOT_BUILT = {
     "channels": "channels (Channel) are not built yet",
     "sections": "sections are not built yet",
-    "pool": "charm.pool is not built yet",
 }
 
 

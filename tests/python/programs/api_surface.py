@@ -227,9 +227,15 @@ def main(args):
     for text in a[0].try_channel(a[1], ret=True).get():
         problem(text)
     pool = getattr(charm, "pool", None)
-    if pool is not None:
-        expect_not_implemented("charm.pool.map(abs, [1])", "pool",
-                               lambda: pool.map(abs, [1]))
+    if pool is None:
+        problem("charm.pool is missing")
+    else:
+        for name in ("map", "map_async", "imap", "imap_unordered", "Task", "submit",
+                     "submit_async"):
+            if not callable(getattr(pool, name, None)):
+                problem(f"charm.pool.{name} is missing")
+        if pool.map(abs, [-1, 2]) != [1, 2]:
+            problem("charm.pool.map(abs, [-1, 2]) is not [1, 2]")
 
     assert not PROBLEMS, "\n" + "\n".join(PROBLEMS)
     print("OK api_surface")

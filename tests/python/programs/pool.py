@@ -1,4 +1,4 @@
-"""charm.pool: parallel map and tasks (not built yet)."""
+"""charm.pool: parallel map and tasks (the lead's program)."""
 from charmpy import *
 
 
