@@ -27,7 +27,7 @@ import sys
 import time
 from collections import deque
 
-from . import coro, futures
+from . import _charmpy, coro, futures
 from .charm import charm
 from .errors import remote_exception, report_error
 
@@ -44,6 +44,17 @@ _load = {}                # pe -> this PE's jobs and single tasks running there
 _funcs = {}               # (owner, jid) -> (func, nested): the jobs this PE works for
 _by_ref = {}              # func -> its pickle (functions pickled by reference)
 _loaded = {}              # pickle -> func, on workers (bounded)
+
+
+# ---- sending ---------------------------------------------------------------
+def _send(pe, tag, *args):
+    """A pool message to PE pe; to this PE, through the scheduler's queue
+    without encoding (the values by reference, as calls between chares of
+    one PE: charm.options.local_msg_optim)."""
+    if pe == charm._pe and charm.options.local_msg_optim:
+        _charmpy.call_soon(_HANDLERS[tag], args)
+    else:
+        charm.send_msg(pe, tag, *args)
 
 
 # ---- functions -----------------------------------------------------------
@@ -160,7 +171,7 @@ class _Job:
         _jobs[self.jid] = self
         for pe in self.pes:
             _load[pe] = _load.get(pe, 0) + 1
-            charm.send_msg(pe, "pJ", charm._pe, self.jid, data, nested)
+            _send(pe, "pJ", charm._pe, self.jid, data, nested)
 
     def start(self):
         for pe in self.pes:
@@ -183,7 +194,13 @@ class _Job:
                 if self.total is None:
                     self.total = self.sent
                 return
-            charm.send_msg(pe, "pT", charm._pe, self.jid, self.sent, chunk)
+            try:
+                _send(pe, "pT", charm._pe, self.jid, self.sent, chunk)
+            except Exception as e:
+                self.fail(TypeError(f"charm.pool: items {self.sent} to "
+                                    f"{self.sent + len(chunk) - 1} cannot be sent to PE {pe}: "
+                                    f"{e}"), None)
+                return
             self.inflight[pe] += 1
             self.sent += len(chunk)
 
@@ -255,7 +272,7 @@ class _Job:
         del _jobs[self.jid]
         for pe in self.pes:
             _load[pe] -= 1
-            charm.send_msg(pe, "pX", charm._pe, self.jid)
+            _send(pe, "pX", charm._pe, self.jid)
         if self.bar is not None:
             self.bar.close()
         if self.exc is None and self.kind == "map":
@@ -346,7 +363,7 @@ def _run_chunk(owner, jid, start, items, func):
             _send_error(owner, jid, start + i, x, e, f"task {start + i}")
             return
     try:
-        charm.send_msg(owner, "pR", jid, me, start, out, time.perf_counter() - t0)
+        _send(owner, "pR", jid, me, start, out, time.perf_counter() - t0)
     except Exception as e:
         _send_error(owner, jid, start, items[0], TypeError(
             f"the results of tasks {start} to {start + len(items) - 1} cannot be sent back: "
@@ -370,9 +387,9 @@ def _send_error(owner, jid, index, item, exc, what):
     except Exception:
         pass
     try:
-        charm.send_msg(owner, "pE", jid, charm._pe, index, exc)
+        _send(owner, "pE", jid, charm._pe, index, exc)
     except Exception:
-        charm.send_msg(owner, "pE", jid, charm._pe, index,
+        _send(owner, "pE", jid, charm._pe, index,
                        RuntimeError(f"{type(exc).__name__}: {exc} ({note})"))
 
 
@@ -401,7 +418,7 @@ def _submit(func, args, kwargs, want, nested):
     f = futures.Future() if want else None
     _singles[tid] = (f, pe)
     _load[pe] = _load.get(pe, 0) + 1
-    charm.send_msg(pe, "pS", charm._pe, tid, data, tuple(args), kwargs or None, nested)
+    _send(pe, "pS", charm._pe, tid, data, tuple(args), kwargs or None, nested)
     return f
 
 
@@ -412,12 +429,12 @@ def _on_single(owner, tid, data, args, kwargs, nested):
             value = func(*args, **(kwargs or {}))
         except BaseException as e:
             exc = remote_exception(e, f"a charm.pool task on PE {charm._pe}")
-            charm.send_msg(owner, "pD", tid, None, exc)
+            _send(owner, "pD", tid, None, exc)
             return
         try:
-            charm.send_msg(owner, "pD", tid, value, None)
+            _send(owner, "pD", tid, value, None)
         except Exception as e:
-            charm.send_msg(owner, "pD", tid, None, TypeError(
+            _send(owner, "pD", tid, None, TypeError(
                 f"the result of a charm.pool task cannot be sent back: {e}"))
     if nested:
         g = coro.Coroutine(run, None, "charm.pool task")
@@ -558,10 +575,7 @@ class Pool:
 
 pool = Pool()
 
-charm.on_message("pJ", _on_job)
-charm.on_message("pT", _on_tasks)
-charm.on_message("pR", _on_results)
-charm.on_message("pE", _on_error)
-charm.on_message("pX", _on_end)
-charm.on_message("pS", _on_single)
-charm.on_message("pD", _on_single_done)
+_HANDLERS = {"pJ": _on_job, "pT": _on_tasks, "pR": _on_results, "pE": _on_error,
+             "pX": _on_end, "pS": _on_single, "pD": _on_single_done}
+for _tag, _fn in _HANDLERS.items():
+    charm.on_message(_tag, _fn)
