@@ -15,7 +15,8 @@ Memory is bounded by the work in flight: the iterable is read only as
 chunks are sent, and imap/imap_unordered send nothing more while `window`
 results (64 per worker, or twice the items of the chunks in flight when
 they are bigger) wait for the consumer. Several jobs run at once: a job with
-ncores=k runs on the k PEs where this PE runs the fewest jobs.
+ncores=k runs on the k PEs this PE loads least (with the items of its jobs
+there, as counted when they started).
 
 Runtime messages (charm.send_msg): pJ (a job's function, to a worker), pT
 (a chunk), pR (its results), pE (a task raised), pX (the job ended), pS (one
@@ -34,13 +35,14 @@ from .errors import remote_exception, report_error
 PREFETCH = 2              # chunks in flight per worker and job
 AUTO_START = 1            # chunksize='auto': the first chunks' size
 AUTO_TARGET = 0.002       # ... then chunks of about this many seconds of work
+UNKNOWN_LENGTH = 1000     # the items a job over an iterable without len() counts as
 WINDOW_PER_WORKER = 64    # imap: items sent and not yet consumed, per worker (at
                           # least; twice the chunks in flight with big chunks)
 
 _jobs = {}                # jid -> _Job owned by this PE
 _singles = {}             # tid -> (future or None, pe): submit/Task of this PE
 _ids = itertools.count(1)
-_load = {}                # pe -> this PE's jobs and single tasks running there
+_load = {}                # pe -> items of this PE's jobs (and single tasks) there
 _funcs = {}               # (owner, jid) -> (func, nested): the jobs this PE works for
 _by_ref = {}              # func -> its pickle (functions pickled by reference)
 _loaded = {}              # pickle -> func, on workers (bounded)
@@ -113,8 +115,9 @@ def _check_running(what):
 
 
 def _pes_for(ncores):
-    """The PEs of a job of ncores PEs (-1: all): where this PE runs the
-    fewest jobs, this PE first among equals."""
+    """The PEs of a job of ncores PEs (-1: all): the least loaded by this
+    PE's jobs (the items each has left to run there, a single task 1),
+    this PE first among equals."""
     n = charm._npes
     if ncores is None or ncores == -1 or ncores >= n:
         return list(range(n))
@@ -150,6 +153,9 @@ class _Job:
         self.it = iter(iterable)
         self.jid = next(_ids)
         self.pes = _pes_for(ncores)
+        # What it adds to the load of each of its PEs (for the placement of
+        # the next jobs): its share of the items, when their number is known.
+        self.weight = (self.total if self.total is not None else UNKNOWN_LENGTH) / len(self.pes)
         self.kind = kind                # "map", "imap", "unordered", "multi"
         self.sent = 0                   # items sent
         self.done = 0                   # results received
@@ -170,7 +176,7 @@ class _Job:
         self.bar = _progress_bar(progress, self.total)
         _jobs[self.jid] = self
         for pe in self.pes:
-            _load[pe] = _load.get(pe, 0) + 1
+            _load[pe] = _load.get(pe, 0) + self.weight
             _send(pe, "pJ", charm._pe, self.jid, data, nested)
 
     def start(self):
@@ -271,7 +277,7 @@ class _Job:
         self.ended = True
         del _jobs[self.jid]
         for pe in self.pes:
-            _load[pe] -= 1
+            _load[pe] -= self.weight
             _send(pe, "pX", charm._pe, self.jid)
         if self.bar is not None:
             self.bar.close()
