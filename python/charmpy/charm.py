@@ -33,6 +33,11 @@ class _Charm:
         self._handlers = {}     # message tag -> (function, needs its collection)
         self._early = {}        # coll -> runtime messages that came before the creation
 
+    def __reduce__(self):
+        # The one `charm` of each PE: a function that uses it (a lambda sent
+        # by cloudpickle) finds this PE's on arrival.
+        return "charm"
+
     # ---- runtime messages --------------------------------------------------
     def on_message(self, tag, fn, coll=False):
         if tag in self._handlers:

@@ -36,8 +36,8 @@ def remote_exception(exc, at):
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     tb = RemoteTraceback(f"\n\nTraceback from {at}:\n{text}")
     try:
-        pickle.dumps(exc, 5)
-        e = exc
+        pickle.loads(pickle.dumps(exc, 5))   # an __init__ with other arguments
+        e = exc                              # pickles but does not unpickle
     except Exception:
         e = RuntimeError(f"{type(exc).__name__}: {exc}")
     e.__cause__ = tb
@@ -46,8 +46,12 @@ def remote_exception(exc, at):
 
 
 def report_error(exc, at):
-    """An exception nothing waits for: print it and end the job."""
+    """An exception nothing waits for: print it and end the job (with the
+    traceback from where it was raised, when it came from another PE)."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    remote = getattr(exc, "remote_traceback", None)
+    if isinstance(remote, str) and remote.strip() not in text:
+        text = remote.lstrip("\n") + "\n" + text
     try:
         sys.stdout.flush()
     except Exception:

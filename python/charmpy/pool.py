@@ -26,6 +26,7 @@ import os
 import pickle
 import sys
 import time
+import types
 from collections import deque
 
 from . import _charmpy, coro, futures
@@ -44,8 +45,8 @@ _singles = {}             # tid -> (future or None, pe): submit/Task of this PE
 _ids = itertools.count(1)
 _load = {}                # pe -> items of this PE's jobs (and single tasks) there
 _funcs = {}               # (owner, jid) -> (func, nested): the jobs this PE works for
-_by_ref = {}              # func -> its pickle (functions pickled by reference)
-_loaded = {}              # pickle -> func, on workers (bounded)
+_by_ref = {}              # plain function -> its pickle (a reference)
+_loaded = {}              # a reference's pickle -> func, on workers (bounded)
 
 
 # ---- sending ---------------------------------------------------------------
@@ -61,24 +62,25 @@ def _send(pe, tag, *args):
 
 # ---- functions -----------------------------------------------------------
 def _dump_func(func):
-    """func's pickle: by reference when pickle can (module-level functions,
-    __main__'s too: every PE runs the program), else by value (cloudpickle)."""
+    """(func's pickle, whether it is a reference): by reference when pickle
+    can (module-level functions, __main__'s too: every PE runs the
+    program), else by value (cloudpickle: lambdas, closures). Only plain
+    functions' references are cached, here and on the workers: a bound
+    method, a partial or a callable object pickles its state, which may
+    change between jobs, and may be big."""
     if not callable(func):
         raise TypeError(f"charm.pool: the function to run must be callable, not {func!r}")
-    try:
-        cached = _by_ref.get(func)
-    except TypeError:   # an unhashable callable
-        cached = None
+    plain = isinstance(func, (types.FunctionType, types.BuiltinFunctionType))
+    cached = _by_ref.get(func) if plain else None
     if cached is not None:
-        return cached
+        return cached, True
     try:
         data = pickle.dumps(func, 5)
-        if len(_by_ref) < 1024:
-            try:
-                _by_ref[func] = data
-            except TypeError:
-                pass
-        return data
+        if plain:
+            if len(_by_ref) >= 1024:
+                _by_ref.clear()
+            _by_ref[func] = data
+        return data, plain
     except Exception as e:
         why = e
     try:
@@ -88,19 +90,20 @@ def _dump_func(func):
                         "cloudpickle, which sends lambdas and closures, is not installed: "
                         "pip install cloudpickle") from None
     try:
-        return cloudpickle.dumps(func, 5)
+        return cloudpickle.dumps(func, 5), False
     except Exception as e:
         raise TypeError(f"charm.pool: {func!r} cannot be sent to the other PEs: "
                         f"{type(e).__name__}: {e}") from None
 
 
-def _load_func(data):
-    func = _loaded.get(data)
+def _load_func(data, ref):
+    func = _loaded.get(data) if ref else None
     if func is None:
         func = pickle.loads(data)
-        if len(_loaded) >= 256:
-            _loaded.clear()
-        _loaded[data] = func
+        if ref:
+            if len(_loaded) >= 256:
+                _loaded.clear()
+            _loaded[data] = func
     return func
 
 
@@ -115,18 +118,18 @@ def _check_running(what):
 
 
 def _pes_for(ncores):
-    """The PEs of a job of ncores PEs (-1: all): the least loaded by this
-    PE's jobs (the items each has left to run there, a single task 1),
-    this PE first among equals."""
+    """The PEs of a job of up to ncores PEs (-1: all), least loaded by this
+    PE's jobs first (the items of each there, a single task 1), this PE
+    first among equals, then the next ones."""
     n = charm._npes
-    if ncores is None or ncores == -1 or ncores >= n:
-        return list(range(n))
-    if not isinstance(ncores, int) or ncores < 1:
-        raise ValueError(f"charm.pool: ncores must be -1 (every PE) or from 1 to {n}, "
-                         f"not {ncores!r}")
+    if ncores is None:
+        ncores = -1
+    if not isinstance(ncores, int) or isinstance(ncores, bool) or ncores == 0 or ncores < -1:
+        raise ValueError(f"charm.pool: ncores must be -1 (every PE) or a number of PEs of "
+                         f"at least 1 (up to {n} here: more means every PE), not {ncores!r}")
     me = charm._pe
     order = sorted(range(n), key=lambda pe: (_load.get(pe, 0), (pe - me) % n))
-    return order[:ncores]
+    return order if ncores == -1 else order[:ncores]
 
 
 def _chunksize(chunksize):
@@ -141,7 +144,7 @@ def _chunksize(chunksize):
 # ---- a job (map, map_async, imap, imap_unordered) on its owner ------------
 class _Job:
     def __init__(self, func, iterable, chunksize, ncores, kind, nested, progress):
-        data = _dump_func(func)
+        data, ref = _dump_func(func)
         self.cs = _chunksize(chunksize)
         self.auto = self.cs is None
         if self.auto:
@@ -155,7 +158,8 @@ class _Job:
         self.pes = _pes_for(ncores)
         # What it adds to the load of each of its PEs (for the placement of
         # the next jobs): its share of the items, when their number is known.
-        self.weight = (self.total if self.total is not None else UNKNOWN_LENGTH) / len(self.pes)
+        self.weight = -(-(self.total if self.total is not None else UNKNOWN_LENGTH)
+                        // len(self.pes))
         self.kind = kind                # "map", "imap", "unordered", "multi"
         self.sent = 0                   # items sent
         self.done = 0                   # results received
@@ -164,6 +168,7 @@ class _Job:
         self.exhausted = False
         self.stalled = False            # imap: sending waits for the consumer
         self.exc = None
+        self.fail_at = None             # the index of the item that failed it
         self.ended = False
         self.window = None if kind in ("map", "multi") else WINDOW_PER_WORKER * len(self.pes)
         self.chunks = {}                # map: start -> results
@@ -177,16 +182,18 @@ class _Job:
         _jobs[self.jid] = self
         for pe in self.pes:
             _load[pe] = _load.get(pe, 0) + self.weight
-            _send(pe, "pJ", charm._pe, self.jid, data, nested)
+            _send(pe, "pJ", charm._pe, self.jid, data, ref, nested)
 
     def start(self):
-        for pe in self.pes:
-            self.fill(pe)
+        # One chunk to each PE, then the second: a job of P items runs on P PEs.
+        for upto in range(1, PREFETCH + 1):
+            for pe in self.pes:
+                self.fill(pe, upto)
         self.check_end()
 
-    def fill(self, pe):
-        """Send pe chunks until it has PREFETCH in flight, or nothing is left."""
-        while not self.exhausted and self.exc is None and self.inflight[pe] < PREFETCH:
+    def fill(self, pe, upto=PREFETCH):
+        """Send pe chunks until it has `upto` in flight, or nothing is left."""
+        while not self.exhausted and self.exc is None and self.inflight[pe] < upto:
             if self.window is not None and self.sent - self.consumed >= self.limit():
                 self.stalled = True
                 return
@@ -215,18 +222,19 @@ class _Job:
 
     def results(self, pe, start, values, secs):
         self.inflight[pe] -= 1
-        if self.exc is None:
+        if self.exc is not None and self.kind in ("imap", "unordered"):
+            # Failed: what was computed before the failing item is still given.
+            self.keep(start, values)
+            self.wake()
+        elif self.exc is None:
             self.done += len(values)
             if self.kind == "map":
                 self.chunks[start] = values
             elif self.kind == "multi":
                 for i, v in enumerate(values):
                     self.futures[start + i]._deliver(None, v, None)
-            elif self.kind == "imap":
-                for i, v in enumerate(values):
-                    self.ready[start + i] = v
             else:
-                self.ready.extend(values)
+                self.keep(start, values)
             if self.auto:
                 self.tune(len(values), secs)
             if self.bar is not None:
@@ -234,6 +242,13 @@ class _Job:
             self.fill(pe)
             self.wake()
         self.check_end()
+
+    def keep(self, start, values):
+        if self.kind == "imap":
+            for i, v in enumerate(values):
+                self.ready[start + i] = v
+        else:
+            self.ready.extend(values)
 
     def tune(self, n, secs):
         """chunksize='auto': chunks of about AUTO_TARGET seconds, but no
@@ -245,13 +260,15 @@ class _Job:
         if self.total is not None:
             left = max(1, (self.total - self.sent) // (2 * PREFETCH * len(self.pes)))
             cs = min(cs, left)
-        self.cs = max(1, min(cs, 1 << 16))
+        # imap keeps a window of twice the chunks in flight: smaller chunks.
+        self.cs = max(1, min(cs, 1 << 16 if self.window is None else 1024))
 
-    def fail(self, exc, pe):
+    def fail(self, exc, pe, index=None):
         if pe is not None:
             self.inflight[pe] -= 1
         if self.exc is None:
             self.exc = exc
+            self.fail_at = self.sent if index is None else index
             if self.kind == "map":
                 self.future._deliver(None, None, exc)
             elif self.kind == "multi":
@@ -293,14 +310,17 @@ class _Job:
         """imap's iterator: the next result (in order for imap, as they come
         for imap_unordered), waiting in the consumer's coroutine."""
         while True:
-            if self.exc is not None:
-                raise self.exc
             if self.kind == "imap":
                 if self.consumed in self.ready:
                     v = self.ready.pop(self.consumed)
                     return self.took(v)
+                # The items before the failing one come first, once here.
+                if self.exc is not None and (self.consumed >= self.fail_at or self.ended):
+                    raise self.exc
             elif self.ready:
                 return self.took(self.ready.popleft())
+            elif self.exc is not None:
+                raise self.exc
             if self.ended or (self.exhausted and self.consumed >= self.sent):
                 raise StopIteration
             self.waiter = coro.this("iterating over charm.pool.imap()")
@@ -318,24 +338,38 @@ class _Job:
         return v
 
 
-def _iterate(job):
-    try:
-        while True:
-            try:
-                yield job.next_result()
-            except StopIteration:
-                return
-    finally:
+class _Results:
+    """What imap and imap_unordered return: an iterator of the job's
+    results, read in a coroutine. Closing it, or dropping it, read or not,
+    cancels what is left of the job."""
+
+    def __init__(self, job):
+        self._job = job
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._job.next_result()
+
+    def close(self):
+        job = self._job
         if not job.ended and job.exc is None:
-            # The consumer stopped early: cancel the rest.
             job.exc = RuntimeError("the imap iterator was closed")
+            job.fail_at = job.consumed
             job.check_end()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
 
 # ---- the messages ------------------------------------------------------------
-def _on_job(owner, jid, data, nested):
+def _on_job(owner, jid, data, ref, nested):
     try:
-        func = _load_func(data)
+        func = _load_func(data, ref)
     except BaseException as e:
         func = e
     _funcs[(owner, jid)] = (func, nested)
@@ -408,7 +442,7 @@ def _on_results(jid, pe, start, values, secs):
 def _on_error(jid, pe, index, exc):
     job = _jobs.get(jid)
     if job is not None:
-        job.fail(exc, pe)
+        job.fail(exc, pe, index)
 
 
 def _on_end(owner, jid):
@@ -418,20 +452,24 @@ def _on_end(owner, jid):
 # ---- single tasks (submit, Task) ----------------------------------------------
 def _submit(func, args, kwargs, want, nested):
     _check_running("submit")
-    data = _dump_func(func)
+    data, ref = _dump_func(func)
     tid = next(_ids)
     pe = _pes_for(1)[0]
+    try:
+        _send(pe, "pS", charm._pe, tid, data, ref, tuple(args), kwargs or None, nested)
+    except Exception as e:
+        raise TypeError(f"charm.pool: the arguments of {func!r} cannot be sent to PE {pe}: "
+                        f"{e}") from None
     f = futures.Future() if want else None
     _singles[tid] = (f, pe)
     _load[pe] = _load.get(pe, 0) + 1
-    _send(pe, "pS", charm._pe, tid, data, tuple(args), kwargs or None, nested)
     return f
 
 
-def _on_single(owner, tid, data, args, kwargs, nested):
+def _on_single(owner, tid, data, ref, args, kwargs, nested):
     def run():
         try:
-            func = _load_func(data)
+            func = _load_func(data, ref)
             value = func(*args, **(kwargs or {}))
         except BaseException as e:
             exc = remote_exception(e, f"a charm.pool task on PE {charm._pe}")
@@ -470,7 +508,12 @@ def _progress_bar(progress, total):
     if os.environ.get("CHARMPY_PLAIN_PROGRESS") != "1":
         try:
             from tqdm import tqdm
-            return tqdm(total=total, file=sys.stderr, unit="task", dynamic_ncols=True)
+            try:   # a terminal that says it has 0 columns (a new pty) gets 80
+                wide = os.get_terminal_size(sys.stderr.fileno()).columns > 0
+            except (OSError, ValueError, AttributeError):
+                wide = False
+            return tqdm(total=total, file=sys.stderr, unit="task", dynamic_ncols=wide,
+                        ncols=None if wide else 80)
         except ImportError:
             pass
     return _PlainBar(total)
@@ -562,7 +605,7 @@ class Pool:
         job = _Job(func, iterable, chunksize, ncores, kind, _nested(func, allow_nested),
                    progress)
         job.start()
-        return _iterate(job)
+        return _Results(job)
 
     def Task(self, func, args, ret=False, awaitable=False):
         """Run func(*args) on some PE; a future of its result when ret or
