@@ -184,3 +184,12 @@ def test_checkpoint_before_user_qd(btl, tmp_path):
         assert "OK ckpt_qd" in res.stdout, res
         res = mpirun("ckpt_qd", 4, btl, "--restart", d, timeout=60)
         assert "restarted with counters [0, 0" in res.stdout, res
+
+
+@pytest.mark.parametrize("mode", ["order", "nested", "errors", "jobs"])
+def test_pool(mode, btl):
+    # charm.pool under mpirun: the same program as under charmrun
+    # (test_pool.py says what each mode checks).
+    for np in (3, 4):
+        rc, out, err = mpirun("pool_modes", np, btl, mode, timeout=120)
+        assert "OK pool_modes" in out, (out, err)
