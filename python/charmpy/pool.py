@@ -192,7 +192,13 @@ class _Job:
         self.check_end()
 
     def fill(self, pe, upto=PREFETCH):
-        """Send pe chunks until it has `upto` in flight, or nothing is left."""
+        """Send pe chunks until it has `upto` in flight, or nothing is left.
+        This PE gets one at a time: its chunks wait in its own queue, where
+        the scheduler runs them all before it looks for messages again, so
+        two of them would keep the other PEs' results waiting for two tasks
+        (and those PEs idle: 1 ms tasks lost 5-8% to it)."""
+        if pe == charm._pe:
+            upto = 1
         while not self.exhausted and self.exc is None and self.inflight[pe] < upto:
             if self.window is not None and self.sent - self.consumed >= self.limit():
                 self.stalled = True
