@@ -62,23 +62,5 @@ echo
 echo "- ${eff:-pool efficiency: failed}"
 echo "- ${jobs:-pool jobs: failed}"
 
-"$SPY" - "$OUT/data" "$ROOT/docs/img/pool-overhead.png" <<'PY' || echo "(no plot: matplotlib is missing from $SPY)"
-import sys
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1]) if "|" in l]
-rows.sort(key=lambda r: float(r[1]))
-fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
-ax.barh([r[0] for r in rows], [float(r[1]) for r in rows],
-        color=["tab:orange" if r[0].startswith("charmpy") else "tab:gray" for r in rows])
-ax.set_xscale("log")
-ax.set_xlabel("µs per task (20000 trivial tasks, chunksize 1, 2 workers; log scale)")
-ax.set_title("Per-task overhead of parallel pools, one run on one machine")
-for i, r in enumerate(rows):
-    ax.text(float(r[1]), i, f" {float(r[1]):.1f}", va="center")
-ax.invert_yaxis()
-fig.tight_layout()
-fig.savefig(sys.argv[2], dpi=110)
-print(f"(plot: {sys.argv[2]})")
-PY
+"$SPY" "$ROOT/bench/py/pool_plot.py" "$OUT/data" "$ROOT/docs/img/pool-overhead.png" ||
+    echo "(no plot: matplotlib is missing from $SPY)"
