@@ -195,6 +195,7 @@ test:
 run: all venv
 	$(CHARMRUN) -n $$(nproc) $(BUILD)/examples/showcase
 	$(VENV)/bin/charmrun -n $$(nproc) examples/python/stencil.py
+	$(VENV)/bin/charmrun -n $$(nproc) examples/python/primes.py
 
 bench: all venv
 	bench/run.sh

@@ -29,7 +29,8 @@ The protocol (PE 0 leads):
   ("CKw"); each answers with its file's figures ("CKd"); PE 0 writes the
   manifest and CURRENT, calls resume, and the caller's checkpoint() returns.
   restart: PE 0 checks CURRENT, the manifest and every file's size, then
-  tells every PE to load ("CKl"), which checks the CRC of what it reads; each rebuilds its chares (arrays placed
+  tells every PE to load ("CKl"), which checks the CRC of what it reads;
+  each rebuilds its chares (arrays placed
   again by their maps for this PE count; a group's member from its saved
   state, or member 0's on a PE the checkpoint did not have; single chares
   on their PE modulo the PE count) and answers ("CKr"); PE 0 then calls

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import (CHARMRUN, NONZERO, PYTHON, _describe, _kill_job, assert_ok,
+from conftest import (CHARMRUN, NONZERO, PYTHON, REPO, _describe, _kill_job, assert_ok,
                       program_path, run_command, run_ok, run_program)
 
 BASIC = ["order", "funcs", "errors", "nested", "bigchunks"]
@@ -248,3 +248,12 @@ def test_regression_task_failure_traceback():
     exception comes by reference and the traceback is printed."""
     res = run_program("pool_modes", 2, "taskfail", timeout=60, expect_rc=NONZERO)
     assert "boom" in res.stderr and "1 / 0" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("pes", [1, 3])
+def test_primes_example(pes):
+    """examples/python/primes.py (`make run`): its count is checked against a
+    sieve inside; here, against the known count below 10^5 (9592)."""
+    example = REPO / "examples" / "python" / "primes.py"
+    res = run_command([CHARMRUN, "-n", pes, example, "100000", "37"], timeout=120)
+    assert "primes below 100000: 9592 (checked with a sieve), 37 tasks" in res.stdout, res.stdout
