@@ -35,6 +35,7 @@ typedef struct cpy_coll {
     PyObject *born;     /* dict key -> bool: sparse elements inserted here, away
                            from their home; True once they left: this PE then
                            copies each broadcast it gets to them (NULL: none) */
+    Py_ssize_t nborn_left; /* the True ones of `born` */
     PyObject *order;    /* dict key -> [number it takes next, {number: message}] */
     PyObject *viahome;  /* set of keys here that arrived by migration: they take
                            broadcasts from their home, numbered (NULL: none) */
@@ -175,6 +176,7 @@ static void clear_coll(cpy_state *st, cpy_coll *c) {
     Py_CLEAR(c->building);
     Py_CLEAR(c->departed);
     Py_CLEAR(c->born);
+    c->nborn_left = 0;
     Py_CLEAR(c->viahome);
     if (c->order && st->ctx) {
         PyObject *k, *o;
@@ -866,7 +868,7 @@ static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
         fail_message(st, msg, cpy_take_exception(), "routing a message");
         return;
     }
-    int to = -1;
+    int to = -1, left = 0; /* left: the element left this PE for `to` */
     if (home == me) {
         PyObject *e = entry_of(c, key);
         if (e && !msg->tag) { /* a direct call keeps its sender's number */
@@ -883,6 +885,7 @@ static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
         }
     } else {
         to = departed_to(c, key);
+        left = to >= 0;
         if (to < 0 && !PyErr_Occurred() && msg->tag) {
             /* A direct call for an element that is not here and never left
              * here: it is on its way (its home sent it here before telling
@@ -900,7 +903,10 @@ static void send_on(cpy_state *st, cpy_coll *c, PyObject *key, cp_msg *msg) {
     }
     int building = c->building ? PySet_Contains(c->building, key) : 0;
     int inserting = c->place.sparse && (!c->done || building > 0);
-    if (to >= 0 && to != me && !(inserting && home != me && to == home)) {
+    /* While insertions may come, a message for an element this PE never
+     * had waits here for it (its insertion may be on its way here), but
+     * one for an element that left goes where it went, its home too. */
+    if (to >= 0 && to != me && (left || !(inserting && home != me && to == home))) {
         if (cpy_forward(st, msg, to) < 0)
             fail_message(st, msg, cpy_take_exception(), "forwarding a message");
         return;
@@ -1102,7 +1108,8 @@ long cpy_loc_bcast_copies(cpy_state *st, cp_msg *msg, PyObject *members) {
     const em_hdr *h = cp_msg_data(msg);
     cpy_coll *c = find(st, h->coll);
     int locs = c && c->locs && PyDict_GET_SIZE(c->locs);
-    if (!locs && (!c || !c->born))
+    int born = c && c->born && c->nborn_left;
+    if (!locs && !born)
         return 0;
     /* The keys first: delivering a copy here may change c->locs. Elements
      * born here, away from their home (after them in the list), take their
@@ -1113,7 +1120,7 @@ long cpy_loc_bcast_copies(cpy_state *st, cp_msg *msg, PyObject *members) {
         if (entry_mig(e) >= 1 && entry_born(e) < 0 && PyList_Append(keys, k) < 0)
             Py_CLEAR(keys);
     nhome = keys ? PyList_GET_SIZE(keys) : 0;
-    for (pos = 0; c->born && keys && PyDict_Next(c->born, &pos, &k, &e);)
+    for (pos = 0; born && keys && PyDict_Next(c->born, &pos, &k, &e);)
         if (e == Py_True && PyList_Append(keys, k) < 0)
             Py_CLEAR(keys);
     if (!keys)
@@ -1675,9 +1682,12 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         return NULL;
     }
     mark_moved(st, c);
-    if (born == me && PyDict_SetItem(c->born, key, Py_True) < 0) {
-        Py_XDECREF(order);
-        return NULL;
+    if (born == me && PyDict_GetItem(c->born, key) != Py_True) {
+        if (PyDict_SetItem(c->born, key, Py_True) < 0) {
+            Py_XDECREF(order);
+            return NULL;
+        }
+        c->nborn_left++;
     }
     PyObject *e = NULL;
     if (home == me) {

@@ -11,7 +11,8 @@ import pytest
 from conftest import run_ok
 
 MODES = ["storm", "state", "refuse", "coroutine", "bcast", "bcastcoro", "chain", "early",
-         "selfcalls", "direct", "sparse", "sparsebcast", "chareorder", "badarg", "nested"]
+         "selfcalls", "direct", "sparse", "sparsebcast", "sparsecycle", "chareorder", "badarg",
+         "nested"]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -36,7 +37,8 @@ def test_storm_repeated(pes):
 
 @pytest.mark.parametrize("pes", [6, 8], ids=lambda n: f"P{n}")
 @pytest.mark.parametrize("mode", ["state", "coroutine", "bcast", "bcastcoro", "early", "direct",
-                                  "sparse", "sparsebcast", "selfcalls", "chareorder", "badarg",
+                                  "sparse", "sparsebcast", "sparsecycle", "selfcalls",
+                                  "chareorder", "badarg",
                                   "unplaced",
                                   "nested"])
 def test_migrate_more_pes(mode, pes):

@@ -135,7 +135,8 @@ def test_migration_storm(np, btl):
 
 
 @pytest.mark.parametrize("mode", ["state", "refuse", "coroutine", "bcast", "selfcalls", "direct",
-                                  "sparse", "sparsebcast", "chareorder", "badarg", "unplaced",
+                                  "sparse", "sparsebcast", "sparsecycle", "chareorder",
+                                  "badarg", "unplaced",
                                   "nested"])
 def test_migration(mode, btl):
     np = 6 if mode == "unplaced" else 4

@@ -44,6 +44,10 @@
   sparsebcast elements of sparse arrays inserted away from their home move
             for the first time while every PE broadcasts: each broadcast
             reaches each element once, in each PE's order
+  sparsecycle sparse elements inserted away from their homes (with and
+            without ckDoneInserting) sent home and called at once, then
+            moving between that PE, their home and a third one while every
+            PE broadcasts: every call answered, each broadcast once, in order
   badarg    after a PE calls a moved element directly, one call whose
             argument cannot be pickled raises TypeError at the call: the
             PE's later calls still arrive, and quiescence is reached
@@ -468,6 +472,74 @@ def sparsebcast(P):
                 assert mine == sorted(mine), ("out of order", trial, i, p, seen)
 
 
+class Cycler(Chare):
+    """A sparse element inserted on x, away from its home h, that moves
+    between x, h and a third PE at every broadcast."""
+    def __init__(self, x, h):
+        self.seen, self.x, self.h = [], x, h
+
+    def hop(self, r, k):
+        self.seen.append(r)
+        P = charm.numPes()
+        to = [self.x, self.h, (self.x + 1 + k) % P][(r[1] + self.thisIndex[0] + k) % 3]
+        if to != charm.myPe():
+            self.migrate(to)
+
+    def go(self, pe):
+        self.migrate(pe)
+
+    def ping(self, v):
+        return (self.thisIndex[0], v, charm.myPe())
+
+    def where(self):
+        return (self.thisIndex[0], charm.myPe(), self.seen)
+
+
+class Inserter(Chare):
+    def insert(self, a, n, k):
+        P = charm.numPes()
+        for i in range(charm.myPe(), n, P):
+            h = _charmpy_home(a, i)
+            x = (h + 1 + k % max(1, P - 1)) % P
+            a.ckInsert(i, args=[x, h], onPE=x)
+
+    def send_hops(self, a, k, m):
+        for r in range(m):
+            a.hop((charm.myPe(), r), k)
+            if r % 3 == 2:
+                a.ping(r, ret=True)
+
+
+def sparsecycle(P):
+    """Sparse elements inserted from every PE away from their homes, with and
+    without ckDoneInserting, move between the PE they were inserted on,
+    their home and a third PE while every PE broadcasts: each broadcast
+    once, in each PE's order; an element sent home and called at once
+    answers (the call that followed it to the PE it left was held there
+    forever while insertions could still come)."""
+    n = 3 * P + 2
+    g = Group(Inserter)
+    charm.awaitCreation(g)
+    for trial in range(4):
+        a = Array(Cycler, ndims=1)
+        g.insert(a, n, trial, ret=True).get()
+        if trial % 2:
+            a.ckDoneInserting()
+        charm.waitQD()
+        for i in range(n):
+            h = _charmpy_home(a, i)
+            a[i].go(h)
+            assert a[i].ping(trial, ret=True).get() == (i, trial, h)
+        g.send_hops(a, trial, 9, ret=True).get()
+        charm.waitQD()
+        for i, pe, seen in (a[i].where(ret=True).get() for i in range(n)):
+            assert sorted(seen) == sorted((p, r) for p in range(P) for r in range(9)), \
+                ("lost or doubled", trial, i, sorted(seen))
+            for p in range(P):
+                mine = [r for q, r in seen if q == p]
+                assert mine == sorted(mine), ("out of order", trial, i, p, seen)
+
+
 def selfcalls(P):
     n = 2 * P + 1
     a = Array(SelfCaller, n)
@@ -759,7 +831,7 @@ def main(args):
     P = charm.numPes()
     {"storm": storm, "state": state, "refuse": refuse, "coroutine": coroutine,
      "bcast": bcast, "chain": chain, "direct": direct, "nested": nested, "chareorder": chareorder, "badarg": badarg,
-     "unplaced": unplaced, "sparsebcast": sparsebcast,
+     "unplaced": unplaced, "sparsebcast": sparsebcast, "sparsecycle": sparsecycle,
      "sparse": lambda P: direct(P, sparse=True), "early": early, "selfcalls": selfcalls,
      "bcastcoro": lambda P: bcast(P, HopperCoro)}[MODE](P)
     print("OK migrate")
