@@ -162,7 +162,6 @@ class _Job:
                         // len(self.pes))
         self.kind = kind                # "map", "imap", "unordered", "multi"
         self.sent = 0                   # items sent
-        self.done = 0                   # results received
         self.consumed = 0               # imap: results the consumer took
         self.inflight = {pe: 0 for pe in self.pes}
         self.exhausted = False
@@ -233,7 +232,6 @@ class _Job:
             self.keep(start, values)
             self.wake()
         elif self.exc is None:
-            self.done += len(values)
             if self.kind == "map":
                 self.chunks[start] = values
             elif self.kind == "multi":

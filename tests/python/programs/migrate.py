@@ -270,11 +270,7 @@ class Bag(Chare):
     def move(self, pe, lock):
         if lock:
             self.items.append(threading.Lock())
-        try:
-            self.migrate(pe)
-        except TypeError as e:
-            return str(e)
-        return None
+        return Locked.try_move(self, pe)
 
     def call(self):
         self.calls += 1

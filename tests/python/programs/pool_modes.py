@@ -805,13 +805,18 @@ def mode_baditem(P, where="first"):
     assert "lock" in str(e), str(e)
     # The chunks already sent still come back (their results dropped); then
     # the job is gone.
-    for _ in range(200):
-        if repr(charm.pool) == "<charm.pool: 0 jobs of this PE running>":
-            break
-        charm.sleep(0.01)
-    assert repr(charm.pool) == "<charm.pool: 0 jobs of this PE running>", \
-        f"2 s after an unpicklable item at {at}: {charm.pool!r}"
+    no_jobs_left(2, f"after an unpicklable item at {at}")
     assert charm.pool.map(sq1, range(5)) == [1, 2, 5, 10, 17]
+
+
+def no_jobs_left(secs, what):
+    """Within secs seconds, this PE runs no pool job any more."""
+    idle = "<charm.pool: 0 jobs of this PE running>"
+    for _ in range(int(secs * 100)):
+        if repr(charm.pool) == idle:
+            return
+        charm.sleep(0.01)
+    assert repr(charm.pool) == idle, f"{secs} s {what}: {charm.pool!r}"
 
 
 def mode_ncores(P):
@@ -834,12 +839,7 @@ def mode_dropped(P):
     it = charm.pool.imap(sq1, range(2000))
     del it
     gc.collect()
-    for _ in range(300):
-        if repr(charm.pool) == "<charm.pool: 0 jobs of this PE running>":
-            break
-        charm.sleep(0.01)
-    assert repr(charm.pool) == "<charm.pool: 0 jobs of this PE running>", \
-        f"3 s after an imap iterator was dropped unread: {charm.pool!r}"
+    no_jobs_left(3, "after an imap iterator was dropped unread")
 
 
 def mode_imapreach(P):
