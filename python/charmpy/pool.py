@@ -18,9 +18,14 @@ they are bigger) wait for the consumer. Several jobs run at once: a job with
 ncores=k runs on the k PEs this PE loads least (with the items of its jobs
 there, as counted when they started).
 
-Runtime messages (charm.send_msg): pJ (a job's function, to a worker), pT
-(a chunk), pR (its results), pE (a task raised), pX (the job ended), pS (one
-task: submit/Task) and pD (its result)."""
+The per-chunk path is C (python/ext/pool.c): the owner's job is a PoolJob
+whose fill() reads the iterator and sends a chunk, and a chunk and its
+results are messages of pool.c's own handlers, which run the tasks on the
+worker and store the results on the owner; Python runs for a job's start
+and end, failures, nested tasks, the progress bar and the imap consumer.
+The other runtime messages (charm.send_msg): pJ (a job's function, to a
+worker), pE (a task raised), pX (the job ended), pS (one task:
+submit/Task) and pD (its result)."""
 import itertools
 import os
 import pickle
@@ -33,9 +38,11 @@ from . import _charmpy, coro, futures
 from .charm import charm
 from .errors import remote_exception, report_error
 
-PREFETCH = 2              # chunks in flight per worker and job
-AUTO_START = 1            # chunksize='auto': the first chunks' size
-AUTO_TARGET = 0.002       # ... then chunks of about this many seconds of work
+PREFETCH = _charmpy.POOL_PREFETCH        # chunks in flight per worker and job
+AUTO_START = 1            # chunksize='auto': the first chunks' size ...
+AUTO_TARGET = _charmpy.POOL_AUTO_TARGET  # ... then about this many seconds of work
+KIND_MAP, KIND_IMAP = _charmpy.POOL_KIND_MAP, _charmpy.POOL_KIND_IMAP
+KIND_UNORDERED, KIND_MULTI = _charmpy.POOL_KIND_UNORDERED, _charmpy.POOL_KIND_MULTI
 UNKNOWN_LENGTH = 1000     # the items a job over an iterable without len() counts as
 WINDOW_PER_WORKER = 64    # imap: items sent and not yet consumed, per worker (at
                           # least; twice the chunks in flight with big chunks)
@@ -142,42 +149,42 @@ def _chunksize(chunksize):
 
 
 # ---- a job (map, map_async, imap, imap_unordered) on its owner ------------
-class _Job:
+class _Job(_charmpy.PoolJob):
+    """A job on its owner. The per-chunk path is C (python/ext/pool.c, the
+    PoolJob base): fill() sends chunks, the results handler stores what
+    comes back, sizes chunks (chunksize='auto'), sends the next chunk and
+    calls check_end(). This class starts the job and handles its edges:
+    failures, waking the imap consumer, the end."""
+
     def __init__(self, func, iterable, chunksize, ncores, kind, nested, progress):
         data, ref = _dump_func(func)
-        self.cs = _chunksize(chunksize)
-        self.auto = self.cs is None
-        if self.auto:
-            self.cs = AUTO_START
+        cs = _chunksize(chunksize)
+        self.is_auto = cs is None
+        self.cs = AUTO_START if cs is None else cs
         try:
-            self.total = len(iterable)
+            total = len(iterable)
         except TypeError:
-            self.total = None
+            total = None
+        self.total = -1 if total is None else total
         self.it = iter(iterable)
         self.jid = next(_ids)
         self.pes = _pes_for(ncores)
+        self.set_pes(charm._npes, self.pes)
         # What it adds to the load of each of its PEs (for the placement of
         # the next jobs): its share of the items, when their number is known.
-        self.weight = -(-(self.total if self.total is not None else UNKNOWN_LENGTH)
-                        // len(self.pes))
-        self.kind = kind                # "map", "imap", "unordered", "multi"
-        self.sent = 0                   # items sent
-        self.consumed = 0               # imap: results the consumer took
-        self.inflight = {pe: 0 for pe in self.pes}
-        self.exhausted = False
-        self.stalled = False            # imap: sending waits for the consumer
-        self.exc = None
+        self.weight = -(-(total if total is not None else UNKNOWN_LENGTH) // len(self.pes))
+        self.kind = kind
         self.fail_at = None             # the index of the item that failed it
-        self.ended = False
-        self.window = None if kind in ("map", "multi") else WINDOW_PER_WORKER * len(self.pes)
-        self.chunks = {}                # map: start -> results
-        self.ready = {} if kind == "imap" else deque()
-        self.futures = None             # multi: one future per item
+        if kind not in (KIND_MAP, KIND_MULTI):
+            self.window = WINDOW_PER_WORKER * len(self.pes)
+        if kind == KIND_MAP:
+            self.results = []
+        elif kind == KIND_IMAP:
+            self.ready = {}
+        elif kind == KIND_UNORDERED:
+            self.ready = deque()
         self.future = None              # map: the job's future
-        self.waiter = None              # imap: the consumer's coroutine
-        self.busy = 0.0                 # auto: seconds of work measured
-        self.measured = 0               # ... over this many items
-        self.bar = _progress_bar(progress, self.total)
+        self.bar = _progress_bar(progress, total)
         _jobs[self.jid] = self
         for pe in self.pes:
             _load[pe] = _load.get(pe, 0) + self.weight
@@ -190,92 +197,24 @@ class _Job:
                 self.fill(pe, upto)
         self.check_end()
 
-    def fill(self, pe, upto=PREFETCH):
-        """Send pe chunks until it has `upto` in flight, or nothing is left.
-        This PE gets one at a time: its chunks wait in its own queue, where
-        the scheduler runs them all before it looks for messages again, so
-        two of them would keep the other PEs' results waiting for two tasks
-        (and those PEs idle: 1 ms tasks lost 5-8% to it)."""
-        if pe == charm._pe:
-            upto = 1
-        while not self.exhausted and self.exc is None and self.inflight[pe] < upto:
-            if self.window is not None and self.sent - self.consumed >= self.limit():
-                self.stalled = True
-                return
-            try:
-                chunk = list(itertools.islice(self.it, self.cs))
-            except BaseException as e:   # the iterable raised
-                self.fail(remote_exception(e, "the iterable given to charm.pool"), None)
-                return
-            if not chunk:
-                self.exhausted = True
-                if self.total is None:
-                    self.total = self.sent
-                return
-            try:
-                _send(pe, "pT", charm._pe, self.jid, self.sent, chunk)
-            except Exception as e:
-                self.fail(TypeError(f"charm.pool: items {self.sent} to "
-                                    f"{self.sent + len(chunk) - 1} cannot be sent to PE {pe}: "
-                                    f"{e}"), None)
-                return
-            self.inflight[pe] += 1
-            self.sent += len(chunk)
-
-    def limit(self):
-        return max(self.window, 2 * (PREFETCH + 1) * len(self.pes) * self.cs)
-
-    def results(self, pe, start, values, secs):
-        self.inflight[pe] -= 1
-        if self.exc is not None and self.kind in ("imap", "unordered"):
-            # Failed: what was computed before the failing item is still given.
-            self.keep(start, values)
-            self.wake()
-        elif self.exc is None:
-            if self.kind == "map":
-                self.chunks[start] = values
-            elif self.kind == "multi":
-                for i, v in enumerate(values):
-                    self.futures[start + i]._deliver(None, v, None)
-            else:
-                self.keep(start, values)
-            if self.auto:
-                self.tune(len(values), secs)
-            if self.bar is not None:
-                self.bar.update(len(values))
-            self.fill(pe)
-            self.wake()
-        self.check_end()
-
-    def keep(self, start, values):
-        if self.kind == "imap":
-            for i, v in enumerate(values):
-                self.ready[start + i] = v
+    def _fill_error(self, exc, pe, n):
+        """fill() could not go on: the iterable raised (pe -1), or the chunk
+        of n items for pe cannot be sent."""
+        if pe < 0:
+            self.fail(remote_exception(exc, "the iterable given to charm.pool"), None)
         else:
-            self.ready.extend(values)
-
-    def tune(self, n, secs):
-        """chunksize='auto': chunks of about AUTO_TARGET seconds, but no
-        bigger than a share of what is left (so the end stays balanced)."""
-        self.busy += secs
-        self.measured += n
-        per = self.busy / self.measured
-        cs = int(AUTO_TARGET / per) if per > 0 else 1 << 20
-        if self.total is not None:
-            left = max(1, (self.total - self.sent) // (2 * PREFETCH * len(self.pes)))
-            cs = min(cs, left)
-        # imap keeps a window of twice the chunks in flight: smaller chunks.
-        self.cs = max(1, min(cs, 1 << 16 if self.window is None else 1024))
+            self.fail(TypeError(f"charm.pool: items {self.sent} to {self.sent + n - 1} "
+                                f"cannot be sent to PE {pe}: {exc}"), None)
 
     def fail(self, exc, pe, index=None):
         if pe is not None:
-            self.inflight[pe] -= 1
+            self.returned(pe)
         if self.exc is None:
             self.exc = exc
             self.fail_at = self.sent if index is None else index
-            if self.kind == "map":
+            if self.kind == KIND_MAP:
                 self.future._deliver(None, None, exc)
-            elif self.kind == "multi":
+            elif self.kind == KIND_MULTI:
                 for f in self.futures:
                     if not f.ready():
                         f._deliver(None, None, exc)
@@ -288,13 +227,9 @@ class _Job:
             self.waiter = None
             coro.resume(g)
 
-    def check_end(self):
-        """The job ends when every chunk sent came back (after an error too:
-        then the remaining results are dropped)."""
-        if self.ended or any(self.inflight.values()):
-            return
-        if self.exc is None and not self.exhausted:
-            return
+    def _end(self):
+        """Every chunk sent came back (check_end, in C): after an error too,
+        then the remaining results are dropped."""
         self.ended = True
         del _jobs[self.jid]
         for pe in self.pes:
@@ -302,11 +237,8 @@ class _Job:
             _send(pe, "pX", charm._pe, self.jid)
         if self.bar is not None:
             self.bar.close()
-        if self.exc is None and self.kind == "map":
-            out = []
-            for start in sorted(self.chunks):
-                out.extend(self.chunks[start])
-            self.chunks = None
+        if self.exc is None and self.kind == KIND_MAP:
+            out, self.results = self.results, None
             self.future._deliver(None, out, None)
         self.wake()
 
@@ -314,7 +246,7 @@ class _Job:
         """imap's iterator: the next result (in order for imap, as they come
         for imap_unordered), waiting in the consumer's coroutine."""
         while True:
-            if self.kind == "imap":
+            if self.kind == KIND_IMAP:
                 if self.consumed in self.ready:
                     v = self.ready.pop(self.consumed)
                     return self.took(v)
@@ -333,7 +265,7 @@ class _Job:
     def took(self, v):
         self.consumed += 1
         # Sending stopped at the window: it goes on once half of it is free.
-        if self.stalled and self.sent - self.consumed <= self.limit() // 2:
+        if self.stalled and self.sent - self.consumed <= self.limit // 2:
             self.stalled = False
             if self.exc is None:
                 for pe in self.pes:
@@ -380,11 +312,14 @@ def _on_job(owner, jid, data, ref, nested):
 
 
 def _on_tasks(owner, jid, start, items):
+    """A chunk the C task handler (pool.c) does not run itself: the job's
+    function may suspend (nested tasks: in a coroutine), or it could not be
+    unpickled here."""
     entry = _funcs.get((owner, jid))
     if entry is None:
         return
     func, nested = entry
-    if nested:
+    if nested and not isinstance(func, BaseException):
         g = coro.Coroutine(lambda: _run_chunk(owner, jid, start, items, func), None,
                            "charm.pool task")
         g.switch()
@@ -394,7 +329,6 @@ def _on_tasks(owner, jid, start, items):
 
 
 def _run_chunk(owner, jid, start, items, func):
-    me = charm._pe
     t0 = time.perf_counter()
     if isinstance(func, BaseException):
         _send_error(owner, jid, start, items[0], func, "unpickling the function")
@@ -404,14 +338,22 @@ def _run_chunk(owner, jid, start, items, func):
         try:
             out.append(func(x))
         except BaseException as e:
-            _send_error(owner, jid, start + i, x, e, f"task {start + i}")
+            _task_raised(owner, jid, start + i, x, e)
             return
     try:
-        _send(owner, "pR", jid, me, start, out, time.perf_counter() - t0)
+        _charmpy.pool_send_results(owner, jid, start, out, time.perf_counter() - t0)
     except Exception as e:
-        _send_error(owner, jid, start, items[0], TypeError(
-            f"the results of tasks {start} to {start + len(items) - 1} cannot be sent back: "
-            f"{e}"), f"task {start}")
+        _unsendable(owner, jid, start, items, e)
+
+
+def _task_raised(owner, jid, index, item, exc):
+    _send_error(owner, jid, index, item, exc, f"task {index}")
+
+
+def _unsendable(owner, jid, start, items, exc):
+    _send_error(owner, jid, start, items[0], TypeError(
+        f"the results of tasks {start} to {start + len(items) - 1} cannot be sent back: "
+        f"{exc}"), f"task {start}")
 
 
 def _item_text(item):
@@ -435,12 +377,6 @@ def _send_error(owner, jid, index, item, exc, what):
     except Exception:
         _send(owner, "pE", jid, charm._pe, index,
                        RuntimeError(f"{type(exc).__name__}: {exc} ({note})"))
-
-
-def _on_results(jid, pe, start, values, secs):
-    job = _jobs.get(jid)
-    if job is not None:
-        job.results(pe, start, values, secs)
 
 
 def _on_error(jid, pe, index, exc):
@@ -581,12 +517,12 @@ class Pool:
         _check_running("map_async")
         if multi_future:
             items = list(iterable)
-            job = _Job(func, items, chunksize, ncores, "multi", _nested(func, allow_nested),
+            job = _Job(func, items, chunksize, ncores, KIND_MULTI, _nested(func, allow_nested),
                        progress)
             job.futures = [futures.Future() for _ in items]
             job.start()
             return job.futures
-        job = _Job(func, iterable, chunksize, ncores, "map", _nested(func, allow_nested),
+        job = _Job(func, iterable, chunksize, ncores, KIND_MAP, _nested(func, allow_nested),
                    progress)
         job.future = futures.Future()
         f = job.future
@@ -596,12 +532,12 @@ class Pool:
     def imap(self, func, iterable, chunksize=1, ncores=-1, allow_nested=False,
              progress=False):
         """An iterator of func(item), in order, read in a coroutine."""
-        return self._imap(func, iterable, chunksize, ncores, "imap", allow_nested, progress)
+        return self._imap(func, iterable, chunksize, ncores, KIND_IMAP, allow_nested, progress)
 
     def imap_unordered(self, func, iterable, chunksize=1, ncores=-1, allow_nested=False,
                        progress=False):
         """An iterator of func(item) as they finish, read in a coroutine."""
-        return self._imap(func, iterable, chunksize, ncores, "unordered", allow_nested,
+        return self._imap(func, iterable, chunksize, ncores, KIND_UNORDERED, allow_nested,
                           progress)
 
     def _imap(self, func, iterable, chunksize, ncores, kind, allow_nested, progress):
@@ -628,7 +564,9 @@ class Pool:
 
 pool = Pool()
 
-_HANDLERS = {"pJ": _on_job, "pT": _on_tasks, "pR": _on_results, "pE": _on_error,
+_HANDLERS = {"pJ": _on_job, "pE": _on_error,
              "pX": _on_end, "pS": _on_single, "pD": _on_single_done}
 for _tag, _fn in _HANDLERS.items():
     charm.on_message(_tag, _fn)
+# Chunks and results travel through pool.c's own handlers.
+_charmpy.pool_setup(_jobs, _funcs, (_on_tasks, _task_raised, _unsendable))

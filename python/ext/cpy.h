@@ -12,6 +12,7 @@
  *   codec.c     the compact encoding of Python values (codec.h)
  *   reducers.c  built-in reducers over typed vectors of numbers
  *   balance.c   the load-balancing strategies (src/runtime/lb.c) for Python
+ *   pool.c      charm.pool's per-task path: chunks out, tasks, results in
  *
  * Reference notes: every PyObject * field of a struct here is a strong
  * reference; functions say when they return a borrowed one. All functions
@@ -203,6 +204,7 @@ typedef struct cpy_loads {
 typedef struct cpy_state {
     cp_ctx *ctx;             /* NULL until init() and after run() */
     int h_entry, h_create, h_call, h_py, h_redres, h_loc;
+    int h_pool_task, h_pool_res; /* charm.pool's chunks and results (pool.c) */
     int nmoved;              /* collections with location entries on this PE */
     int migrating;           /* a chare asked to migrate: the migrations hook runs
                                 after the entry method */
@@ -233,6 +235,10 @@ typedef struct cpy_state {
     int pickle_protocol;     /* for values the codec pickles */
     uint64_t readonlies;     /* readonlies set (PE 0) or received here */
     cpy_codec_cache codec;
+    PyObject *pool_job_type;  /* pool.c: the PoolJob type */
+    PyObject *pool_jobs;      /* pool.py's jobs of this PE (jid -> job), or NULL */
+    PyObject *pool_funcs;     /* pool.py's (owner, jid) -> (func, nested), or NULL */
+    PyObject *pool_fallbacks; /* pool.py's functions for the rare cases, or NULL */
 } cpy_state;
 
 /* ---- module.c ------------------------------------------------------------- */
@@ -432,6 +438,15 @@ void cpy_lb_free(cpy_state *st);
 /* lb_comm: the running chare (st->lb_cur) sent `bytes` to element h->idx of
  * h->coll; -1 with an exception. */
 int cpy_lb_comm_add(cpy_state *st, const em_hdr *h, size_t bytes);
+
+/* ---- pool.c: charm.pool's chunks and results ------------------------------ */
+int cpy_pool_init(PyObject *module, cpy_state *st);
+int cpy_pool_traverse(cpy_state *st, visitproc visit, void *arg);
+void cpy_pool_clear(cpy_state *st);
+/* The handlers of a chunk of tasks (on a worker) and of its results (on the
+ * job's owner). */
+void cpy_pool_on_task(cp_ctx *ctx, cp_msg *msg, void *user);
+void cpy_pool_on_results(cp_ctx *ctx, cp_msg *msg, void *user);
 
 /* ---- reducers.c: built-in reducers over typed vectors of numbers --------- */
 extern PyMethodDef cpy_reducer_methods[];

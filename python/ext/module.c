@@ -242,9 +242,12 @@ static int register_handlers(cpy_state *st) {
     st->h_py = cp_handler_register(st->ctx, on_py, st);
     st->h_redres = cp_handler_register(st->ctx, on_redres, st);
     st->h_loc = cp_handler_register(st->ctx, cpy_on_location, st);
+    st->h_pool_task = cp_handler_register(st->ctx, cpy_pool_on_task, st);
+    st->h_pool_res = cp_handler_register(st->ctx, cpy_pool_on_results, st);
     st->red_py = cp_reducer_register(st->ctx, py_combine, st);
     if (st->h_entry < 0 || st->h_create < 0 || st->h_call < 0 || st->h_py < 0 ||
-        st->h_redres < 0 || st->h_loc < 0 || st->red_py < 0) {
+        st->h_redres < 0 || st->h_loc < 0 || st->h_pool_task < 0 || st->h_pool_res < 0 ||
+        st->red_py < 0) {
         PyErr_NoMemory();
         return -1;
     }
@@ -735,7 +738,8 @@ static int mod_exec(PyObject *module) {
     }
     if (PyModule_AddObjectRef(module, "held", st->held) < 0)
         return -1;
-    if (cpy_proxy_types_init(module, st) < 0 || cpy_args_init(module, st) < 0)
+    if (cpy_proxy_types_init(module, st) < 0 || cpy_args_init(module, st) < 0 ||
+        cpy_pool_init(module, st) < 0)
         return -1;
     if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0 ||
         PyModule_AddFunctions(module, cpy_codec_methods) < 0 ||
@@ -761,6 +765,8 @@ static int mod_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->str_procNum);
     Py_VISIT(st->str_mig);
     int rc = cpy_codec_traverse(&st->codec, visit, arg);
+    if (!rc)
+        rc = cpy_pool_traverse(st, visit, arg);
     return rc ? rc : cpy_loc_traverse(st, visit, arg);
 }
 
@@ -780,6 +786,7 @@ static int mod_clear(PyObject *module) {
     Py_CLEAR(st->str_procNum);
     Py_CLEAR(st->str_mig);
     cpy_codec_clear(&st->codec);
+    cpy_pool_clear(st);
     cpy_loc_clear(st);
     return 0;
 }

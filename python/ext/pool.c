@@ -1,0 +1,781 @@
+/*
+ * charm.pool's per-task path: a job's chunks and results (python/charmpy/
+ * pool.py has the design; this file is its hot part).
+ *
+ * Owner side, the PoolJob type (pool.py's _Job derives from it): fill()
+ * reads the next items from the job's iterator and sends them as a chunk
+ * to a worker PE; the results handler stores what comes back (in place for
+ * map, by index for imap, in arrival order for imap_unordered, into one
+ * future per item for map_async(multi_future=True)), sizes the next chunks
+ * (chunksize='auto'), sends that worker its next chunk and ends the job
+ * when every chunk came back. Python runs only at the edges: the progress
+ * bar, waking the consumer of imap, the end of the job and failures.
+ *
+ * Worker side, the task handler: the job's function (registered in
+ * pool.py's _funcs by the job's first message, pJ) runs on each item of the
+ * chunk, here in C, and the list of results goes straight back to the
+ * owner. Functions that may suspend (coroutines: nested tasks), a function
+ * that failed to unpickle, and a task that raises are handed to pool.py.
+ *
+ * A chunk and its results are runtime messages of their own handlers
+ * (st->h_pool_task, st->h_pool_res): a pool_hdr, then the list of items or
+ * results, encoded by the codec as a call's arguments are, or held by
+ * reference when the message goes to this PE (charm.options.local_msg_optim,
+ * as calls between chares of one PE).
+ */
+#include "cpy.h"
+
+#include <string.h>
+#include <structmember.h>
+
+/* Shared with pool.py (exported as _charmpy.POOL_*). */
+#define POOL_PREFETCH 2         /* chunks in flight per worker and job */
+#define POOL_AUTO_TARGET 0.002  /* chunksize='auto': seconds of work a chunk */
+
+/* Job kinds (pool.py: KIND_*). */
+enum { KIND_MAP = 0, KIND_IMAP = 1, KIND_UNORDERED = 2, KIND_MULTI = 3 };
+
+typedef struct pool_hdr {
+    uint64_t jid;     /* the job's number on its owner */
+    int64_t start;    /* the index of the chunk's first item in the job */
+    double secs;      /* results: seconds the worker spent on the chunk */
+    int32_t pe;       /* chunk: the owner; results: the worker */
+    uint32_t byref;   /* the list is a strong reference (to this PE) */
+} pool_hdr;
+
+typedef struct PoolJob {
+    PyObject_HEAD
+    /* Strong references, never NULL once created (None when unused). */
+    PyObject *it;      /* the items' iterator */
+    PyObject *results; /* map: the results, in order (a list grown as they come) */
+    PyObject *ready;   /* imap: dict index -> result; unordered: a deque */
+    PyObject *futures; /* multi: a list of one future per item */
+    PyObject *exc;     /* what failed the job, or None */
+    PyObject *waiter;  /* imap: the consumer's coroutine, waiting, or None */
+    PyObject *bar;     /* the progress bar, or None */
+    int *inflight;     /* chunks in flight per PE (npes entries) */
+    int npes;          /* PEs of the program */
+    int njobpes;       /* PEs the job runs on */
+    int kind;
+    int is_auto;       /* chunksize='auto' */
+    int exhausted;     /* the iterator ended */
+    int stalled;       /* imap: sending waits for the consumer */
+    int ended;
+    long long jid, sent, consumed, nflight, measured;
+    long long total;   /* items, -1 until known */
+    long long window;  /* imap: results sent and not consumed at most, -1: none */
+    long long cs;      /* chunk size */
+    double busy;       /* auto: seconds of work measured over `measured` items */
+} PoolJob;
+
+static double now(void) { return cp_wall_time(); }
+
+/* ---- messages ---------------------------------------------------------------- */
+
+/* Send `list` (borrowed) after header h to `handler` on PE pe. 0, or -1 with
+ * an exception (a TypeError naming what cannot be encoded). */
+static int pool_send(cpy_state *st, int pe, int handler, pool_hdr h, PyObject *list) {
+    cp_msg *msg;
+    cpy_argsegs *segs = NULL;
+    h.byref = pe == cp_my_pe(st->ctx) && st->local_optim;
+    if (h.byref) {
+        msg = cp_msg_alloc(st->ctx, sizeof h + sizeof list);
+        if (!msg) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy((char *)cp_msg_data(msg) + sizeof h, &list, sizeof list);
+    } else {
+        PyObject *args = PyTuple_Pack(1, list);
+        msg = args ? cpy_encode_args(st, sizeof h, args, NULL, &segs) : NULL;
+        Py_XDECREF(args);
+        if (!msg)
+            return -1;
+    }
+    memcpy(cp_msg_data(msg), &h, sizeof h);
+    int rc = cpy_send_args(st, pe, handler, msg, segs);
+    if (rc) {
+        cp_msg_free(st->ctx, msg);
+        PyErr_Format(PyExc_RuntimeError, "charm.pool: cannot send to PE %d: %s", pe,
+                     cp_strerror(rc));
+        return -1;
+    }
+    if (h.byref)
+        Py_INCREF(list); /* the message's reference */
+    return 0;
+}
+
+/* The header and list of a pool message (new reference); takes msg. NULL
+ * with an exception. */
+static PyObject *pool_take(cpy_state *st, cp_msg *msg, pool_hdr *h) {
+    if (msg->size < sizeof *h) {
+        cp_msg_free(st->ctx, msg);
+        PyErr_SetString(PyExc_RuntimeError, "corrupt charm.pool message (too short)");
+        return NULL;
+    }
+    memcpy(h, cp_msg_data(msg), sizeof *h);
+    if (h->byref) {
+        PyObject *list;
+        memcpy(&list, (char *)cp_msg_data(msg) + sizeof *h, sizeof list);
+        cp_msg_free(st->ctx, msg);
+        return list;
+    }
+    PyObject *args, *kwargs;
+    if (cpy_take_args(st, msg, sizeof *h, &args, &kwargs) < 0)
+        return NULL;
+    Py_XDECREF(kwargs);
+    PyObject *list = NULL;
+    if (PyTuple_GET_SIZE(args) == 1 && PyList_Check(PyTuple_GET_ITEM(args, 0)))
+        list = Py_NewRef(PyTuple_GET_ITEM(args, 0));
+    else
+        PyErr_SetString(PyExc_RuntimeError, "corrupt charm.pool message");
+    Py_DECREF(args);
+    return list;
+}
+
+/* pool.py's function `which` of the tuple given to pool_setup, called with
+ * the n arguments (borrowed); 0 or -1 with an exception. */
+enum { FB_TASKS = 0, FB_ERROR = 1, FB_UNSENDABLE = 2, FB_N = 3 };
+
+/* A pool message before pool.py gave its tables: the job ends (takes msg). */
+static int pool_ready(cpy_state *st, cp_msg *msg) {
+    if (st->pool_jobs && st->pool_funcs && st->pool_fallbacks)
+        return 0;
+    cp_msg_free(st->ctx, msg);
+    PyErr_SetString(PyExc_RuntimeError, "charm.pool: a pool message came before "
+                                        "charmpy.pool was set up on this PE");
+    cpy_report_error(st, "receiving a charm.pool message");
+    return -1;
+}
+
+static int fallback(cpy_state *st, int which, PyObject *const *args, size_t n) {
+    PyObject *r = PyObject_Vectorcall(PyTuple_GET_ITEM(st->pool_fallbacks, which), args, n,
+                                      NULL);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* ---- the worker: a chunk of tasks ---------------------------------------------- */
+
+/* Run func on every item and send the results to the owner (h->pe). A task
+ * that raises, and results that cannot be sent, go to pool.py, which tells
+ * the owner. 0 or -1 with an exception (pool.py failed). */
+static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject *items) {
+    double t0 = now();
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    if (!out)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = Py_NewRef(PyList_GET_ITEM(items, i));
+        PyObject *r = PyObject_CallOneArg(func, x);
+        if (!r) {
+            Py_DECREF(out);
+            PyObject *exc = cpy_take_exception();
+            PyObject *owner = PyLong_FromLong(h->pe);
+            PyObject *jid = PyLong_FromUnsignedLongLong(h->jid);
+            PyObject *index = PyLong_FromLongLong(h->start + i);
+            int rc = -1;
+            if (owner && jid && index) {
+                PyObject *args[] = {owner, jid, index, x, exc};
+                rc = fallback(st, FB_ERROR, args, 5);
+            }
+            Py_XDECREF(owner);
+            Py_XDECREF(jid);
+            Py_XDECREF(index);
+            Py_DECREF(exc);
+            Py_DECREF(x);
+            return rc;
+        }
+        Py_DECREF(x);
+        PyList_SET_ITEM(out, i, r);
+    }
+    pool_hdr back = {h->jid, h->start, now() - t0, cp_my_pe(st->ctx), 0};
+    int rc = pool_send(st, h->pe, st->h_pool_res, back, out);
+    Py_DECREF(out);
+    if (rc == 0)
+        return 0;
+    PyObject *exc = cpy_take_exception();
+    PyObject *owner = PyLong_FromLong(h->pe);
+    PyObject *jid = PyLong_FromUnsignedLongLong(h->jid);
+    PyObject *start = PyLong_FromLongLong(h->start);
+    if (owner && jid && start) {
+        PyObject *args[] = {owner, jid, start, items, exc};
+        rc = fallback(st, FB_UNSENDABLE, args, 5);
+    }
+    Py_XDECREF(owner);
+    Py_XDECREF(jid);
+    Py_XDECREF(start);
+    Py_DECREF(exc);
+    return rc;
+}
+
+/* The job's (func, nested) on this worker (new reference), or NULL: the job
+ * ended (no exception) or the lookup failed (an exception). */
+static PyObject *worker_entry(cpy_state *st, const pool_hdr *h) {
+    PyObject *key = Py_BuildValue("(iK)", (int)h->pe, (unsigned long long)h->jid);
+    if (!key)
+        return NULL;
+    PyObject *entry = PyDict_GetItemWithError(st->pool_funcs, key); /* borrowed */
+    Py_DECREF(key);
+    if (entry && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2)) {
+        PyErr_SetString(PyExc_RuntimeError, "charm.pool: corrupt job table");
+        return NULL;
+    }
+    return Py_XNewRef(entry);
+}
+
+void cpy_pool_on_task(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    pool_hdr h;
+    if (pool_ready(st, msg) < 0)
+        return;
+    PyObject *items = pool_take(st, msg, &h);
+    PyObject *entry = items ? worker_entry(st, &h) : NULL;
+    int rc = entry || !PyErr_Occurred() ? 0 : -1;
+    if (entry) {
+        PyObject *func = PyTuple_GET_ITEM(entry, 0);
+        int nested = PyObject_IsTrue(PyTuple_GET_ITEM(entry, 1));
+        if (nested < 0) {
+            rc = -1;
+        } else if (nested || PyExceptionInstance_Check(func)) {
+            PyObject *owner = PyLong_FromLong(h.pe);
+            PyObject *jid = PyLong_FromUnsignedLongLong(h.jid);
+            PyObject *start = PyLong_FromLongLong(h.start);
+            rc = -1;
+            if (owner && jid && start) {
+                PyObject *args[] = {owner, jid, start, items};
+                rc = fallback(st, FB_TASKS, args, 4);
+            }
+            Py_XDECREF(owner);
+            Py_XDECREF(jid);
+            Py_XDECREF(start);
+        } else {
+            rc = run_chunk(st, &h, func, items);
+        }
+        Py_DECREF(entry);
+    }
+    Py_XDECREF(items);
+    if (rc < 0)
+        cpy_report_error(st, "running a charm.pool chunk");
+}
+
+/* ---- the owner: sending chunks ----------------------------------------------- */
+
+/* The job's objects are there (pool.py may not delete them). */
+static int job_ready_to_run(PoolJob *j) {
+    if (!j->it || !j->exc || !j->waiter || !j->bar || !j->ready || !j->results ||
+        !j->futures) {
+        PyErr_SetString(PyExc_TypeError, "charm.pool: a job's attributes cannot be deleted");
+        return -1;
+    }
+    return 0;
+}
+
+static long long job_limit(const PoolJob *j) {
+    long long fill = 2LL * (POOL_PREFETCH + 1) * j->njobpes * j->cs;
+    return j->window > fill ? j->window : fill;
+}
+
+/* A call of method `name` of the job with n borrowed arguments (pool.py's
+ * side of the job); 0 or -1 with an exception. */
+static int job_call(PoolJob *j, const char *name, PyObject *const *args, size_t n) {
+    PyObject *meth = PyUnicode_InternFromString(name);
+    if (!meth)
+        return -1;
+    PyObject *full[4] = {(PyObject *)j};
+    for (size_t i = 0; i < n && i < 3; i++)
+        full[i + 1] = args[i];
+    PyObject *r = PyObject_VectorcallMethod(meth, full, (n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    Py_DECREF(meth);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* Sending failed: pool.py's _fill_error(exc, pe, n) fails the job (pe -1:
+ * the iterator raised; else chunk of n items for pe could not be sent). */
+static int fill_error(PoolJob *j, int pe, Py_ssize_t n) {
+    PyObject *exc = cpy_take_exception();
+    PyObject *p = PyLong_FromLong(pe), *k = PyLong_FromSsize_t(n);
+    int rc = -1;
+    if (p && k) {
+        PyObject *args[] = {exc, p, k};
+        rc = job_call(j, "_fill_error", args, 3);
+    }
+    Py_XDECREF(p);
+    Py_XDECREF(k);
+    Py_DECREF(exc);
+    return rc;
+}
+
+/* The next chunk of items from the iterator (new reference, maybe empty:
+ * exhausted), or NULL with the iterator's exception. */
+static PyObject *next_chunk(PoolJob *j) {
+    PyObject *chunk = PyList_New(0);
+    if (!chunk)
+        return NULL;
+    for (long long k = 0; k < j->cs; k++) {
+        PyObject *x = PyIter_Next(j->it);
+        if (!x) {
+            if (PyErr_Occurred()) {
+                Py_DECREF(chunk);
+                return NULL;
+            }
+            break;
+        }
+        int rc = PyList_Append(chunk, x);
+        Py_DECREF(x);
+        if (rc < 0) {
+            Py_DECREF(chunk);
+            return NULL;
+        }
+    }
+    return chunk;
+}
+
+/* Send pe chunks until it has `upto` in flight, or nothing is left to send.
+ * This PE gets one at a time: its chunks wait in its own queue, where the
+ * scheduler runs them all before it looks for messages again, so two of
+ * them would keep the other PEs' results waiting for two tasks (and those
+ * PEs idle: 1 ms tasks lost 5-8% to it). */
+static int job_fill(cpy_state *st, PoolJob *j, int pe, int upto) {
+    if (pe < 0 || pe >= j->npes || !j->inflight) {
+        PyErr_Format(PyExc_ValueError, "charm.pool: PE %d is not one of the job's", pe);
+        return -1;
+    }
+    if (pe == cp_my_pe(st->ctx))
+        upto = 1;
+    while (!j->exhausted && j->exc == Py_None && j->inflight[pe] < upto) {
+        if (j->window >= 0 && j->sent - j->consumed >= job_limit(j)) {
+            j->stalled = 1;
+            return 0;
+        }
+        PyObject *chunk = next_chunk(j);
+        if (!chunk)
+            return fill_error(j, -1, 0);
+        Py_ssize_t n = PyList_GET_SIZE(chunk);
+        if (n == 0) {
+            Py_DECREF(chunk);
+            j->exhausted = 1;
+            if (j->total < 0)
+                j->total = j->sent;
+            return 0;
+        }
+        pool_hdr h = {(uint64_t)j->jid, j->sent, 0.0, cp_my_pe(st->ctx), 0};
+        int rc = pool_send(st, pe, st->h_pool_task, h, chunk);
+        Py_DECREF(chunk);
+        if (rc < 0)
+            return fill_error(j, pe, n);
+        j->inflight[pe]++;
+        j->nflight++;
+        j->sent += n;
+    }
+    return 0;
+}
+
+/* ---- the owner: results -------------------------------------------------------- */
+
+/* imap and imap_unordered: keep the results for the consumer. */
+static int job_keep(PoolJob *j, long long start, PyObject *values) {
+    if (j->kind == KIND_UNORDERED) {
+        PyObject *r = PyObject_CallMethod(j->ready, "extend", "O", values);
+        Py_XDECREF(r);
+        return r ? 0 : -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
+        PyObject *key = PyLong_FromLongLong(start + i);
+        int rc = key ? PyDict_SetItem(j->ready, key, PyList_GET_ITEM(values, i)) : -1;
+        Py_XDECREF(key);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* map: the results in place in j->results. */
+static int job_store(PoolJob *j, long long start, PyObject *values) {
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (!PyList_Check(j->results)) {
+        PyErr_SetString(PyExc_RuntimeError, "charm.pool: a map job without its result list");
+        return -1;
+    }
+    while (PyList_GET_SIZE(j->results) < start + n)
+        if (PyList_Append(j->results, Py_None) < 0)
+            return -1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyList_SetItem(j->results, start + i, Py_NewRef(PyList_GET_ITEM(values, i))) < 0)
+            return -1;
+    return 0;
+}
+
+/* multi_future: each result to its future. */
+static int job_deliver(PoolJob *j, long long start, PyObject *values) {
+    PyObject *name = PyUnicode_InternFromString("_deliver");
+    if (!name)
+        return -1;
+    int rc = 0;
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(values); i++) {
+        PyObject *f = PySequence_GetItem(j->futures, start + i);
+        PyObject *r = NULL;
+        if (f) {
+            PyObject *args[] = {f, Py_None, PyList_GET_ITEM(values, i), Py_None};
+            r = PyObject_VectorcallMethod(name, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                          NULL);
+            Py_DECREF(f);
+        }
+        rc = r ? 0 : -1;
+        Py_XDECREF(r);
+    }
+    Py_DECREF(name);
+    return rc;
+}
+
+/* chunksize='auto': chunks of about POOL_AUTO_TARGET seconds of work, but no
+ * bigger than a share of what is left (so the end stays balanced); imap
+ * keeps a window of twice the chunks in flight: smaller chunks there. */
+static void job_tune(PoolJob *j, Py_ssize_t n, double secs) {
+    j->busy += secs;
+    j->measured += n;
+    double per = j->busy / (double)j->measured;
+    long long cs = per > 0 ? (long long)(POOL_AUTO_TARGET / per) : 1LL << 20;
+    if (j->total >= 0) {
+        long long left = (j->total - j->sent) / (2LL * POOL_PREFETCH * j->njobpes);
+        if (left < 1)
+            left = 1;
+        if (cs > left)
+            cs = left;
+    }
+    long long most = j->window < 0 ? 1LL << 16 : 1024;
+    j->cs = cs < 1 ? 1 : cs > most ? most : cs;
+}
+
+static int job_wake(PoolJob *j) {
+    return j->waiter == Py_None ? 0 : job_call(j, "wake", NULL, 0);
+}
+
+/* The job ends (pool.py's _end) when every chunk sent came back, after an
+ * error too: then the remaining results are dropped. */
+static int job_check_end(PoolJob *j) {
+    if (j->ended || j->nflight > 0 || (j->exc == Py_None && !j->exhausted))
+        return 0;
+    return job_call(j, "_end", NULL, 0);
+}
+
+/* A chunk came back from pe with `values` (borrowed). */
+static int job_results(cpy_state *st, PoolJob *j, int pe, long long start, PyObject *values,
+                       double secs) {
+    if (pe < 0 || pe >= j->npes || !j->inflight || j->inflight[pe] <= 0) {
+        PyErr_Format(PyExc_RuntimeError, "charm.pool: results from PE %d, which has no chunk "
+                                         "of job %lld",
+                     pe, j->jid);
+        return -1;
+    }
+    if (job_ready_to_run(j) < 0)
+        return -1;
+    j->inflight[pe]--;
+    j->nflight--;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (j->exc != Py_None) {
+        /* Failed: imap still gives what was computed before the failing item. */
+        if ((j->kind == KIND_IMAP || j->kind == KIND_UNORDERED) &&
+            (job_keep(j, start, values) < 0 || job_wake(j) < 0))
+            return -1;
+        return job_check_end(j);
+    }
+    int rc = j->kind == KIND_MAP     ? job_store(j, start, values)
+             : j->kind == KIND_MULTI ? job_deliver(j, start, values)
+                                     : job_keep(j, start, values);
+    if (rc < 0)
+        return -1;
+    if (j->is_auto)
+        job_tune(j, n, secs);
+    if (j->bar != Py_None) {
+        PyObject *r = PyObject_CallMethod(j->bar, "update", "n", n);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
+    if (job_fill(st, j, pe, POOL_PREFETCH) < 0 || job_wake(j) < 0)
+        return -1;
+    return job_check_end(j);
+}
+
+void cpy_pool_on_results(cp_ctx *ctx, cp_msg *msg, void *user) {
+    (void)ctx;
+    cpy_state *st = user;
+    pool_hdr h;
+    if (pool_ready(st, msg) < 0)
+        return;
+    PyObject *values = pool_take(st, msg, &h);
+    PyObject *key = values ? PyLong_FromUnsignedLongLong(h.jid) : NULL;
+    PyObject *job = key ? Py_XNewRef(PyDict_GetItemWithError(st->pool_jobs, key)) : NULL;
+    int rc = job || (key && !PyErr_Occurred()) ? 0 : -1; /* no job: it ended, drop */
+    if (job) {
+        if (!PyObject_TypeCheck(job, (PyTypeObject *)st->pool_job_type)) {
+            PyErr_SetString(PyExc_RuntimeError, "charm.pool: corrupt job table");
+            rc = -1;
+        } else {
+            rc = job_results(st, (PoolJob *)job, h.pe, h.start, values, h.secs);
+        }
+        Py_DECREF(job);
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(values);
+    if (rc < 0)
+        cpy_report_error(st, "handling charm.pool results");
+}
+
+/* ---- the PoolJob type ------------------------------------------------------------ */
+
+static PyObject *job_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
+    (void)args;
+    (void)kwargs;
+    PoolJob *j = (PoolJob *)tp->tp_alloc(tp, 0);
+    if (!j)
+        return NULL;
+    PyObject **objs[] = {&j->it, &j->results, &j->ready, &j->futures,
+                         &j->exc, &j->waiter, &j->bar};
+    for (size_t i = 0; i < sizeof objs / sizeof *objs; i++)
+        *objs[i] = Py_NewRef(Py_None);
+    j->total = j->window = -1;
+    j->cs = 1;
+    return (PyObject *)j;
+}
+
+static int job_traverse(PoolJob *j, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(j));
+    Py_VISIT(j->it);
+    Py_VISIT(j->results);
+    Py_VISIT(j->ready);
+    Py_VISIT(j->futures);
+    Py_VISIT(j->exc);
+    Py_VISIT(j->waiter);
+    Py_VISIT(j->bar);
+    return 0;
+}
+
+static int job_clear(PoolJob *j) {
+    Py_CLEAR(j->it);
+    Py_CLEAR(j->results);
+    Py_CLEAR(j->ready);
+    Py_CLEAR(j->futures);
+    Py_CLEAR(j->exc);
+    Py_CLEAR(j->waiter);
+    Py_CLEAR(j->bar);
+    return 0;
+}
+
+static void job_dealloc(PoolJob *j) {
+    PyTypeObject *tp = Py_TYPE(j);
+    PyObject_GC_UnTrack(j);
+    job_clear(j);
+    PyMem_Free(j->inflight);
+    tp->tp_free(j);
+    Py_DECREF(tp);
+}
+
+/* set_pes(npes, pes): the program's PEs and the job's. */
+static PyObject *job_set_pes(PoolJob *j, PyObject *args) {
+    int npes;
+    PyObject *pes;
+    if (!PyArg_ParseTuple(args, "iO!", &npes, &PyList_Type, &pes))
+        return NULL;
+    if (npes < 1 || PyList_GET_SIZE(pes) < 1 || PyList_GET_SIZE(pes) > npes)
+        return PyErr_Format(PyExc_ValueError, "charm.pool: bad PEs for a job");
+    int *inflight = PyMem_Calloc((size_t)npes, sizeof *inflight);
+    if (!inflight)
+        return PyErr_NoMemory();
+    PyMem_Free(j->inflight);
+    j->inflight = inflight;
+    j->npes = npes;
+    j->njobpes = (int)PyList_GET_SIZE(pes);
+    Py_RETURN_NONE;
+}
+
+/* fill(pe, upto=POOL_PREFETCH) */
+static PyObject *job_fill_py(PoolJob *j, PyTypeObject *cls, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames) {
+    cpy_state *st = PyType_GetModuleState(cls);
+    long pe, upto = POOL_PREFETCH;
+    if (kwnames || nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "fill(pe, upto=PREFETCH)");
+        return NULL;
+    }
+    if ((pe = PyLong_AsLong(args[0])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (nargs == 2 && (upto = PyLong_AsLong(args[1])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (pe < 0 || pe >= j->npes || upto < 0 || upto > 1024)
+        return PyErr_Format(PyExc_ValueError, "charm.pool: fill(%ld, %ld): no such PE or "
+                                              "too many chunks",
+                            pe, upto);
+    if (cpy_need_runtime(st) || job_ready_to_run(j) < 0 ||
+        job_fill(st, j, (int)pe, (int)upto) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* check_end() */
+static PyObject *job_check_end_py(PoolJob *j, PyObject *noargs) {
+    (void)noargs;
+    if (job_ready_to_run(j) < 0 || job_check_end(j) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* returned(pe): a chunk of pe's came back without results (a task raised). */
+static PyObject *job_returned(PoolJob *j, PyObject *arg) {
+    long pe = PyLong_AsLong(arg);
+    if (pe == -1 && PyErr_Occurred())
+        return NULL;
+    if (pe < 0 || pe >= j->npes || !j->inflight || j->inflight[pe] <= 0)
+        return PyErr_Format(PyExc_RuntimeError, "charm.pool: PE %ld has no chunk of job %lld "
+                                                "in flight",
+                            pe, j->jid);
+    j->inflight[pe]--;
+    j->nflight--;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef job_methods[] = {
+    {"set_pes", (PyCFunction)job_set_pes, METH_VARARGS, NULL},
+    {"fill", (PyCFunction)(void (*)(void))job_fill_py, METH_METHOD | METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"check_end", (PyCFunction)job_check_end_py, METH_NOARGS, NULL},
+    {"returned", (PyCFunction)job_returned, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+#define OBJ(name, doc) {#name, T_OBJECT_EX, offsetof(PoolJob, name), 0, doc}
+#define LL(name, doc) {#name, T_LONGLONG, offsetof(PoolJob, name), 0, doc}
+#define INT(name, doc) {#name, T_INT, offsetof(PoolJob, name), 0, doc}
+static PyMemberDef job_members[] = {
+    OBJ(it, "the items' iterator"),
+    OBJ(results, "map: the results in order"),
+    OBJ(ready, "imap: dict index -> result; imap_unordered: a deque"),
+    OBJ(futures, "map_async(multi_future=True): a future per item"),
+    OBJ(exc, "what failed the job, or None"),
+    OBJ(waiter, "imap: the consumer's waiting coroutine, or None"),
+    OBJ(bar, "the progress bar, or None"),
+    INT(kind, "KIND_MAP, KIND_IMAP, KIND_UNORDERED or KIND_MULTI"),
+    INT(is_auto, "chunksize='auto'"),
+    INT(exhausted, "the iterator ended"),
+    INT(stalled, "imap: sending waits for the consumer"),
+    INT(ended, "the job ended"),
+    LL(jid, "the job's number on this PE"),
+    LL(sent, "items sent"),
+    LL(consumed, "imap: results the consumer took"),
+    LL(nflight, "chunks in flight"),
+    LL(total, "the number of items, -1 until known"),
+    LL(window, "imap: items sent and not consumed at most, -1: no limit"),
+    LL(cs, "the chunk size"),
+    {"npes_job", T_INT, offsetof(PoolJob, njobpes), READONLY, "the PEs the job runs on"},
+    {NULL, 0, 0, 0, NULL},
+};
+#undef OBJ
+#undef LL
+#undef INT
+
+static PyObject *job_limit_get(PoolJob *j, void *closure) {
+    (void)closure;
+    return PyLong_FromLongLong(job_limit(j));
+}
+
+static PyGetSetDef job_getset[] = {
+    {"limit", (getter)job_limit_get, NULL, "imap: the window of items sent ahead", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot job_slots[] = {
+    {Py_tp_new, job_new},
+    {Py_tp_dealloc, job_dealloc},
+    {Py_tp_traverse, job_traverse},
+    {Py_tp_clear, job_clear},
+    {Py_tp_methods, job_methods},
+    {Py_tp_members, job_members},
+    {Py_tp_getset, job_getset},
+    {Py_tp_doc, "charm.pool's job on its owner: chunks out, results in (pool.c)."},
+    {0, NULL},
+};
+
+static PyType_Spec job_spec = {
+    .name = "charmpy._charmpy.PoolJob",
+    .basicsize = sizeof(PoolJob),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = job_slots,
+};
+
+/* ---- module functions ------------------------------------------------------------- */
+
+/* pool_setup(jobs, funcs, (on_tasks, on_error, on_unsendable)): pool.py's
+ * tables (jid -> job on this owner; (owner, jid) -> (func, nested) on this
+ * worker) and the functions it handles the rare cases with. */
+static PyObject *mod_pool_setup(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    PyObject *jobs, *funcs, *fbs;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &jobs, &PyDict_Type, &funcs,
+                          &PyTuple_Type, &fbs))
+        return NULL;
+    if (PyTuple_GET_SIZE(fbs) != FB_N)
+        return PyErr_Format(PyExc_TypeError, "pool_setup: %d fallbacks expected", FB_N);
+    Py_XSETREF(st->pool_jobs, Py_NewRef(jobs));
+    Py_XSETREF(st->pool_funcs, Py_NewRef(funcs));
+    Py_XSETREF(st->pool_fallbacks, Py_NewRef(fbs));
+    Py_RETURN_NONE;
+}
+
+/* pool_send_results(owner, jid, start, values, secs): a chunk's results, from
+ * pool.py (nested tasks run in a coroutine there). */
+static PyObject *mod_pool_send_results(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    int owner;
+    unsigned long long jid;
+    long long start;
+    PyObject *values;
+    double secs;
+    if (!PyArg_ParseTuple(args, "iKLO!d", &owner, &jid, &start, &PyList_Type, &values, &secs) ||
+        cpy_need_runtime(st))
+        return NULL;
+    pool_hdr h = {jid, start, secs, cp_my_pe(st->ctx), 0};
+    if (pool_send(st, owner, st->h_pool_res, h, values) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef pool_methods[] = {
+    {"pool_setup", mod_pool_setup, METH_VARARGS, NULL},
+    {"pool_send_results", mod_pool_send_results, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+int cpy_pool_init(PyObject *module, cpy_state *st) {
+    st->pool_job_type = PyType_FromModuleAndSpec(module, &job_spec, NULL);
+    if (!st->pool_job_type || PyModule_AddObjectRef(module, "PoolJob", st->pool_job_type) < 0 ||
+        PyModule_AddFunctions(module, pool_methods) < 0 ||
+        PyModule_AddIntConstant(module, "POOL_PREFETCH", POOL_PREFETCH) < 0 ||
+        PyModule_AddObject(module, "POOL_AUTO_TARGET", PyFloat_FromDouble(POOL_AUTO_TARGET)) <
+            0 ||
+        PyModule_AddIntConstant(module, "POOL_KIND_MAP", KIND_MAP) < 0 ||
+        PyModule_AddIntConstant(module, "POOL_KIND_IMAP", KIND_IMAP) < 0 ||
+        PyModule_AddIntConstant(module, "POOL_KIND_UNORDERED", KIND_UNORDERED) < 0 ||
+        PyModule_AddIntConstant(module, "POOL_KIND_MULTI", KIND_MULTI) < 0)
+        return -1;
+    return 0;
+}
+
+int cpy_pool_traverse(cpy_state *st, visitproc visit, void *arg) {
+    Py_VISIT(st->pool_job_type);
+    Py_VISIT(st->pool_jobs);
+    Py_VISIT(st->pool_funcs);
+    Py_VISIT(st->pool_fallbacks);
+    return 0;
+}
+
+void cpy_pool_clear(cpy_state *st) {
+    Py_CLEAR(st->pool_job_type);
+    Py_CLEAR(st->pool_jobs);
+    Py_CLEAR(st->pool_funcs);
+    Py_CLEAR(st->pool_fallbacks);
+}
