@@ -23,9 +23,10 @@ whose fill() reads the iterator and sends a chunk, and a chunk and its
 results are messages of pool.c's own handlers, which run the tasks on the
 worker and store the results on the owner; Python runs for a job's start
 and end, failures, nested tasks, the progress bar and the imap consumer.
+A single task (submit, Task) and its value take the same two handlers.
 The other runtime messages (charm.send_msg): pJ (a job's function, to a
-worker), pE (a task raised), pX (the job ended), pS (one task:
-submit/Task) and pD (its result)."""
+worker), pE (a task raised), pX (the job ended) and pD (a single task
+raised)."""
 import itertools
 import os
 import pickle
@@ -43,6 +44,7 @@ AUTO_START = 1            # chunksize='auto': the first chunks' size ...
 AUTO_TARGET = _charmpy.POOL_AUTO_TARGET  # ... then about this many seconds of work
 KIND_MAP, KIND_IMAP = _charmpy.POOL_KIND_MAP, _charmpy.POOL_KIND_IMAP
 KIND_UNORDERED, KIND_MULTI = _charmpy.POOL_KIND_UNORDERED, _charmpy.POOL_KIND_MULTI
+SINGLE = _charmpy.POOL_SINGLE             # the `start` of a single task's messages
 UNKNOWN_LENGTH = 1000     # the items a job over an iterable without len() counts as
 WINDOW_PER_WORKER = 64    # imap: items sent and not yet consumed, per worker (at
                           # least; twice the chunks in flight with big chunks)
@@ -134,9 +136,7 @@ def _pes_for(ncores):
     if not isinstance(ncores, int) or isinstance(ncores, bool) or ncores == 0 or ncores < -1:
         raise ValueError(f"charm.pool: ncores must be -1 (every PE) or a number of PEs of "
                          f"at least 1 (up to {n} here: more means every PE), not {ncores!r}")
-    me = charm._pe
-    order = sorted(range(n), key=lambda pe: (_load.get(pe, 0), (pe - me) % n))
-    return order if ncores == -1 else order[:ncores]
+    return _charmpy.pool_order(ncores)
 
 
 def _chunksize(chunksize):
@@ -394,9 +394,9 @@ def _submit(func, args, kwargs, want, nested):
     _check_running("submit")
     data, ref = _dump_func(func)
     tid = next(_ids)
-    pe = _pes_for(1)[0]
+    pe = _charmpy.pool_order(1)[0]
     try:
-        _send(pe, "pS", charm._pe, tid, data, ref, tuple(args), kwargs or None, nested)
+        _charmpy.pool_submit(pe, tid, data, ref, tuple(args), kwargs or None, nested)
     except Exception as e:
         raise TypeError(f"charm.pool: the arguments of {func!r} cannot be sent to PE {pe}: "
                         f"{e}") from None
@@ -407,25 +407,36 @@ def _submit(func, args, kwargs, want, nested):
 
 
 def _on_single(owner, tid, data, ref, args, kwargs, nested):
+    """A single task the C task handler (pool.c) does not run itself: it
+    may suspend (nested: in a coroutine), or its function is not among the
+    ones unpickled here."""
     def run():
         try:
             func = _load_func(data, ref)
             value = func(*args, **(kwargs or {}))
         except BaseException as e:
-            exc = remote_exception(e, f"a charm.pool task on PE {charm._pe}")
-            _send(owner, "pD", tid, None, exc)
+            _single_raised(owner, tid, e, False)
             return
         try:
-            _send(owner, "pD", tid, value, None)
+            _charmpy.pool_send_results(owner, tid, SINGLE, [value], 0.0)
         except Exception as e:
-            _send(owner, "pD", tid, None, TypeError(
-                f"the result of a charm.pool task cannot be sent back: {e}"))
+            _single_raised(owner, tid, e, True)
     if nested:
         g = coro.Coroutine(run, None, "charm.pool task")
         g.switch()
         coro._after_run(g)
     else:
         run()
+
+
+def _single_raised(owner, tid, exc, ran):
+    """Tell the owner: the task raised exc, or (ran) its result cannot be
+    sent back."""
+    if ran:
+        exc = TypeError(f"the result of a charm.pool task cannot be sent back: {exc}")
+    else:
+        exc = remote_exception(exc, f"a charm.pool task on PE {charm._pe}")
+    _send(owner, "pD", tid, None, exc)
 
 
 def _on_single_done(tid, value, exc):
@@ -564,9 +575,9 @@ class Pool:
 
 pool = Pool()
 
-_HANDLERS = {"pJ": _on_job, "pE": _on_error,
-             "pX": _on_end, "pS": _on_single, "pD": _on_single_done}
+_HANDLERS = {"pJ": _on_job, "pE": _on_error, "pX": _on_end, "pD": _on_single_done}
 for _tag, _fn in _HANDLERS.items():
     charm.on_message(_tag, _fn)
 # Chunks and results travel through pool.c's own handlers.
-_charmpy.pool_setup(_jobs, _funcs, (_on_tasks, _task_raised, _unsendable))
+_charmpy.pool_setup((_jobs, _funcs, _singles, _loaded, _load),
+                    (_on_tasks, _task_raised, _unsendable, _on_single, _single_raised))

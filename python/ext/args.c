@@ -172,8 +172,8 @@ int cpy_args_init(PyObject *module, cpy_state *st) {
     return st->owner_type ? 0 : -1;
 }
 
-int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
-                  PyObject **kwargs) {
+static int take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
+                     PyObject **kwargs, int views) {
     size_t at = args_at(off);
     if (msg->size < at) {
         cp_msg_free(st->ctx, msg);
@@ -185,7 +185,7 @@ int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
     /* Only a message big enough to carry out-of-band data gets an owner:
      * then its arrays are views, and the owner frees it. */
     MsgOwner *owner = NULL;
-    if (msg->size - at >= CPY_OOB_MIN) {
+    if (views && msg->size - at >= CPY_OOB_MIN) {
         owner = PyObject_New(MsgOwner, (PyTypeObject *)st->owner_type);
         if (!owner) {
             cp_msg_free(st->ctx, msg);
@@ -214,4 +214,14 @@ int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
     }
     *kwargs = kw;
     return 0;
+}
+
+int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
+                  PyObject **kwargs) {
+    return take_args(st, msg, off, args, kwargs, 1);
+}
+
+int cpy_take_args_copied(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
+                         PyObject **kwargs) {
+    return take_args(st, msg, off, args, kwargs, 0);
 }

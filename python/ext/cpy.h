@@ -236,8 +236,7 @@ typedef struct cpy_state {
     uint64_t readonlies;     /* readonlies set (PE 0) or received here */
     cpy_codec_cache codec;
     PyObject *pool_job_type;  /* pool.c: the PoolJob type */
-    PyObject *pool_jobs;      /* pool.py's jobs of this PE (jid -> job), or NULL */
-    PyObject *pool_funcs;     /* pool.py's (owner, jid) -> (func, nested), or NULL */
+    PyObject *pool_tables;    /* pool.py's dicts (pool.c: T_*), or NULL */
     PyObject *pool_fallbacks; /* pool.py's functions for the rare cases, or NULL */
 } cpy_state;
 
@@ -420,6 +419,10 @@ cp_msg *cpy_encode_args(cpy_state *st, size_t off, PyObject *args, PyObject *kwa
 int cpy_send_args(cpy_state *st, int pe, int handler, cp_msg *msg, cpy_argsegs *segs);
 int cpy_take_args(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
                   PyObject **kwargs);
+/* As cpy_take_args, but big buffers are copied out of the message, which
+ * is freed at once (values kept long after: a pool's results). */
+int cpy_take_args_copied(cpy_state *st, cp_msg *msg, size_t off, PyObject **args,
+                         PyObject **kwargs);
 size_t cpy_byref_size(void);
 void cpy_byref_store(void *dst, PyObject *args, PyObject *kwargs);
 void cpy_byref_take(const void *src, PyObject **args, PyObject **kwargs);

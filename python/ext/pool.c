@@ -25,6 +25,8 @@
  */
 #include "cpy.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <structmember.h>
 
@@ -106,14 +108,23 @@ static int pool_send(cpy_state *st, int pe, int handler, pool_hdr h, PyObject *l
 }
 
 /* The header and list of a pool message (new reference); takes msg. NULL
- * with an exception. */
-static PyObject *pool_take(cpy_state *st, cp_msg *msg, pool_hdr *h) {
+ * with an exception. `copied`: big arrays in it are copies, not views of
+ * the message (results, which the user keeps: a view would keep the whole
+ * message, in the sender's part of shared memory, for as long). */
+static PyObject *pool_take(cpy_state *st, cp_msg *msg, pool_hdr *h, int copied) {
     if (msg->size < sizeof *h) {
         cp_msg_free(st->ctx, msg);
         PyErr_SetString(PyExc_RuntimeError, "corrupt charm.pool message (too short)");
         return NULL;
     }
     memcpy(h, cp_msg_data(msg), sizeof *h);
+    if (h->byref && (msg->src_pe != (uint32_t)cp_my_pe(st->ctx) ||
+                     msg->size != sizeof *h + sizeof(PyObject *))) {
+        cp_msg_free(st->ctx, msg);
+        PyErr_SetString(PyExc_RuntimeError, "corrupt charm.pool message (a reference from "
+                                            "another PE)");
+        return NULL;
+    }
     if (h->byref) {
         PyObject *list;
         memcpy(&list, (char *)cp_msg_data(msg) + sizeof *h, sizeof list);
@@ -121,7 +132,7 @@ static PyObject *pool_take(cpy_state *st, cp_msg *msg, pool_hdr *h) {
         return list;
     }
     PyObject *args, *kwargs;
-    if (cpy_take_args(st, msg, sizeof *h, &args, &kwargs) < 0)
+    if ((copied ? cpy_take_args_copied : cpy_take_args)(st, msg, sizeof *h, &args, &kwargs) < 0)
         return NULL;
     Py_XDECREF(kwargs);
     PyObject *list = NULL;
@@ -133,15 +144,37 @@ static PyObject *pool_take(cpy_state *st, cp_msg *msg, pool_hdr *h) {
     return list;
 }
 
+/* pool.py's tables, given to pool_setup (dicts): jobs of this owner (jid ->
+ * job), functions of the jobs this PE works for ((owner, jid) -> (func,
+ * nested)), single tasks of this owner (tid -> (future or None, pe)),
+ * unpickled functions sent by reference (pickle -> func), and the load this
+ * PE's jobs and tasks put on each PE (pe -> items). */
+enum { T_JOBS = 0, T_FUNCS = 1, T_SINGLES = 2, T_LOADED = 3, T_LOAD = 4, T_N = 5 };
+#define TABLE(st, t) PyTuple_GET_ITEM((st)->pool_tables, t)
+
 /* pool.py's function `which` of the tuple given to pool_setup, called with
  * the n arguments (borrowed); 0 or -1 with an exception. */
-enum { FB_TASKS = 0, FB_ERROR = 1, FB_UNSENDABLE = 2, FB_N = 3 };
+enum {
+    FB_TASKS = 0,           /* _on_tasks(owner, jid, start, items) */
+    FB_ERROR = 1,           /* _task_raised(owner, jid, index, item, exc) */
+    FB_UNSENDABLE = 2,      /* _unsendable(owner, jid, start, items, exc) */
+    FB_SINGLE = 3,          /* _on_single(owner, tid, data, ref, args, kwargs, nested) */
+    FB_SINGLE_RAISED = 4,   /* _single_raised(owner, tid, exc) */
+    FB_N = 5
+};
+
+/* The `start` of a single task's messages (submit, Task): the task's list is
+ * [func's pickle, by reference?, args, kwargs or None, nested], its result's
+ * [value]. */
+#define POOL_SINGLE (-1)
 
 /* A pool message before pool.py gave its tables: the job ends (takes msg). */
 static int pool_ready(cpy_state *st, cp_msg *msg) {
-    if (st->pool_jobs && st->pool_funcs && st->pool_fallbacks)
+    if (st->pool_tables && st->pool_fallbacks)
         return 0;
-    cp_msg_free(st->ctx, msg);
+    pool_hdr h;
+    PyObject *list = pool_take(st, msg, &h, 1);
+    Py_XDECREF(list);
     PyErr_SetString(PyExc_RuntimeError, "charm.pool: a pool message came before "
                                         "charmpy.pool was set up on this PE");
     cpy_report_error(st, "receiving a charm.pool message");
@@ -163,10 +196,12 @@ static int fallback(cpy_state *st, int which, PyObject *const *args, size_t n) {
 static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject *items) {
     double t0 = now();
     Py_ssize_t n = PyList_GET_SIZE(items);
-    PyObject *out = PyList_New(n);
+    /* Grown by appends: a task may see it (gc.get_objects()), so it never
+     * holds an empty slot. */
+    PyObject *out = PyList_New(0);
     if (!out)
         return -1;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(items); i++) {
         PyObject *x = Py_NewRef(PyList_GET_ITEM(items, i));
         PyObject *r = PyObject_CallOneArg(func, x);
         if (!r) {
@@ -188,7 +223,12 @@ static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject 
             return rc;
         }
         Py_DECREF(x);
-        PyList_SET_ITEM(out, i, r);
+        int rc = PyList_Append(out, r);
+        Py_DECREF(r);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return -1;
+        }
     }
     pool_hdr back = {h->jid, h->start, now() - t0, cp_my_pe(st->ctx), 0};
     int rc = pool_send(st, h->pe, st->h_pool_res, back, out);
@@ -216,7 +256,7 @@ static PyObject *worker_entry(cpy_state *st, const pool_hdr *h) {
     PyObject *key = Py_BuildValue("(iK)", (int)h->pe, (unsigned long long)h->jid);
     if (!key)
         return NULL;
-    PyObject *entry = PyDict_GetItemWithError(st->pool_funcs, key); /* borrowed */
+    PyObject *entry = PyDict_GetItemWithError(TABLE(st, T_FUNCS), key); /* borrowed */
     Py_DECREF(key);
     if (entry && (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2)) {
         PyErr_SetString(PyExc_RuntimeError, "charm.pool: corrupt job table");
@@ -225,13 +265,75 @@ static PyObject *worker_entry(cpy_state *st, const pool_hdr *h) {
     return Py_XNewRef(entry);
 }
 
+/* A single task (submit, Task): run here unless it may suspend (nested),
+ * its function is not in this PE's cache of functions sent by reference, or
+ * it raises: then pool.py does. */
+static int run_single(cpy_state *st, const pool_hdr *h, PyObject *task) {
+    if (PyList_GET_SIZE(task) != 5) {
+        PyErr_SetString(PyExc_RuntimeError, "corrupt charm.pool task");
+        return -1;
+    }
+    PyObject **t = ((PyListObject *)task)->ob_item;
+    PyObject *data = t[0], *args = t[2], *kwargs = t[3];
+    int ref = PyObject_IsTrue(t[1]), nested = PyObject_IsTrue(t[4]);
+    if (ref < 0 || nested < 0)
+        return -1;
+    PyObject *func = ref && !nested ? PyDict_GetItemWithError(TABLE(st, T_LOADED), data) : NULL;
+    if (!func && PyErr_Occurred())
+        return -1;
+    if (!PyTuple_Check(args) || (kwargs != Py_None && !PyDict_Check(kwargs))) {
+        PyErr_SetString(PyExc_RuntimeError, "corrupt charm.pool task");
+        return -1;
+    }
+    PyObject *owner = PyLong_FromLong(h->pe);
+    PyObject *tid = PyLong_FromUnsignedLongLong(h->jid);
+    int rc = -1, ran = 0;
+    if (!owner || !tid) {
+        ;
+    } else if (!func) {
+        PyObject *fargs[] = {owner, tid, data, t[1], args, kwargs, t[4]};
+        rc = fallback(st, FB_SINGLE, fargs, 7);
+    } else {
+        Py_INCREF(func); /* the call may empty the cache */
+        Py_INCREF(task);
+        PyObject *value = PyObject_Call(func, args, kwargs == Py_None ? NULL : kwargs);
+        Py_DECREF(func);
+        PyObject *out = value ? PyList_New(1) : NULL;
+        if (out) {
+            ran = 1;
+            PyList_SET_ITEM(out, 0, value);
+            value = NULL;
+            pool_hdr back = {h->jid, POOL_SINGLE, 0.0, cp_my_pe(st->ctx), 0};
+            rc = pool_send(st, h->pe, st->h_pool_res, back, out);
+            Py_DECREF(out);
+        }
+        Py_XDECREF(value);
+        if (rc < 0) { /* it raised, or its result cannot be sent back */
+            PyObject *exc = cpy_take_exception();
+            PyObject *fargs[] = {owner, tid, exc, ran ? Py_True : Py_False};
+            rc = fallback(st, FB_SINGLE_RAISED, fargs, 4);
+            Py_DECREF(exc);
+        }
+        Py_DECREF(task);
+    }
+    Py_XDECREF(owner);
+    Py_XDECREF(tid);
+    return rc;
+}
+
 void cpy_pool_on_task(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
     cpy_state *st = user;
     pool_hdr h;
     if (pool_ready(st, msg) < 0)
         return;
-    PyObject *items = pool_take(st, msg, &h);
+    PyObject *items = pool_take(st, msg, &h, 0);
+    if (items && h.start == POOL_SINGLE) {
+        if (run_single(st, &h, items) < 0)
+            cpy_report_error(st, "running a charm.pool task");
+        Py_DECREF(items);
+        return;
+    }
     PyObject *entry = items ? worker_entry(st, &h) : NULL;
     int rc = entry || !PyErr_Occurred() ? 0 : -1;
     if (entry) {
@@ -274,7 +376,8 @@ static int job_ready_to_run(PoolJob *j) {
 }
 
 static long long job_limit(const PoolJob *j) {
-    long long fill = 2LL * (POOL_PREFETCH + 1) * j->njobpes * j->cs;
+    long long per = 2LL * (POOL_PREFETCH + 1) * (j->njobpes > 0 ? j->njobpes : 1);
+    long long fill = j->cs > LLONG_MAX / per ? LLONG_MAX : per * j->cs;
     return j->window > fill ? j->window : fill;
 }
 
@@ -314,24 +417,19 @@ static int fill_error(PoolJob *j, int pe, Py_ssize_t n) {
  * exhausted), or NULL with the iterator's exception. */
 static PyObject *next_chunk(PoolJob *j) {
     PyObject *chunk = PyList_New(0);
-    if (!chunk)
-        return NULL;
-    for (long long k = 0; k < j->cs; k++) {
-        PyObject *x = PyIter_Next(j->it);
+    PyObject *it = Py_NewRef(j->it); /* its __next__ may rebind j->it */
+    for (long long k = 0; chunk && k < j->cs; k++) {
+        PyObject *x = PyIter_Next(it);
         if (!x) {
-            if (PyErr_Occurred()) {
-                Py_DECREF(chunk);
-                return NULL;
-            }
+            if (PyErr_Occurred())
+                Py_CLEAR(chunk);
             break;
         }
-        int rc = PyList_Append(chunk, x);
+        if (PyList_Append(chunk, x) < 0)
+            Py_CLEAR(chunk);
         Py_DECREF(x);
-        if (rc < 0) {
-            Py_DECREF(chunk);
-            return NULL;
-        }
     }
+    Py_DECREF(it);
     return chunk;
 }
 
@@ -384,30 +482,32 @@ static int job_keep(PoolJob *j, long long start, PyObject *values) {
         Py_XDECREF(r);
         return r ? 0 : -1;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
+    PyObject *ready = Py_NewRef(j->ready); /* a replaced value's __del__ may rebind it */
+    int rc = PyDict_Check(ready) ? 0 : -1;
+    if (rc < 0)
+        PyErr_SetString(PyExc_TypeError, "charm.pool: an imap job's `ready` must be a dict");
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(values); i++) {
         PyObject *key = PyLong_FromLongLong(start + i);
-        int rc = key ? PyDict_SetItem(j->ready, key, PyList_GET_ITEM(values, i)) : -1;
+        rc = key ? PyDict_SetItem(ready, key, PyList_GET_ITEM(values, i)) : -1;
         Py_XDECREF(key);
-        if (rc < 0)
-            return -1;
     }
-    return 0;
+    Py_DECREF(ready);
+    return rc;
 }
 
 /* map: the results in place in j->results. */
 static int job_store(PoolJob *j, long long start, PyObject *values) {
     Py_ssize_t n = PyList_GET_SIZE(values);
-    if (!PyList_Check(j->results)) {
+    PyObject *out = Py_NewRef(j->results);
+    int rc = PyList_Check(out) ? 0 : -1;
+    if (rc < 0)
         PyErr_SetString(PyExc_RuntimeError, "charm.pool: a map job without its result list");
-        return -1;
-    }
-    while (PyList_GET_SIZE(j->results) < start + n)
-        if (PyList_Append(j->results, Py_None) < 0)
-            return -1;
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (PyList_SetItem(j->results, start + i, Py_NewRef(PyList_GET_ITEM(values, i))) < 0)
-            return -1;
-    return 0;
+    while (rc == 0 && PyList_GET_SIZE(out) < start + n)
+        rc = PyList_Append(out, Py_None);
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++)
+        rc = PyList_SetItem(out, start + i, Py_NewRef(PyList_GET_ITEM(values, i)));
+    Py_DECREF(out);
+    return rc;
 }
 
 /* multi_future: each result to its future. */
@@ -439,7 +539,8 @@ static void job_tune(PoolJob *j, Py_ssize_t n, double secs) {
     j->busy += secs;
     j->measured += n;
     double per = j->busy / (double)j->measured;
-    long long cs = per > 0 ? (long long)(POOL_AUTO_TARGET / per) : 1LL << 20;
+    double q = POOL_AUTO_TARGET / per; /* secs came off the wire: maybe not finite */
+    long long cs = per > 0 && q < (double)(1LL << 20) ? (long long)q : 1LL << 20;
     if (j->total >= 0) {
         long long left = (j->total - j->sent) / (2LL * POOL_PREFETCH * j->njobpes);
         if (left < 1)
@@ -502,15 +603,71 @@ static int job_results(cpy_state *st, PoolJob *j, int pe, long long start, PyObj
     return job_check_end(j);
 }
 
+/* (load[pe] += d) in pool.py's load table. */
+static int load_add(cpy_state *st, PyObject *pe, long d) {
+    PyObject *load = TABLE(st, T_LOAD);
+    PyObject *v = PyDict_GetItemWithError(load, pe); /* borrowed */
+    if (!v && PyErr_Occurred())
+        return -1;
+    long n = v ? PyLong_AsLong(v) : 0;
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *nv = PyLong_FromLong(n + d);
+    int rc = nv ? PyDict_SetItem(load, pe, nv) : -1;
+    Py_XDECREF(nv);
+    return rc;
+}
+
+/* A single task's value came back: to its future (tid's entry in the
+ * singles table; none for a Task without a future). */
+static int single_done(cpy_state *st, const pool_hdr *h, PyObject *values) {
+    PyObject *singles = TABLE(st, T_SINGLES);
+    PyObject *tid = PyLong_FromUnsignedLongLong(h->jid);
+    PyObject *entry = tid ? Py_XNewRef(PyDict_GetItemWithError(singles, tid)) : NULL;
+    int rc = -1;
+    if (!entry) {
+        if (tid && !PyErr_Occurred())
+            PyErr_Format(PyExc_RuntimeError, "charm.pool: a result for task %llu, which "
+                                             "this PE did not submit",
+                         (unsigned long long)h->jid);
+    } else if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+               PyList_GET_SIZE(values) != 1) {
+        PyErr_SetString(PyExc_RuntimeError, "charm.pool: corrupt task table");
+    } else if (PyDict_DelItem(singles, tid) == 0 &&
+               load_add(st, PyTuple_GET_ITEM(entry, 1), -1) == 0) {
+        PyObject *f = PyTuple_GET_ITEM(entry, 0);
+        rc = 0;
+        if (f != Py_None) {
+            PyObject *name = PyUnicode_InternFromString("_deliver");
+            PyObject *args[] = {f, Py_None, PyList_GET_ITEM(values, 0), Py_None};
+            PyObject *r = name ? PyObject_VectorcallMethod(
+                                     name, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                               : NULL;
+            Py_XDECREF(name);
+            rc = r ? 0 : -1;
+            Py_XDECREF(r);
+        }
+    }
+    Py_XDECREF(entry);
+    Py_XDECREF(tid);
+    return rc;
+}
+
 void cpy_pool_on_results(cp_ctx *ctx, cp_msg *msg, void *user) {
     (void)ctx;
     cpy_state *st = user;
     pool_hdr h;
     if (pool_ready(st, msg) < 0)
         return;
-    PyObject *values = pool_take(st, msg, &h);
+    PyObject *values = pool_take(st, msg, &h, 1);
+    if (values && h.start == POOL_SINGLE) {
+        if (single_done(st, &h, values) < 0)
+            cpy_report_error(st, "handling a charm.pool task's result");
+        Py_DECREF(values);
+        return;
+    }
     PyObject *key = values ? PyLong_FromUnsignedLongLong(h.jid) : NULL;
-    PyObject *job = key ? Py_XNewRef(PyDict_GetItemWithError(st->pool_jobs, key)) : NULL;
+    PyObject *job = key ? Py_XNewRef(PyDict_GetItemWithError(TABLE(st, T_JOBS), key)) : NULL;
     int rc = job || (key && !PyErr_Occurred()) ? 0 : -1; /* no job: it ended, drop */
     if (job) {
         if (!PyObject_TypeCheck(job, (PyTypeObject *)st->pool_job_type)) {
@@ -648,17 +805,9 @@ static PyMethodDef job_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-#define OBJ(name, doc) {#name, T_OBJECT_EX, offsetof(PoolJob, name), 0, doc}
 #define LL(name, doc) {#name, T_LONGLONG, offsetof(PoolJob, name), 0, doc}
 #define INT(name, doc) {#name, T_INT, offsetof(PoolJob, name), 0, doc}
 static PyMemberDef job_members[] = {
-    OBJ(it, "the items' iterator"),
-    OBJ(results, "map: the results in order"),
-    OBJ(ready, "imap: dict index -> result; imap_unordered: a deque"),
-    OBJ(futures, "map_async(multi_future=True): a future per item"),
-    OBJ(exc, "what failed the job, or None"),
-    OBJ(waiter, "imap: the consumer's waiting coroutine, or None"),
-    OBJ(bar, "the progress bar, or None"),
     INT(kind, "KIND_MAP, KIND_IMAP, KIND_UNORDERED or KIND_MULTI"),
     INT(is_auto, "chunksize='auto'"),
     INT(exhausted, "the iterator ended"),
@@ -674,7 +823,6 @@ static PyMemberDef job_members[] = {
     {"npes_job", T_INT, offsetof(PoolJob, njobpes), READONLY, "the PEs the job runs on"},
     {NULL, 0, 0, 0, NULL},
 };
-#undef OBJ
 #undef LL
 #undef INT
 
@@ -683,10 +831,40 @@ static PyObject *job_limit_get(PoolJob *j, void *closure) {
     return PyLong_FromLongLong(job_limit(j));
 }
 
+/* The job's objects: never deleted (the C side uses them without checking),
+ * `it` an iterator. */
+static PyObject *job_obj_get(PoolJob *j, void *off) {
+    return Py_NewRef(*(PyObject **)((char *)j + (size_t)off));
+}
+
+static int job_obj_set(PoolJob *j, PyObject *v, void *off) {
+    if (!v) {
+        PyErr_SetString(PyExc_AttributeError, "charm.pool: a job's attributes cannot be "
+                                              "deleted");
+        return -1;
+    }
+    if ((size_t)off == offsetof(PoolJob, it) && !PyIter_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "charm.pool: a job's `it` must be an iterator");
+        return -1;
+    }
+    Py_SETREF(*(PyObject **)((char *)j + (size_t)off), Py_NewRef(v));
+    return 0;
+}
+
+#define OBJ(name, doc)                                                                      \
+    {#name, (getter)job_obj_get, (setter)job_obj_set, doc, (void *)offsetof(PoolJob, name)}
 static PyGetSetDef job_getset[] = {
     {"limit", (getter)job_limit_get, NULL, "imap: the window of items sent ahead", NULL},
+    OBJ(it, "the items' iterator"),
+    OBJ(results, "map: the results in order"),
+    OBJ(ready, "imap: dict index -> result; imap_unordered: a deque"),
+    OBJ(futures, "map_async(multi_future=True): a future per item"),
+    OBJ(exc, "what failed the job, or None"),
+    OBJ(waiter, "imap: the consumer's waiting coroutine, or None"),
+    OBJ(bar, "the progress bar, or None"),
     {NULL, NULL, NULL, NULL, NULL},
 };
+#undef OBJ
 
 static PyType_Slot job_slots[] = {
     {Py_tp_new, job_new},
@@ -709,21 +887,116 @@ static PyType_Spec job_spec = {
 
 /* ---- module functions ------------------------------------------------------------- */
 
-/* pool_setup(jobs, funcs, (on_tasks, on_error, on_unsendable)): pool.py's
- * tables (jid -> job on this owner; (owner, jid) -> (func, nested) on this
- * worker) and the functions it handles the rare cases with. */
+/* pool_setup(tables, fallbacks): pool.py's tables (T_*, dicts) and the
+ * functions it handles the rare cases with (FB_*). */
 static PyObject *mod_pool_setup(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
-    PyObject *jobs, *funcs, *fbs;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &jobs, &PyDict_Type, &funcs,
-                          &PyTuple_Type, &fbs))
+    PyObject *tables, *fbs;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &tables, &PyTuple_Type, &fbs))
         return NULL;
-    if (PyTuple_GET_SIZE(fbs) != FB_N)
-        return PyErr_Format(PyExc_TypeError, "pool_setup: %d fallbacks expected", FB_N);
-    Py_XSETREF(st->pool_jobs, Py_NewRef(jobs));
-    Py_XSETREF(st->pool_funcs, Py_NewRef(funcs));
+    if (PyTuple_GET_SIZE(tables) != T_N || PyTuple_GET_SIZE(fbs) != FB_N)
+        return PyErr_Format(PyExc_TypeError, "pool_setup: %d tables and %d functions expected",
+                            T_N, FB_N);
+    for (int i = 0; i < T_N; i++)
+        if (!PyDict_Check(PyTuple_GET_ITEM(tables, i)))
+            return PyErr_Format(PyExc_TypeError, "pool_setup: table %d is not a dict", i);
+    Py_XSETREF(st->pool_tables, Py_NewRef(tables));
     Py_XSETREF(st->pool_fallbacks, Py_NewRef(fbs));
     Py_RETURN_NONE;
+}
+
+/* pool_submit(pe, tid, data, ref, args, kwargs, nested): send a single task
+ * to PE pe (submit, Task; pool.py keeps its future in the singles table). */
+static PyObject *mod_pool_submit(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    cpy_state *st = PyModule_GetState(module);
+    if (nargs != 7 || !PyLong_Check(args[0]) || !PyLong_Check(args[1]) ||
+        !PyTuple_Check(args[4]))
+        return PyErr_Format(PyExc_TypeError, "pool_submit(pe, tid, data, ref, args: tuple, "
+                                             "kwargs, nested)");
+    if (cpy_need_runtime(st))
+        return NULL;
+    long pe = PyLong_AsLong(args[0]);
+    unsigned long long tid = PyLong_AsUnsignedLongLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (pe < 0 || pe >= cp_num_pes(st->ctx))
+        return PyErr_Format(PyExc_ValueError, "charm.pool: no PE %ld", pe);
+    PyObject *task = PyList_New(5);
+    if (!task)
+        return NULL;
+    for (int i = 0; i < 5; i++)
+        PyList_SET_ITEM(task, i, Py_NewRef(args[i + 2]));
+    pool_hdr h = {tid, POOL_SINGLE, 0.0, cp_my_pe(st->ctx), 0};
+    int rc = pool_send(st, (int)pe, st->h_pool_task, h, task);
+    Py_DECREF(task);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* The order in which a job of this PE takes PEs. */
+typedef struct pe_load {
+    long load;
+    int dist; /* (pe - this PE) mod npes */
+    int pe;
+} pe_load;
+
+static int pe_load_cmp(const void *a, const void *b) {
+    const pe_load *x = a, *y = b;
+    if (x->load != y->load)
+        return x->load < y->load ? -1 : 1;
+    return (x->dist > y->dist) - (x->dist < y->dist);
+}
+
+/* pool_order(k): the k PEs (every PE when k is -1 or more than there are)
+ * that this PE's jobs and tasks load least (pool.py's load table), this PE
+ * first among equals, then the next ones. */
+static PyObject *mod_pool_order(PyObject *module, PyObject *arg) {
+    cpy_state *st = PyModule_GetState(module);
+    long k = PyLong_AsLong(arg);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    if (cpy_need_runtime(st))
+        return NULL;
+    if (!st->pool_tables)
+        return PyErr_Format(PyExc_RuntimeError, "charm.pool is not set up");
+    int n = cp_num_pes(st->ctx), me = cp_my_pe(st->ctx);
+    if (k < 0 || k > n)
+        k = n;
+    pe_load *v = PyMem_Malloc((size_t)n * sizeof *v);
+    if (!v)
+        return PyErr_NoMemory();
+    PyObject *load = TABLE(st, T_LOAD);
+    for (int pe = 0; pe < n; pe++) {
+        PyObject *key = PyLong_FromLong(pe);
+        PyObject *val = key ? PyDict_GetItemWithError(load, key) : NULL;
+        Py_XDECREF(key);
+        long l = val ? PyLong_AsLong(val) : 0;
+        if (PyErr_Occurred()) {
+            PyMem_Free(v);
+            return NULL;
+        }
+        v[pe] = (pe_load){l, ((pe - me) % n + n) % n, pe};
+    }
+    if (k == 1) { /* a single task: the least loaded, without sorting */
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (pe_load_cmp(&v[i], &v[best]) < 0)
+                best = i;
+        v[0] = v[best];
+    } else {
+        qsort(v, (size_t)n, sizeof *v, pe_load_cmp);
+    }
+    PyObject *out = PyList_New(k);
+    for (long i = 0; out && i < k; i++) {
+        PyObject *pe = PyLong_FromLong(v[i].pe);
+        if (!pe)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, pe);
+    }
+    PyMem_Free(v);
+    return out;
 }
 
 /* pool_send_results(owner, jid, start, values, secs): a chunk's results, from
@@ -746,6 +1019,8 @@ static PyObject *mod_pool_send_results(PyObject *module, PyObject *args) {
 
 static PyMethodDef pool_methods[] = {
     {"pool_setup", mod_pool_setup, METH_VARARGS, NULL},
+    {"pool_submit", (PyCFunction)(void (*)(void))mod_pool_submit, METH_FASTCALL, NULL},
+    {"pool_order", mod_pool_order, METH_O, NULL},
     {"pool_send_results", mod_pool_send_results, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -755,6 +1030,7 @@ int cpy_pool_init(PyObject *module, cpy_state *st) {
     if (!st->pool_job_type || PyModule_AddObjectRef(module, "PoolJob", st->pool_job_type) < 0 ||
         PyModule_AddFunctions(module, pool_methods) < 0 ||
         PyModule_AddIntConstant(module, "POOL_PREFETCH", POOL_PREFETCH) < 0 ||
+        PyModule_AddIntConstant(module, "POOL_SINGLE", POOL_SINGLE) < 0 ||
         PyModule_AddObject(module, "POOL_AUTO_TARGET", PyFloat_FromDouble(POOL_AUTO_TARGET)) <
             0 ||
         PyModule_AddIntConstant(module, "POOL_KIND_MAP", KIND_MAP) < 0 ||
@@ -767,15 +1043,13 @@ int cpy_pool_init(PyObject *module, cpy_state *st) {
 
 int cpy_pool_traverse(cpy_state *st, visitproc visit, void *arg) {
     Py_VISIT(st->pool_job_type);
-    Py_VISIT(st->pool_jobs);
-    Py_VISIT(st->pool_funcs);
+    Py_VISIT(st->pool_tables);
     Py_VISIT(st->pool_fallbacks);
     return 0;
 }
 
 void cpy_pool_clear(cpy_state *st) {
     Py_CLEAR(st->pool_job_type);
-    Py_CLEAR(st->pool_jobs);
-    Py_CLEAR(st->pool_funcs);
+    Py_CLEAR(st->pool_tables);
     Py_CLEAR(st->pool_fallbacks);
 }

@@ -257,3 +257,28 @@ def test_primes_example(pes):
     example = REPO / "examples" / "python" / "primes.py"
     res = run_command([CHARMRUN, "-n", pes, example, "100000", "37"], timeout=120)
     assert "primes below 100000: 9592 (checked with a sieve), 37 tasks" in res.stdout, res.stdout
+
+
+# ---- found by a review of the per-chunk path in C (pool.c) ---------------------
+def test_regression_results_list_seen_by_gc():
+    """Tasks that walk gc.get_objects() and copy every list: the worker's
+    list of results had empty slots while the tasks ran (a crash)."""
+    run_ok("pool_modes", 2, "gcscan", timeout=60)
+
+
+def test_regression_kept_results_are_copies():
+    """1 MB numpy results kept by the caller, 300 of them, with 64 MiB of
+    message heap per PE: results from other PEs were views of their
+    messages, which kept the senders' heaps full until their sends failed."""
+    run_ok("pool_modes", 3, "keepbig", timeout=120, env={"CHARMPY_HEAP_MB": "64"})
+
+
+@pytest.mark.parametrize("pes", [1, 2, 3])
+def test_regression_huge_chunksize(pes):
+    """chunksize=sys.maxsize: the imap window's size overflowed in C."""
+    run_ok("pool_modes", pes, "hugechunk", timeout=60)
+
+
+def test_job_attributes_guarded():
+    """What the C side of a job uses cannot be deleted or made a non-iterator."""
+    run_ok("pool_modes", 2, "jobattrs", timeout=60)

@@ -92,6 +92,17 @@ Modes that show bugs (see test_pool.py):
             cancelled, or runs to its end) within 3 s
   imapreach imap raises a task's exception only when the iteration reaches
             its item: the values of the items before it come first
+  gcscan    tasks that walk gc.get_objects() and copy every list (a memory
+            profiler does): the worker's list of results is never seen with
+            an empty slot (it crashed the PE)
+  keepbig   map of 1 MB numpy results kept by the caller, 300 of them in
+            chunks of 4, under CHARMPY_HEAP_MB=64 (test_pool.py): results
+            from other PEs are copies, not views that would keep the
+            senders' shared memory (the workers' sends ran out of memory)
+  hugechunk chunksize=sys.maxsize (one chunk) through imap, imap_unordered
+            and map: right results (the window's size overflowed in C)
+  jobattrs  a job's attributes that the C side uses cannot be deleted, and
+            its iterator cannot be replaced by a non-iterator
 """
 import functools
 import gc
@@ -852,6 +863,58 @@ def mode_imapreach(P):
         pass
     assert got == [x * 10 for x in range(7)], \
         f"imap raised before reaching item 7: it gave only {got}"
+
+
+def scan_lists(x):
+    n = 0
+    for o in gc.get_objects():
+        if type(o) is list:
+            n += len(list(o))
+    return x
+
+
+def mode_gcscan(P):
+    assert charm.pool.map(scan_lists, range(3 * P), chunksize=3) == list(range(3 * P))
+
+
+def big_result(x):
+    return np.full(2 ** 17, x, dtype=np.float64)
+
+
+def mode_keepbig(P):
+    out = charm.pool.map(big_result, range(300), chunksize=4)
+    assert len(out) == 300 and all(a[0] == i and a.shape == (2 ** 17,)
+                                   for i, a in enumerate(out))
+
+
+def mode_hugechunk(P):
+    n = 500
+    want = [sq1(x) for x in range(n)]
+    assert list(charm.pool.imap(sq1, range(n), chunksize=sys.maxsize)) == want
+    assert sorted(charm.pool.imap_unordered(sq1, range(n), chunksize=sys.maxsize)) == want
+    assert charm.pool.map(sq1, range(n), chunksize=sys.maxsize) == want
+    it = charm.pool.imap(sq1, iter(range(n)), chunksize=sys.maxsize)
+    assert it._job.limit >= sys.maxsize, it._job.limit
+    assert list(it) == want
+
+
+def mode_jobattrs(P):
+    it = charm.pool.imap(sq1, range(2000))
+    job = it._job
+    for name in ("it", "results", "ready", "futures", "exc", "waiter", "bar"):
+        try:
+            delattr(job, name)
+        except AttributeError as e:
+            assert "cannot be deleted" in str(e), e
+        else:
+            raise AssertionError(f"job.{name} could be deleted")
+    try:
+        job.it = [1, 2]
+    except TypeError as e:
+        assert "iterator" in str(e), e
+    else:
+        raise AssertionError("job.it took a list")
+    assert sum(it) == sum(x * x + 1 for x in range(2000))
 
 
 def mode_taskfail(P):
