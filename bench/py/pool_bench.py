@@ -5,6 +5,8 @@
                                                         chunksize 1: us a task
     charmrun -n 2 bench/py/pool_bench.py efficiency     1 ms tasks on every PE: the
                                                         ideal time over the measured
+    charmrun -n 2 bench/py/pool_bench.py submit [N]     N submit(square, i) at once,
+                                                        then every .get(): us a task
     charmrun -n 2 bench/py/pool_bench.py jobs           concurrent jobs of different
                                                         sizes and ncores (the CharmPy
                                                         paper's experiment) against
@@ -58,6 +60,21 @@ def overhead(n):
           f"{charm.numPes()} PEs)")
 
 
+def submit(n):
+    """One call a task: what submit/Task cost (ProcessPoolExecutor.submit in
+    pool_peers.py is its peer)."""
+    [f.get() for f in [charm.pool.submit(square, i) for i in range(200)]]
+
+    def run():
+        t0 = now()
+        fs = [charm.pool.submit(square, i) for i in range(n)]
+        r = [f.get() for f in fs]
+        dt = now() - t0
+        assert r[-1] == (n - 1) ** 2
+        return dt / n * 1e6
+    print(f"pool submit: {reps(run):.2f} us a task ({n} submit calls, {charm.numPes()} PEs)")
+
+
 def efficiency():
     d, n = 0.001, 500 * charm.numPes()
     charm.pool.map(busy, [d] * 20)
@@ -94,12 +111,14 @@ def main(args):
     mode = args[1] if len(args) > 1 else "overhead"
     if mode == "overhead":
         overhead(int(args[2]) if len(args) > 2 else 20000)
+    elif mode == "submit":
+        submit(int(args[2]) if len(args) > 2 else 20000)
     elif mode == "efficiency":
         efficiency()
     elif mode == "jobs":
         jobs()
     else:
-        print(f"unknown mode {mode!r}: overhead, efficiency or jobs", file=sys.stderr)
+        print(f"unknown mode {mode!r}: overhead, submit, efficiency or jobs", file=sys.stderr)
         charm.exit(2)
     charm.exit()
 

@@ -3,6 +3,9 @@ in the same run): N trivial tasks (20000) at chunksize 1 on 2 workers,
 3 repetitions after a warm-up; prints `pool overhead: X us a task`.
 
     python pool_peers.py futures [N]     concurrent.futures.ProcessPoolExecutor(2)
+    python pool_peers.py futures-submit [N]
+                                         ProcessPoolExecutor(2).submit, one call a task
+                                         (prints `pool submit: X us a task`)
     python pool_peers.py mp [N]          multiprocessing.Pool(2).map
     python pool_peers.py ray [N]         Ray tasks (num_cpus=2)
     python pool_peers.py dask [N]        Dask futures, client.map (2 worker processes)
@@ -49,6 +52,18 @@ def main():
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(2) as ex:
             measure("ProcessPoolExecutor", lambda it: list(ex.map(square, it, chunksize=1)), n)
+    elif which == "futures-submit":
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(2) as ex:
+            def run():
+                t0 = now()
+                r = [f.result() for f in [ex.submit(square, i) for i in range(n)]]
+                dt = now() - t0
+                assert r[-1] == (n - 1) ** 2
+                return dt / n * 1e6
+            [f.result() for f in [ex.submit(square, i) for i in range(200)]]
+            print(f"pool submit: {reps(run):.2f} us a task ({n} submit calls, 2 workers, "
+                  "ProcessPoolExecutor)")
     elif which == "mp":
         import multiprocessing
         with multiprocessing.Pool(2) as p:
@@ -77,7 +92,7 @@ def main():
         with MPIPoolExecutor() as ex:
             measure("mpi4py.futures", lambda it: list(ex.map(square, it, chunksize=1)), n)
     else:
-        raise SystemExit(f"unknown pool {which!r}: futures, mp, ray, dask or mpi4py")
+        raise SystemExit(f"unknown pool {which!r}: futures, futures-submit, mp, ray, dask or mpi4py")
 
 
 if __name__ == "__main__":

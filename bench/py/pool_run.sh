@@ -6,6 +6,7 @@
 #     Ray tasks, Dask futures, mpi4py.futures (the peers from bench/suite/.venv,
 #     which bench/suite/setup_peers.sh installs; the standard library's with
 #     python3 when that venv is missing);
+#   - one call a task: charm.pool.submit beside ProcessPoolExecutor.submit;
 #   - charmpy's parallel efficiency with 1 ms tasks, and concurrent jobs of
 #     different sizes and ncores against the ideal packing.
 # Prints markdown tables and draws docs/img/pool-overhead.png (matplotlib
@@ -58,7 +59,18 @@ awk -F'|' -v c="$cpy" '{printf "| %s | %.2f | %s |\n", $1, $2, (c == "" ? "" : s
 
 eff=$(timeout "$TMO" "$CHARMRUN" -n 2 "$ROOT/bench/py/pool_bench.py" efficiency | grep '^pool efficiency')
 jobs=$(timeout "$TMO" "$CHARMRUN" -n 2 "$ROOT/bench/py/pool_bench.py" jobs | grep '^pool jobs')
+sub=$(timeout "$TMO" "$CHARMRUN" -n 2 "$ROOT/bench/py/pool_bench.py" submit "$N" |
+      awk '/^pool submit:/{print $3}')
+psub=$(timeout "$TMO" "$SPY" "$ROOT/bench/py/pool_peers.py" futures-submit "$N" |
+       awk '/^pool submit:/{print $3}')
 echo
+if [[ -n $sub && -n $psub ]]; then
+    echo "- submit, one call a task ($N at once, then every result): charmpy $sub us," \
+         "ProcessPoolExecutor.submit $psub us ($(awk -v a="$sub" -v b="$psub" \
+         'BEGIN{printf "%.3fx", a / b}'))"
+else
+    echo "- submit: failed (charmpy '${sub}', ProcessPoolExecutor '${psub}')"
+fi
 echo "- ${eff:-pool efficiency: failed}"
 echo "- ${jobs:-pool jobs: failed}"
 

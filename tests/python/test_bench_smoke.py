@@ -54,10 +54,13 @@ def test_pool_benchmarks_run():
     # bench/py/pool_run.sh's programs at tiny sizes (their figures: make bench).
     import sys
     charmrun = str(ROOT / ".venv" / "bin" / "charmrun")
-    for cmd in ([charmrun, "-n", "2", "bench/py/pool_bench.py", "overhead", "300"],
-                [sys.executable, "bench/py/pool_peers.py", "futures", "100"],
-                [sys.executable, "bench/py/pool_peers.py", "mp", "100"]):
+    for cmd, says in (
+            ([charmrun, "-n", "2", "bench/py/pool_bench.py", "overhead", "300"], "overhead"),
+            ([charmrun, "-n", "2", "bench/py/pool_bench.py", "submit", "300"], "submit"),
+            ([sys.executable, "bench/py/pool_peers.py", "futures", "100"], "overhead"),
+            ([sys.executable, "bench/py/pool_peers.py", "futures-submit", "100"], "submit"),
+            ([sys.executable, "bench/py/pool_peers.py", "mp", "100"], "overhead")):
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
                              stdin=subprocess.DEVNULL)
-        assert res.returncode == 0 and "pool overhead: " in res.stdout, (cmd, res.stdout,
+        assert res.returncode == 0 and f"pool {says}: " in res.stdout, (cmd, res.stdout,
                                                                         res.stderr)
