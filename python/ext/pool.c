@@ -26,6 +26,7 @@
 #include "cpy.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <structmember.h>
@@ -181,9 +182,25 @@ static int pool_ready(cpy_state *st, cp_msg *msg) {
     return -1;
 }
 
-static int fallback(cpy_state *st, int which, PyObject *const *args, size_t n) {
-    PyObject *r = PyObject_Vectorcall(PyTuple_GET_ITEM(st->pool_fallbacks, which), args, n,
-                                      NULL);
+static int fallback(cpy_state *st, int which, const char *fmt, ...) {
+    va_list va;
+    va_start(va, fmt);
+    PyObject *args = Py_VaBuildValue(fmt, va);
+    va_end(va);
+    PyObject *r = args ? PyObject_CallObject(PyTuple_GET_ITEM(st->pool_fallbacks, which), args)
+                       : NULL;
+    Py_XDECREF(args);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* The argument formats of the fallbacks: owner, job or task number, first. */
+#define FB_IDS "iK"
+#define FB_ID_ARGS(h) (int)(h)->pe, (unsigned long long)(h)->jid
+
+/* fut._deliver(None, value, None): a result to its future. */
+static int deliver(PyObject *fut, PyObject *value) {
+    PyObject *r = PyObject_CallMethod(fut, "_deliver", "OOO", Py_None, value, Py_None);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -195,29 +212,19 @@ static int fallback(cpy_state *st, int which, PyObject *const *args, size_t n) {
  * the owner. 0 or -1 with an exception (pool.py failed). */
 static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject *items) {
     double t0 = now();
-    Py_ssize_t n = PyList_GET_SIZE(items);
     /* Grown by appends: a task may see it (gc.get_objects()), so it never
      * holds an empty slot. */
     PyObject *out = PyList_New(0);
     if (!out)
         return -1;
-    for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(items); i++) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
         PyObject *x = Py_NewRef(PyList_GET_ITEM(items, i));
         PyObject *r = PyObject_CallOneArg(func, x);
         if (!r) {
             Py_DECREF(out);
             PyObject *exc = cpy_take_exception();
-            PyObject *owner = PyLong_FromLong(h->pe);
-            PyObject *jid = PyLong_FromUnsignedLongLong(h->jid);
-            PyObject *index = PyLong_FromLongLong(h->start + i);
-            int rc = -1;
-            if (owner && jid && index) {
-                PyObject *args[] = {owner, jid, index, x, exc};
-                rc = fallback(st, FB_ERROR, args, 5);
-            }
-            Py_XDECREF(owner);
-            Py_XDECREF(jid);
-            Py_XDECREF(index);
+            int rc = fallback(st, FB_ERROR, "(" FB_IDS "LOO)", FB_ID_ARGS(h),
+                              (long long)(h->start + i), x, exc);
             Py_DECREF(exc);
             Py_DECREF(x);
             return rc;
@@ -236,16 +243,8 @@ static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject 
     if (rc == 0)
         return 0;
     PyObject *exc = cpy_take_exception();
-    PyObject *owner = PyLong_FromLong(h->pe);
-    PyObject *jid = PyLong_FromUnsignedLongLong(h->jid);
-    PyObject *start = PyLong_FromLongLong(h->start);
-    if (owner && jid && start) {
-        PyObject *args[] = {owner, jid, start, items, exc};
-        rc = fallback(st, FB_UNSENDABLE, args, 5);
-    }
-    Py_XDECREF(owner);
-    Py_XDECREF(jid);
-    Py_XDECREF(start);
+    rc = fallback(st, FB_UNSENDABLE, "(" FB_IDS "LOO)", FB_ID_ARGS(h), (long long)h->start,
+                  items, exc);
     Py_DECREF(exc);
     return rc;
 }
@@ -285,14 +284,10 @@ static int run_single(cpy_state *st, const pool_hdr *h, PyObject *task) {
         PyErr_SetString(PyExc_RuntimeError, "corrupt charm.pool task");
         return -1;
     }
-    PyObject *owner = PyLong_FromLong(h->pe);
-    PyObject *tid = PyLong_FromUnsignedLongLong(h->jid);
     int rc = -1, ran = 0;
-    if (!owner || !tid) {
-        ;
-    } else if (!func) {
-        PyObject *fargs[] = {owner, tid, data, t[1], args, kwargs, t[4]};
-        rc = fallback(st, FB_SINGLE, fargs, 7);
+    if (!func) {
+        rc = fallback(st, FB_SINGLE, "(" FB_IDS "OOOOO)", FB_ID_ARGS(h), data, t[1], args,
+                      kwargs, t[4]);
     } else {
         Py_INCREF(func); /* the call may empty the cache */
         Py_INCREF(task);
@@ -310,14 +305,12 @@ static int run_single(cpy_state *st, const pool_hdr *h, PyObject *task) {
         Py_XDECREF(value);
         if (rc < 0) { /* it raised, or its result cannot be sent back */
             PyObject *exc = cpy_take_exception();
-            PyObject *fargs[] = {owner, tid, exc, ran ? Py_True : Py_False};
-            rc = fallback(st, FB_SINGLE_RAISED, fargs, 4);
+            rc = fallback(st, FB_SINGLE_RAISED, "(" FB_IDS "OO)", FB_ID_ARGS(h), exc,
+                          ran ? Py_True : Py_False);
             Py_DECREF(exc);
         }
         Py_DECREF(task);
     }
-    Py_XDECREF(owner);
-    Py_XDECREF(tid);
     return rc;
 }
 
@@ -342,17 +335,8 @@ void cpy_pool_on_task(cp_ctx *ctx, cp_msg *msg, void *user) {
         if (nested < 0) {
             rc = -1;
         } else if (nested || PyExceptionInstance_Check(func)) {
-            PyObject *owner = PyLong_FromLong(h.pe);
-            PyObject *jid = PyLong_FromUnsignedLongLong(h.jid);
-            PyObject *start = PyLong_FromLongLong(h.start);
-            rc = -1;
-            if (owner && jid && start) {
-                PyObject *args[] = {owner, jid, start, items};
-                rc = fallback(st, FB_TASKS, args, 4);
-            }
-            Py_XDECREF(owner);
-            Py_XDECREF(jid);
-            Py_XDECREF(start);
+            rc = fallback(st, FB_TASKS, "(" FB_IDS "LO)", FB_ID_ARGS(&h), (long long)h.start,
+                          items);
         } else {
             rc = run_chunk(st, &h, func, items);
         }
@@ -365,11 +349,13 @@ void cpy_pool_on_task(cp_ctx *ctx, cp_msg *msg, void *user) {
 
 /* ---- the owner: sending chunks ----------------------------------------------- */
 
-/* The job's objects are there (pool.py may not delete them). */
+/* The job's objects are there: the setters refuse deletion, so only the
+ * garbage collector's clear (job_clear) empties them. */
 static int job_ready_to_run(PoolJob *j) {
     if (!j->it || !j->exc || !j->waiter || !j->bar || !j->ready || !j->results ||
         !j->futures) {
-        PyErr_SetString(PyExc_TypeError, "charm.pool: a job's attributes cannot be deleted");
+        PyErr_SetString(PyExc_RuntimeError, "charm.pool: the job was cleared by the garbage "
+                                            "collector while still running");
         return -1;
     }
     return 0;
@@ -381,18 +367,10 @@ static long long job_limit(const PoolJob *j) {
     return j->window > fill ? j->window : fill;
 }
 
-/* A call of method `name` of the job with n borrowed arguments (pool.py's
- * side of the job); 0 or -1 with an exception. */
-static int job_call(PoolJob *j, const char *name, PyObject *const *args, size_t n) {
-    PyObject *meth = PyUnicode_InternFromString(name);
-    if (!meth)
-        return -1;
-    PyObject *full[4] = {(PyObject *)j};
-    for (size_t i = 0; i < n && i < 3; i++)
-        full[i + 1] = args[i];
-    PyObject *r = PyObject_VectorcallMethod(meth, full, (n + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                            NULL);
-    Py_DECREF(meth);
+/* A call of pool.py's method `name` of the job without arguments; 0 or -1
+ * with an exception. */
+static int job_call(PoolJob *j, const char *name) {
+    PyObject *r = PyObject_CallMethod((PyObject *)j, name, NULL);
     Py_XDECREF(r);
     return r ? 0 : -1;
 }
@@ -401,16 +379,10 @@ static int job_call(PoolJob *j, const char *name, PyObject *const *args, size_t 
  * the iterator raised; else chunk of n items for pe could not be sent). */
 static int fill_error(PoolJob *j, int pe, Py_ssize_t n) {
     PyObject *exc = cpy_take_exception();
-    PyObject *p = PyLong_FromLong(pe), *k = PyLong_FromSsize_t(n);
-    int rc = -1;
-    if (p && k) {
-        PyObject *args[] = {exc, p, k};
-        rc = job_call(j, "_fill_error", args, 3);
-    }
-    Py_XDECREF(p);
-    Py_XDECREF(k);
+    PyObject *r = PyObject_CallMethod((PyObject *)j, "_fill_error", "Oin", exc, pe, n);
     Py_DECREF(exc);
-    return rc;
+    Py_XDECREF(r);
+    return r ? 0 : -1;
 }
 
 /* The next chunk of items from the iterator (new reference, maybe empty:
@@ -512,23 +484,12 @@ static int job_store(PoolJob *j, long long start, PyObject *values) {
 
 /* multi_future: each result to its future. */
 static int job_deliver(PoolJob *j, long long start, PyObject *values) {
-    PyObject *name = PyUnicode_InternFromString("_deliver");
-    if (!name)
-        return -1;
     int rc = 0;
     for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(values); i++) {
         PyObject *f = PySequence_GetItem(j->futures, start + i);
-        PyObject *r = NULL;
-        if (f) {
-            PyObject *args[] = {f, Py_None, PyList_GET_ITEM(values, i), Py_None};
-            r = PyObject_VectorcallMethod(name, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                          NULL);
-            Py_DECREF(f);
-        }
-        rc = r ? 0 : -1;
-        Py_XDECREF(r);
+        rc = f ? deliver(f, PyList_GET_ITEM(values, i)) : -1;
+        Py_XDECREF(f);
     }
-    Py_DECREF(name);
     return rc;
 }
 
@@ -553,7 +514,7 @@ static void job_tune(PoolJob *j, Py_ssize_t n, double secs) {
 }
 
 static int job_wake(PoolJob *j) {
-    return j->waiter == Py_None ? 0 : job_call(j, "wake", NULL, 0);
+    return j->waiter == Py_None ? 0 : job_call(j, "wake");
 }
 
 /* The job ends (pool.py's _end) when every chunk sent came back, after an
@@ -561,7 +522,7 @@ static int job_wake(PoolJob *j) {
 static int job_check_end(PoolJob *j) {
     if (j->ended || j->nflight > 0 || (j->exc == Py_None && !j->exhausted))
         return 0;
-    return job_call(j, "_end", NULL, 0);
+    return job_call(j, "_end");
 }
 
 /* A chunk came back from pe with `values` (borrowed). */
@@ -637,16 +598,8 @@ static int single_done(cpy_state *st, const pool_hdr *h, PyObject *values) {
                load_add(st, PyTuple_GET_ITEM(entry, 1), -1) == 0) {
         PyObject *f = PyTuple_GET_ITEM(entry, 0);
         rc = 0;
-        if (f != Py_None) {
-            PyObject *name = PyUnicode_InternFromString("_deliver");
-            PyObject *args[] = {f, Py_None, PyList_GET_ITEM(values, 0), Py_None};
-            PyObject *r = name ? PyObject_VectorcallMethod(
-                                     name, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
-                               : NULL;
-            Py_XDECREF(name);
-            rc = r ? 0 : -1;
-            Py_XDECREF(r);
-        }
+        if (f != Py_None)
+            rc = deliver(f, PyList_GET_ITEM(values, 0));
     }
     Py_XDECREF(entry);
     Py_XDECREF(tid);

@@ -187,7 +187,7 @@ def test_checkpoint_before_user_qd(btl, tmp_path):
         assert "restarted with counters [0, 0" in res.stdout, res
 
 
-@pytest.mark.parametrize("mode", ["order", "nested", "errors", "jobs"])
+@pytest.mark.parametrize("mode", ["order", "nested", "errors", "jobs", "singlec"])
 def test_pool(mode, btl):
     # charm.pool under mpirun: the same program as under charmrun
     # (test_pool.py says what each mode checks).

@@ -282,3 +282,10 @@ def test_regression_huge_chunksize(pes):
 def test_job_attributes_guarded():
     """What the C side of a job uses cannot be deleted or made a non-iterator."""
     run_ok("pool_modes", 2, "jobattrs", timeout=60)
+
+
+@pytest.mark.parametrize("pes", [1, 2, 3, 8], ids=lambda n: f"P{n}")
+def test_submit_in_c(pes):
+    """submit of a function each PE ran before (pool.c runs it there in C):
+    arguments, a task that raises and a result that cannot be sent back."""
+    run_ok("pool_modes", pes, "singlec", timeout=90)

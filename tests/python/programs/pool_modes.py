@@ -101,6 +101,11 @@ Modes that show bugs (see test_pool.py):
             senders' shared memory (the workers' sends ran out of memory)
   hugechunk chunksize=sys.maxsize (one chunk) through imap, imap_unordered
             and map: right results (the window's size overflowed in C)
+  singlec   submit of a function every PE has run before (pool.c runs it
+            in C there): args and kwargs arrive, a task that raises gives
+            its exception (remote traceback naming the function), a result
+            that cannot be sent back a TypeError saying so, from every PE,
+            several rounds
   jobattrs  a job's attributes that the C side uses cannot be deleted, and
             its iterator cannot be replaced by a non-iterator
 """
@@ -896,6 +901,42 @@ def mode_hugechunk(P):
     it = charm.pool.imap(sq1, iter(range(n)), chunksize=sys.maxsize)
     assert it._job.limit >= sys.maxsize, it._job.limit
     assert list(it) == want
+
+
+def picky(x, k=0, lock=False):
+    if x % 5 == 3:
+        raise ValueError(f"picky {x}")
+    return threading.Lock() if lock else (x, k, charm.myPe())
+
+
+def mode_singlec(P):
+    # Warm up: every PE unpickles picky once (the first call is pool.py's).
+    fs = [charm.pool.submit(picky, 1) for _ in range(4 * P)]
+    assert all(f.get()[:2] == (1, 0) for f in fs)
+    for _ in range(3):
+        n = 14 * P
+        fs = [(x, charm.pool.submit(picky, x, k=x + 1, lock=(x % 7 == 6))) for x in range(n)]
+        pes, unsendable = set(), 0
+        for x, f in fs:
+            try:
+                v = f.get()
+            except ValueError as e:
+                assert x % 5 == 3 and str(e) == f"picky {x}", (x, e)
+                assert "picky" in getattr(e, "remote_traceback", ""), e
+                continue
+            except TypeError as e:
+                assert x % 7 == 6 and "cannot be sent back" in str(e), (x, e)
+                unsendable += 1
+                continue
+            assert x % 5 != 3, (x, v)
+            if x % 7 == 6:   # a Lock: it ran on PE 0, whose results come by reference
+                assert isinstance(v, type(threading.Lock())), (x, v)
+            else:
+                assert v[:2] == (x, x + 1), (x, v)
+                pes.add(v[2])
+        assert len(pes) == P, pes
+        # The Locks made on the other PEs could not come back.
+        assert unsendable > 0 or P == 1, unsendable
 
 
 def mode_jobattrs(P):
