@@ -41,6 +41,7 @@
            says why on stderr) and one whose coroutine is suspended stays;
            the others move and the program goes on
 """
+import os
 import sys
 import threading
 import time
@@ -281,9 +282,10 @@ def comm(P):
     print("pairs on PEs", pairs, "edges", [s["edges"] for s in charm.lbStats()])
     assert all(s["edges"] == n for s in charm.lbStats()), charm.lbStats()
     together = sum(p == q for p, q in pairs)
-    if P <= 4:
+    if P <= (os.cpu_count() or 1):
         assert together == len(pairs), pairs
-    else:   # oversubscribed: measured background can outweigh a pair's calls
+    else:   # oversubscribed (4 PEs on 2 cores split 2 of 8 pairs once, under
+            # mpirun): measured background can outweigh a pair's calls
         assert together >= 3 * len(pairs) // 4, pairs
 
 
