@@ -4,6 +4,9 @@ charmpy's API is charm4py's, so the very same program measures both:
 SUITE_CHARM=charm4py imports charm4py, anything else charmpy.
 
     charmrun -n 2 chares.py latency [sizes=8,64,...]       ping-pong, one-way µs per size
+    charmrun -n 2 chares.py chanlat [sizes=8,...]           a channel ping-pong (coroutines,
+                                                            send/recv) and the entry-method
+                                                            ping-pong, repetitions interleaved
     charmrun -n 2 chares.py rate [window=64]                calls/s, windows of calls in flight
     charmrun -n 2 chares.py bw [sizes=...] [window=8]       GB/s of numpy float64 arguments
     charmrun -n P chares.py bcast n=1000                    µs per broadcast + sum reduction
@@ -26,9 +29,11 @@ from common import emit, log, measure, now, one_way_us  # noqa: E402
 
 LIB = os.environ.get("SUITE_CHARM", "charmpy")
 if LIB == "charm4py":
-    from charm4py import Array, ArrayMap, Chare, Future, Group, Reducer, charm, coro, when
+    from charm4py import (Array, ArrayMap, Channel, Chare, Future, Group, Reducer, charm, coro,
+                          when)
 else:
-    from charmpy import Array, ArrayMap, Chare, Future, Group, Reducer, charm, coro, when
+    from charmpy import (Array, ArrayMap, Channel, Chare, Future, Group, Reducer, charm, coro,
+                         when)
 
 import numpy as np  # noqa: E402
 
@@ -88,6 +93,58 @@ def latency(opts):
             return f.get()
         n, vals = measure(batch, one_way_us)
         emit("latency", vals, "us", size=size, iters=n)
+
+
+# ---- chanlat: ping-pong over a channel, beside the entry-method one --------------
+class ChanEnd(Chare):
+    def setup(self, other):
+        self.other = other
+
+    @coro
+    def open(self):
+        self.ch = Channel(self, remote=self.other)
+
+    @coro
+    def run(self, iters, msg, first, done):
+        ch = self.ch
+        t0 = now()
+        if first:
+            for _ in range(iters):
+                ch.send(msg)
+                msg = ch.recv()
+            done.send(now() - t0)
+        else:
+            for _ in range(iters):
+                ch.send(ch.recv())
+
+
+def chanlat(opts):
+    a, b = pair(ChanEnd, ChanEnd)
+    fa, fb = a.open(awaitable=True), b.open(awaitable=True)
+    fa.get()
+    fb.get()
+    p, _ = pair(Pinger, Ponger)
+    for size in common.sizes_arg(opts["sizes"], (8,)):
+        msg = common.payload(size)
+
+        def ch_batch(n):
+            f = Future()
+            b.run(n, None, False, None)
+            a.run(n, msg, True, f)
+            return f.get()
+
+        def em_batch(n):
+            f = Future()
+            p.run(n, msg, f)
+            return f.get()
+        n = common.calibrate(ch_batch)
+        m = common.calibrate(em_batch)
+        ch_vals, em_vals = [], []
+        for _ in range(common.REPS):
+            ch_vals.append(one_way_us(n, ch_batch(n)))
+            em_vals.append(one_way_us(m, em_batch(m)))
+        emit("chanlat", ch_vals, "us", size=size, iters=n, kind="channel")
+        emit("chanlat", em_vals, "us", size=size, iters=m, kind="entry")
 
 
 # ---- rate and bw: windows of calls in flight, one acknowledgement a window ------
@@ -301,7 +358,7 @@ def create(opts):
 
 
 def main(args):
-    modes = {"latency": latency, "rate": rate, "bw": bw, "bcast": bcast,
+    modes = {"latency": latency, "chanlat": chanlat, "rate": rate, "bw": bw, "bcast": bcast,
              "jacobi": jacobi, "create": create}
     mode, opts = common.parse_args(args[1:], sizes="", window="", n="1000",
                                    grid="2048", blocks="4", check="")

@@ -18,7 +18,7 @@ from .futures import Future  # noqa: E402
 from .options import Options  # noqa: E402
 from .readonly import readonlies  # noqa: E402
 from .reduction import Reducer  # noqa: E402
-from .unavailable import Channel  # noqa: E402
+from .channel import Channel  # noqa: E402
 from .when import when  # noqa: E402
 
 __all__ = ["charm", "Chare", "Group", "Array", "ArrayMap", "Reducer", "Future", "Channel",

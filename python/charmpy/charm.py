@@ -256,7 +256,7 @@ charm.on_message("N", charm.note)
 # The feature modules, which register their runtime messages, and the
 # public functions of `charm` they provide.
 from . import errors, futures, coro, when, chare, reduction, location, migration  # noqa: E402
-from . import remote, stats, lb, qd, checkpoint, pool, unavailable  # noqa: E402
+from . import remote, stats, lb, qd, checkpoint, pool, channel, unavailable  # noqa: E402
 
 charm.Future = futures.Future
 charm.createFuture = futures.create_future

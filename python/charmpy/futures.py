@@ -226,7 +226,8 @@ def wait(objs):
 
 
 def iwait(objs):
-    """charm.iwait(futures): yield each future as it becomes ready."""
+    """charm.iwait(objs): yield each future or channel as it becomes ready
+    (a channel is ready when recv() would not wait)."""
     pending = list(objs)
     while pending:
         ready = [f for f in pending if f.ready()]

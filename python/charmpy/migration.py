@@ -79,7 +79,7 @@ def depart(obj):
         lb_move = obj.__dict__.pop("_charmpy_lb_move", False)
         internal = {k: v for k, v in obj.__dict__.items() if k in _INTERNAL or
                     k.startswith("_charmpy_")}
-        state = (obj, internal, items, lb_move)
+        state = _Travel((obj, internal, items, lb_move))
         info = charm._colls[coll]
         _charmpy.lb_forget(obj)
         # Encoded by the codec (pickle protocol 5, big buffers out of band);
@@ -90,6 +90,20 @@ def depart(obj):
     info.nlocal -= 1
     reduction.member_left(info, obj)
     return True
+
+
+class _Travel:
+    """A departing chare's state as one pickle (the codec encodes a tuple's
+    items apart), so that objects the chare and the runtime's entries in it
+    share (a channel in an attribute and in the chare's channel table)
+    arrive shared."""
+    __slots__ = ("state",)
+
+    def __init__(self, state):
+        self.state = state
+
+    def __reduce__(self):
+        return (_Travel, (self.state,))
 
 
 def _stay(obj, mig, held, to, why):
@@ -104,7 +118,7 @@ def _stay(obj, mig, held, to, why):
 
 def on_arrive(coll, key, state, expected, mig, src, nbytes):
     """The arrive hook: a chare migrated here from PE src."""
-    obj, internal, items, lb_move = state
+    obj, internal, items, lb_move = state.state
     obj.__dict__.update(internal)
     info = charm._colls.get(coll)
     if info is None:

@@ -18,10 +18,3 @@ def combine(*proxies):
 def no_section(section):
     if section is not None:
         _missing("sections", "a reduction over a section (section=)")
-
-
-class Channel:
-    """Channel(self, remote=proxy): a direct stream between two chares."""
-
-    def __init__(self, chare, remote, local=None):
-        _missing("channels", "Channel(...)")

@@ -60,6 +60,12 @@ enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
  * the element's home behind the sender's calls that take that path (it is
  * numbered and ordered like a call: location.c). */
 #define CPY_M_SWITCH 0xfffc
+/* Channel messages (channel.c): data, and the open of a channel's end. They
+ * are numbered and ordered as calls are (below CPY_M_SPECIAL). */
+#define CPY_M_CHAN 0xfffb
+#define CPY_M_CHANOPEN 0xfffa
+/* Entry methods are numbered below this. */
+#define CPY_M_ENTRY_LIMIT 0xfffa
 
 /* A direct call to an element that moved (sent where the sender's location
  * cache says it is) carries in the runtime message's tag its sender PE + 1
@@ -238,6 +244,13 @@ typedef struct cpy_state {
     PyObject *pool_job_type;  /* pool.c: the PoolJob type */
     PyObject *pool_tables;    /* pool.py's dicts (pool.c: T_*), or NULL */
     PyObject *pool_fallbacks; /* pool.py's functions for the rare cases, or NULL */
+    PyObject *chan_type;      /* channel.c: the Channel type */
+    PyObject *chan_rebuild;   /* _charmpy._chan_rebuild (a pickled Channel) */
+    PyObject *chan_getcurrent, *chan_coro_type; /* greenlet.getcurrent, coro.Coroutine */
+    PyObject *chan_resume, *chan_after_run;     /* coro.resume, coro._after_run */
+    PyObject *str_switch, *str_dead, *str_parent, *str_chans, *str_chanq;
+    PyObject *str_chan_send, *str_chan_open;
+    uint64_t chan_next;       /* the next channel end's id (low bits) */
 } cpy_state;
 
 /* ---- module.c ------------------------------------------------------------- */
@@ -261,6 +274,9 @@ void cpy_on_entry(cp_ctx *ctx, cp_msg *msg, void *user);
 /* Deliver an entry-method message to `members` (a dict key -> chare) of its
  * collection on this PE; takes msg. */
 void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members);
+/* After Python code of chare obj ran: re-examine what it holds (@when
+ * messages, waiting coroutines). 0, or -1 with an exception. */
+int cpy_recheck_held(cpy_state *st, PyObject *obj);
 /* Free a message that will not be delivered (it may own references). */
 void cpy_discard(cpy_state *st, cp_msg *msg);
 /* The arguments of an entry message (new references; kwargs NULL when
@@ -399,6 +415,26 @@ int cpy_forward(cpy_state *st, cp_msg *msg, int pe);
 /* The same for a direct call: the message (or its re-encoded copy) takes
  * the next number of `direct` right before it is sent. */
 int cpy_forward_direct(cpy_state *st, cp_msg *msg, int pe, PyObject *direct);
+
+/* Send a message of the runtime's own (hdr->method, fut_id, fut_pe as the
+ * caller sets them) to the chare named by `proxy`, an element proxy, as a
+ * call to it would go. 0 or -1 with an exception. */
+int cpy_proxy_send(cpy_state *st, PyObject *proxy, const em_hdr *hdr, PyObject *name,
+                   PyObject *args);
+/* 1 when `proxy` names one chare (an element proxy or a single chare's),
+ * 0 when it is another proxy or not a proxy, -1 with an exception. */
+int cpy_proxy_is_element(cpy_state *st, PyObject *proxy);
+
+/* ---- channel.c ------------------------------------------------------------ */
+
+int cpy_chan_init(PyObject *module, cpy_state *st);
+int cpy_chan_traverse(cpy_state *st, visitproc visit, void *arg);
+void cpy_chan_clear(cpy_state *st);
+/* A channel message (CPY_M_CHAN or CPY_M_CHANOPEN) for chare obj, with the
+ * sender's end id, the message's number and its decoded arguments
+ * (borrowed); errors are reported (they end the job). */
+void cpy_chan_deliver(cpy_state *st, PyObject *obj, int method, uint64_t id, uint32_t seq,
+                      PyObject *args);
 
 /* ---- args.c --------------------------------------------------------------- */
 

@@ -121,19 +121,23 @@ static void describe_target(char *buf, size_t n, PyObject *obj, PyObject *key,
 
 /* After Python code of `obj` ran: if the chare holds messages (@when) or
  * waiting coroutines, let the Python side re-examine them. */
-static void recheck_held(cpy_state *st, PyObject *obj) {
+int cpy_recheck_held(cpy_state *st, PyObject *obj) {
     if (PyDict_GET_SIZE(st->held) == 0)
-        return;
+        return 0;
     PyObject *id = PyLong_FromVoidPtr(obj);
     int held = id ? PyDict_Contains(st->held, id) : -1;
     Py_XDECREF(id);
     PyObject *r = held > 0 ? cpy_hook(st, CPY_HOOK_RECHECK, &obj, 1)
                            : (held == 0 ? Py_NewRef(Py_None) : NULL);
-    if (!r) {
-        cpy_report_error(st, "re-examining held @when messages");
-        return;
-    }
+    if (!r)
+        return -1;
     Py_DECREF(r);
+    return 0;
+}
+
+static void recheck_held(cpy_state *st, PyObject *obj) {
+    if (cpy_recheck_held(st, obj) < 0)
+        cpy_report_error(st, "re-examining held @when messages");
 }
 
 /* A chare asked to migrate (self.migrate): it moves now, once the entry
@@ -345,6 +349,22 @@ void cpy_deliver(cpy_state *st, cp_msg *msg, PyObject *members) {
         deliver_in_order(st, msg, members);
 }
 
+/* A channel's message for member obj (channel.c); takes msg. */
+__attribute__((noinline)) static void deliver_chan(cpy_state *st, cp_msg *msg, PyObject *obj) {
+    em_hdr *h = cp_msg_data(msg);
+    int method = h->method;
+    uint64_t id = h->fut_id;
+    uint32_t seq = (uint32_t)h->fut_pe;
+    PyObject *args, *kwargs;
+    if (take_args(st, msg, &args, &kwargs) < 0) {
+        cpy_report_error(st, "receiving a channel message");
+        return;
+    }
+    Py_XDECREF(kwargs);
+    cpy_chan_deliver(st, obj, method, id, seq, args);
+    Py_DECREF(args);
+}
+
 static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
     em_hdr *h = cp_msg_data(msg);
     unsigned long long coll = (unsigned long long)h->coll;
@@ -383,6 +403,12 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
             return;
         }
         Py_INCREF(obj);
+    }
+    if (!bcast && (method == CPY_M_CHAN || method == CPY_M_CHANOPEN)) {
+        deliver_chan(st, msg, obj);
+        Py_DECREF(obj);
+        Py_DECREF(key);
+        return;
     }
     long ncopies = 0;
     if (bcast && st->nmoved && (ncopies = cpy_loc_bcast_copies(st, msg, members)) < 0)

@@ -739,7 +739,7 @@ static int mod_exec(PyObject *module) {
     if (PyModule_AddObjectRef(module, "held", st->held) < 0)
         return -1;
     if (cpy_proxy_types_init(module, st) < 0 || cpy_args_init(module, st) < 0 ||
-        cpy_pool_init(module, st) < 0)
+        cpy_pool_init(module, st) < 0 || cpy_chan_init(module, st) < 0)
         return -1;
     if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0 ||
         PyModule_AddFunctions(module, cpy_codec_methods) < 0 ||
@@ -767,6 +767,8 @@ static int mod_traverse(PyObject *module, visitproc visit, void *arg) {
     int rc = cpy_codec_traverse(&st->codec, visit, arg);
     if (!rc)
         rc = cpy_pool_traverse(st, visit, arg);
+    if (!rc)
+        rc = cpy_chan_traverse(st, visit, arg);
     return rc ? rc : cpy_loc_traverse(st, visit, arg);
 }
 
@@ -787,6 +789,7 @@ static int mod_clear(PyObject *module) {
     Py_CLEAR(st->str_mig);
     cpy_codec_clear(&st->codec);
     cpy_pool_clear(st);
+    cpy_chan_clear(st);
     cpy_loc_clear(st);
     return 0;
 }

@@ -248,6 +248,72 @@ static PyObject *reply_future(cpy_state *st, long nvals, int ret, int bcast, uin
     return fut;
 }
 
+/* Where a call through proxy p goes: *pe (-1: every PE), the index in h,
+ * the location cache entry of a direct call in *direct, the number of
+ * replies in *nvals (values, or PEs for a broadcast). 0 or -1. */
+static inline int route(cpy_state *st, ProxyObject *p, em_hdr *h, int *pe, PyObject **direct,
+                        long *nvals) {
+    switch (p->place.kind) {
+    case CPY_CHARE:
+        *pe = p->pe; /* its home (wrapped after a restart on fewer PEs) ... */
+        if (*pe >= cp_num_pes(st->ctx))
+            *pe %= cp_num_pes(st->ctx);
+        if (*pe != cp_my_pe(st->ctx)) { /* ... or where this PE heard it moved */
+            int at = st->ncached ? cpy_loc_cached(st, p->coll, direct) : -1;
+            if (at >= 0)
+                *pe = at;
+            else if (PyErr_Occurred())
+                return -1;
+            else
+                st->chare_remote++; /* through its home (location.c, mod_loc_arrived) */
+        }
+        break;
+    case CPY_GROUP:
+        *pe = p->elem ? p->pe : -1;
+        h->idx[0] = p->pe;
+        if (!p->elem)
+            *nvals = p->pes ? (long)PyTuple_GET_SIZE(p->pes) : cp_num_pes(st->ctx);
+        break;
+    default:
+        h->ndims = (uint16_t)p->place.ndims;
+        memcpy(h->idx, p->idx, sizeof h->idx);
+        if (p->elem &&
+            (*pe = cpy_loc_send_pe(st, p->coll, &p->place, p->idx, &h->flags, direct)) == -1)
+            return -1;
+        if (!p->elem)
+            *nvals = cp_num_pes(st->ctx);
+        break;
+    }
+    return 0;
+}
+
+int cpy_proxy_is_element(cpy_state *st, PyObject *proxy) {
+    if (!PyObject_TypeCheck(proxy, (PyTypeObject *)st->proxy_type))
+        return 0;
+    ProxyObject *p = (ProxyObject *)proxy;
+    return p->elem || p->place.kind == CPY_CHARE;
+}
+
+int cpy_proxy_send(cpy_state *st, PyObject *proxy, const em_hdr *hdr, PyObject *name,
+                   PyObject *args) {
+    if (cpy_proxy_is_element(st, proxy) != 1) {
+        PyErr_Format(PyExc_TypeError, "%U: %R is not the proxy of one chare", name, proxy);
+        return -1;
+    }
+    ProxyObject *p = (ProxyObject *)proxy;
+    em_hdr h = *hdr;
+    h.coll = p->coll;
+    int pe = -1;
+    PyObject *direct = NULL;
+    long nvals = 1;
+    if (route(st, p, &h, &pe, &direct, &nvals) < 0 ||
+        cpy_send_entry(st, pe, &h, name, args, NULL, direct) < 0)
+        return -1;
+    if (h.flags & EM_ROUTE)
+        cpy_loc_note_routed(st, p->coll);
+    return 0;
+}
+
 static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwargs) {
     cpy_state *st = cpy_state_of_type(Py_TYPE(self));
     ProxyObject *p = self->proxy;
@@ -260,36 +326,8 @@ static PyObject *caller_call(CallerObject *self, PyObject *args, PyObject *kwarg
     int pe = -1;
     PyObject *direct = NULL; /* a direct call's location cache entry (location.c) */
     long nvals = 1; /* replies: values, or PEs for a broadcast */
-    switch (p->place.kind) {
-    case CPY_CHARE:
-        pe = p->pe; /* its home (wrapped after a restart on fewer PEs) ... */
-        if (pe >= cp_num_pes(st->ctx))
-            pe %= cp_num_pes(st->ctx);
-        if (pe != cp_my_pe(st->ctx)) { /* ... or where this PE heard it moved */
-            int at = st->ncached ? cpy_loc_cached(st, p->coll, &direct) : -1;
-            if (at >= 0)
-                pe = at;
-            else if (PyErr_Occurred())
-                return NULL;
-            else
-                st->chare_remote++; /* through its home (location.c, mod_loc_arrived) */
-        }
-        break;
-    case CPY_GROUP:
-        pe = p->elem ? p->pe : -1;
-        h.idx[0] = p->pe;
-        if (!p->elem)
-            nvals = p->pes ? (long)PyTuple_GET_SIZE(p->pes) : cp_num_pes(st->ctx);
-        break;
-    default:
-        h.ndims = (uint16_t)p->place.ndims;
-        memcpy(h.idx, p->idx, sizeof h.idx);
-        if (p->elem && (pe = cpy_loc_send_pe(st, p->coll, &p->place, p->idx, &h.flags, &direct)) == -1)
-            return NULL;
-        if (!p->elem)
-            nvals = cp_num_pes(st->ctx);
-        break;
-    }
+    if (route(st, p, &h, &pe, &direct, &nvals) < 0)
+        return NULL;
     PyObject *fut = NULL;
     if (ret || awaitable) {
         fut = reply_future(st, nvals, ret, pe == -1, &h.fut_id);
@@ -664,7 +702,7 @@ static PyObject *proxy_getattro(ProxyObject *self, PyObject *name) {
     if (code) {
         cpy_state *st = cpy_state_of_type(Py_TYPE(self));
         long method = PyLong_AsLong(code);
-        if (method < 0 || method >= CPY_M_SPECIAL)
+        if (method < 0 || method >= CPY_M_ENTRY_LIMIT)
             return PyErr_Format(PyExc_ValueError, "%s has too many entry methods",
                                 ((PyTypeObject *)self->cls)->tp_name);
         CallerObject *c = PyObject_GC_New(CallerObject, (PyTypeObject *)st->caller_type);

@@ -194,3 +194,13 @@ def test_pool(mode, btl):
     for np in (3, 4):
         rc, out, err = mpirun("pool_modes", np, btl, mode, timeout=120)
         assert "OK pool_modes" in out, (out, err)
+
+
+@pytest.mark.parametrize("mode", ["basic", "numpy", "ring", "late", "iwait", "migrate", "storm",
+                                  "errors"])
+def test_channels(mode, btl):
+    # Channels under mpirun: the same program as under charmrun
+    # (test_channels.py says what each mode checks).
+    for np in (3, 4):
+        rc, out, err = mpirun("chan_modes", np, btl, mode, timeout=120)
+        assert "OK chan_modes" in out, (out, err)

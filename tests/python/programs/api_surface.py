@@ -122,8 +122,13 @@ class Elem(Chare):
         ch = globals().get("Channel")
         if ch is None:
             return ["Channel is not exported by charmpy"]
-        expect_not_implemented("Channel(self, remote=...)", "channel",
-                               lambda: ch(self, remote=other))
+        try:
+            c = ch(self, remote=other)
+            for name in ("send", "recv", "ready"):
+                if not callable(getattr(c, name, None)):
+                    problem(f"a Channel has no method {name}()")
+        except Exception as e:
+            problem(f"Channel(self, remote=...) raised {type(e).__name__}: {e}")
         return _take(before)
 
     @coro
