@@ -203,7 +203,7 @@ bench: all venv
 	python3 bench/suite/run.py
 	bench/py/lb_run.sh
 	bench/py/pool_run.sh
-	bench/py/chan_run.py
+	bench/py/chansec_run.py
 
 # The flags a program linking the library needs (bench/run.sh uses them).
 print-ldlibs:

@@ -326,6 +326,7 @@ run_pe() {
         expect_ok storm "$p" "OK storm P=$p" storm
         expect_ok "segs (cp_send_segs, copied)" "$p" "OK segs P=$p" segs
         expect_ok bcast "$p" "OK bcast P=$p" bcast
+        expect_ok mcast "$p" "OK mcast P=$p" mcast
         expect_ok reduce "$p" "OK reduce P=$p" reduce
         expect_ok bigmsg "$p" "OK bigmsg P=$p" bigmsg
         expect_ok timers "$p" "OK timers P=$p" timers

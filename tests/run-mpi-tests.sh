@@ -302,6 +302,7 @@ run_btl() {
         expect_ok storm "$p" "OK storm P=$p" -- "$PEBIN/storm"
         expect_ok "segs (cp_send_segs, in place)" "$p" "OK segs P=$p (" -- "$PEBIN/segs"
         expect_ok bcast "$p" "OK bcast P=$p" -- "$PEBIN/bcast"
+        expect_ok mcast "$p" "OK mcast P=$p" -- "$PEBIN/mcast"
         expect_ok reduce "$p" "OK reduce P=$p" -- "$PEBIN/reduce"
         expect_ok "bigmsg (256 MiB)" "$p" "OK bigmsg P=$p" -- "$PEBIN/bigmsg"
         expect_ok timers "$p" "OK timers P=$p" -- "$PEBIN/timers"

@@ -10,6 +10,8 @@ SUITE_CHARM=charm4py imports charm4py, anything else charmpy.
     charmrun -n 2 chares.py rate [window=64]                calls/s, windows of calls in flight
     charmrun -n 2 chares.py bw [sizes=...] [window=8]       GB/s of numpy float64 arguments
     charmrun -n P chares.py bcast n=1000                    µs per broadcast + sum reduction
+    charmrun -n P chares.py secbcast n=1000                 ns a member: broadcast + sum over
+                                                            the array, then over a[0:n:2]
     charmrun -n P chares.py jacobi grid=2048 blocks=4       ms per iteration, blocks x blocks chares
                                            [check=ITERS]   only: the max change after ITERS iterations
     charmrun -n P chares.py create n=1000000                s to create, bytes per element
@@ -239,6 +241,50 @@ def bcast(opts):
     emit("bcast", vals, "us", n=n, iters=k)
 
 
+# ---- secbcast: the same over a section of half the array, per member ------------
+class SecElem(Chare):
+    def work(self, v, done):
+        self.contribute(self.thisIndex[0] + v, Reducer.sum, done)
+
+    def work_sec(self, v, sec, done):
+        self.contribute(self.thisIndex[0] + v, Reducer.sum, done, section=sec)
+
+
+def secbcast(opts):
+    n = int(opts["n"])
+    arr = Array(SecElem, n)
+    charm.awaitCreation(arr)
+    sec = arr[0:n:2]                    # every other element: on every PE
+    half = list(range(0, n, 2))
+    rounds = [0]
+
+    def whole(k):
+        t0 = now()
+        for _ in range(k):
+            r = rounds[0] = rounds[0] + 1
+            f = Future()
+            arr.work(r, f)
+            assert f.get() == n * (n - 1) // 2 + n * r
+        return now() - t0
+
+    def section(k):
+        t0 = now()
+        for _ in range(k):
+            r = rounds[0] = rounds[0] + 1
+            f = Future()
+            sec.work_sec(r, sec, f)
+            assert f.get() == sum(half) + len(half) * r
+        return now() - t0
+    kw = common.calibrate(whole)
+    ks = common.calibrate(section)
+    wv, sv = [], []
+    for _ in range(common.REPS):
+        wv.append(whole(kw) / kw / n * 1e9)
+        sv.append(section(ks) / ks / len(half) * 1e9)
+    emit("secbcast", wv, "ns per member", n=n, iters=kw, kind="whole")
+    emit("secbcast", sv, "ns per member", n=n, iters=ks, kind="section")
+
+
 # ---- jacobi: 2-D 5-point stencil over numpy blocks, halo exchange with 4 neighbours
 class RowMap(ArrayMap):
     """Blocks in row-major order, cut into numPes contiguous runs: the same
@@ -359,6 +405,7 @@ def create(opts):
 
 def main(args):
     modes = {"latency": latency, "chanlat": chanlat, "rate": rate, "bw": bw, "bcast": bcast,
+             "secbcast": secbcast,
              "jacobi": jacobi, "create": create}
     mode, opts = common.parse_args(args[1:], sizes="", window="", n="1000",
                                    grid="2048", blocks="4", check="")

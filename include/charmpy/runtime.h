@@ -145,6 +145,16 @@ int cp_send(cp_ctx *ctx, int pe, int handler, cp_msg *msg);
  * before calling its handler). */
 int cp_bcast(cp_ctx *ctx, int handler, cp_msg *msg);
 
+/* Deliver `msg` to `handler` on each of the `npes` PEs listed in `pes`
+ * (ascending, no PE twice; this PE may be among them or not), along a
+ * spanning tree over the list rooted at its first PE: the first PE gets it
+ * from this one, and every PE forwards copies to its children in the list
+ * before calling its handler. The list travels with the message (4 bytes a
+ * PE, after the payload; the handler sees `size` as given). Takes `msg` on
+ * success; CP_EINVAL for an empty or unsorted list, CP_ERANGE for a PE that
+ * does not exist (msg stays the caller's). */
+int cp_mcast(cp_ctx *ctx, int handler, cp_msg *msg, const int *pes, int npes);
+
 /*
  * Sending memory that stays where it is. A cp_seg names `len` bytes at
  * `base` in the caller's memory.

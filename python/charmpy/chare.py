@@ -6,7 +6,7 @@ the PEs of a constrained group, or along the broadcast tree to every PE);
 each PE builds its members, registers them with the location service
 (python/ext/location.c), which delivers what arrived for them early, and
 acknowledges to the creator, whose awaitCreation waits for every PE."""
-from . import _charmpy, coro, lb, migration, readonly, reduction, unavailable, when
+from . import _charmpy, coro, lb, migration, readonly, reduction, when
 from ._charmpy import Proxy
 from .charm import charm
 from .futures import Future, send_future, _futures
@@ -35,17 +35,15 @@ class Chare:
     def contribute(self, data, reducer, target, section=None):
         """Contribute `data` to this collection's next reduction; the result
         goes to `target` (a proxy method or a Future)."""
-        unavailable.no_section(section)
-        reduction.contribute(self, data, reducer, target, None)
+        reduction.contribute(self, data, reducer, target, None, section=section)
 
     def reduce(self, target, data=None, reducer=None, section=None):
         self.contribute(data, reducer, target, section)
 
     def allreduce(self, data=None, reducer=None, section=None):
         """Contribute, and get a Future with the result on every member."""
-        unavailable.no_section(section)
         f = Future()
-        reduction.contribute(self, data, reducer, None, f)
+        reduction.contribute(self, data, reducer, None, f, section=section)
         return f
 
     def wait(self, condition):

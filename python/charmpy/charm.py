@@ -256,7 +256,7 @@ charm.on_message("N", charm.note)
 # The feature modules, which register their runtime messages, and the
 # public functions of `charm` they provide.
 from . import errors, futures, coro, when, chare, reduction, location, migration  # noqa: E402
-from . import remote, stats, lb, qd, checkpoint, pool, channel, unavailable  # noqa: E402
+from . import remote, stats, lb, qd, checkpoint, pool, channel, sections  # noqa: E402
 
 charm.Future = futures.Future
 charm.createFuture = futures.create_future
@@ -272,8 +272,8 @@ charm.LBTurnInstrumentOn = lb.instrument_on
 charm.LBTurnInstrumentOff = lb.instrument_off
 charm.startQD = qd.startQD
 charm.waitQD = qd.waitQD
-charm.split = unavailable.split
-charm.combine = unavailable.combine
+charm.split = sections.split
+charm.combine = sections.combine
 charm.checkpoint = checkpoint.checkpoint
 charm.lbStats = lb.lb_stats
 charm.pool = pool.pool

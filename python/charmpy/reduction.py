@@ -138,14 +138,16 @@ def add_reducer(func, pre=None, post=None):
 # it has as many as the collection has members; a PE whose members left
 # sends nothing, and one that gets a late member sends a second part.
 SYNC = 1 << 63
+SECT = 1 << 62      # a section's stream: SECT | its id's low bits (counting, to its root)
 ROOT = 0
 
 
 class _RedState:
     """The reductions of one stream of a collection on this PE."""
-    __slots__ = ("pending", "targets", "allfuts", "hist", "parts")
+    __slots__ = ("pending", "targets", "allfuts", "hist", "parts", "section")
 
-    def __init__(self, hist):
+    def __init__(self, hist, section=None):
+        self.section = section  # a section's stream: the Section
         self.pending = {}   # reduction number -> _Redn: local members so far
         self.targets = {}   # on the tree's root: reduction number -> _Redn
         self.allfuts = {}   # reduction number -> futures of allreduce callers
@@ -167,15 +169,38 @@ def _counter(obj, stream):
     return obj.__dict__.get("_charmpy_redk", {}).get(stream, 0)
 
 
-def _state(info, stream):
+def _state(info, stream, section=None):
     st = info.red.get(stream)
     if st is None:
         hist = {}
-        for obj in (_charmpy.members(info.proxy.coll) or {}).values():
+        for key, obj in (_charmpy.members(info.proxy.coll) or {}).items():
+            if section is not None and key not in section:
+                continue
             r = _counter(obj, stream)
             hist[r] = hist.get(r, 0) + 1
-        st = info.red[stream] = _RedState(hist)
+        st = info.red[stream] = _RedState(hist, section)
+    elif section is not None and st.section is None:
+        st.section = section    # made by a part that came before any member here contributed
+        st.hist = _state_hist(info, stream, section)
     return st
+
+
+def _state_hist(info, stream, section):
+    hist = {}
+    for key, obj in (_charmpy.members(info.proxy.coll) or {}).items():
+        if key in section:
+            r = _counter(obj, stream)
+            hist[r] = hist.get(r, 0) + 1
+    return hist
+
+
+def _in(st, obj):
+    return st.section is None or _key(obj) in st.section
+
+
+def _key(obj):
+    i = obj.thisIndex
+    return i if isinstance(i, (int, tuple)) else tuple(i)
 
 
 def _move(hist, r, delta):
@@ -189,23 +214,34 @@ def _move(hist, r, delta):
 def member_arrived(info, obj):
     """A member came here (insertion or migration): its reductions count here."""
     for stream, st in info.red.items():
-        _move(st.hist, _counter(obj, stream), 1)
+        if _in(st, obj):
+            _move(st.hist, _counter(obj, stream), 1)
 
 
 def member_left(info, obj):
     """A member left: reductions that waited only for it can go on here."""
     for stream, st in list(info.red.items()):
+        if not _in(st, obj):
+            continue
         _move(st.hist, _counter(obj, stream), -1)
         for k in sorted(st.pending):
             _maybe_reduce(info.proxy.coll, info, stream, k)
 
 
-def contribute(obj, data, reducer, target, allfut, stream=0):
+def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     """obj's contribution to its collection's next reduction of `stream`
-    (0, or SYNC); the result goes to target (a proxy method or Future), or
-    to every member's allreduce future."""
+    (0, or SYNC), or of section `section`; the result goes to target (a
+    proxy method or Future), or to every member's allreduce future."""
     proxy = obj.thisProxy
     info = charm._colls[proxy.coll]
+    if section is not None:
+        if not isinstance(section, sections.Section):
+            raise TypeError(f"section={section!r} is not a section proxy (make one with "
+                            "proxy[slice], charm.split or charm.combine)")
+        if section.coll != proxy.coll or obj.thisIndex not in section.keyset():
+            raise ValueError(f"{type(obj).__name__}{_idx(obj)} contributes to {section!r}, "
+                             "of which it is not a member")
+        stream = section.stream
     if reducer is None:
         if data is not None:
             raise ValueError("contribute(data, None, ...) needs a reducer for the data")
@@ -213,7 +249,7 @@ def contribute(obj, data, reducer, target, allfut, stream=0):
     elif not isinstance(reducer, _Reducer):
         raise TypeError(f"{reducer!r} is not a reducer: use Reducer.sum, ... or "
                         "Reducer.addReducer(func)")
-    st = _state(info, stream)
+    st = _state(info, stream, section)
     counters = obj.__dict__.setdefault("_charmpy_redk", {})
     k = counters.get(stream, 0)
     counters[stream] = k + 1
@@ -248,8 +284,9 @@ def set_participants(coll, pes):
             _root_check(coll, info, stream, k)
 
 
-def _counting(info):
-    return info.proxy.kind != 1   # arrays and single chares (1: GROUP)
+def _counting(info, stream=0):
+    # arrays, single chares (1: GROUP) and sections
+    return info.proxy.kind != 1 or bool(stream & SECT)
 
 
 def _local_part(rec):
@@ -273,7 +310,7 @@ def _maybe_reduce(coll, info, stream, k):
     rec = st.pending.get(k)
     if rec is None or (st.hist and min(st.hist) <= k):
         return
-    counting = _counting(info)
+    counting = _counting(info, stream)
     if not counting and info.pes is None:
         return
     del st.pending[k]
@@ -281,9 +318,10 @@ def _maybe_reduce(coll, info, stream, k):
     if rec.allfuts:
         st.allfuts[k] = rec.allfuts
     if counting:
+        sec = st.section
         args = (coll, stream, k, len(rec.values), payload, rec.reducer.name, rec.target,
-                charm._pe if rec.allfuts else -1)
-        root = _root(info)
+                charm._pe if rec.allfuts else -1, sec.n if sec is not None else -1)
+        root = sec.pes[0] if sec is not None else _root(info)
         if charm._pe == root:
             _on_part(*args)
         else:
@@ -317,14 +355,15 @@ def _expected(info):
     return n
 
 
-def _on_part(coll, stream, k, count, payload, name, target, allreduce_pe):
+def _on_part(coll, stream, k, count, payload, name, target, allreduce_pe, expected=-1):
     """At the counting root: a PE's part of reduction k (allreduce_pe: that
-    PE, when members there wait in allreduce, else -1)."""
+    PE, when members there wait in allreduce, else -1; expected: a
+    section's number of members, else -1)."""
     info = charm._colls[coll]
     st = _state(info, stream)
     acc = st.parts.get(k)
     if acc is None:
-        acc = st.parts[k] = [0, [], name, target, set()]
+        acc = st.parts[k] = [0, [], name, target, set(), expected]
     if allreduce_pe >= 0:
         acc[4].add(allreduce_pe)
     elif acc[2] != name:
@@ -338,7 +377,7 @@ def _on_part(coll, stream, k, count, payload, name, target, allreduce_pe):
 def _root_check(coll, info, stream, k):
     st = info.red[stream]
     acc = st.parts.get(k)
-    n = _expected(info)
+    n = _expected(info) if acc is None or acc[5] < 0 else acc[5]
     if acc is None or n is None or acc[0] < n:
         return
     del st.parts[k]
@@ -393,13 +432,13 @@ def _finish(coll, info, stream, k, payload, reducer, target, waiting=None):
     if target is None:
         # allreduce: every PE where a member waits gets the value.
         for pe in info.pes if waiting is None else waiting:
-            charm.send_msg(pe, "A", coll, k, value)
+            charm.send_msg(pe, "A", coll, k, value, stream)
         return
     _deliver(target, value, reducer is Reducer.nop)
 
 
-def _allreduce_done(coll, seq, value):
-    st = _state(charm._colls[coll], 0)
+def _allreduce_done(coll, seq, value, stream=0):
+    st = _state(charm._colls[coll], stream)
     for f in st.allfuts.pop(seq, ()):
         f._deliver(None, value, None)
 
@@ -421,4 +460,4 @@ def _idx(obj):
 charm.on_message("A", _allreduce_done, coll=True)
 charm.on_message("Q", _on_part, coll=True)
 
-from . import lb  # noqa: E402  (it reduces through this module)
+from . import lb, sections  # noqa: E402  (lb reduces through this module)

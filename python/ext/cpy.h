@@ -40,7 +40,9 @@ enum { CPY_CHARE = 0, CPY_GROUP = 1, CPY_ARRAY = 2 };
  * routed once the array exists here (location.c). EM_BCOPY: a broadcast's
  * copy sent by an element's home to the element, which migrated (answered
  * as a member of the broadcast; location.c). */
-enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8, EM_ROUTE = 16, EM_BCOPY = 32 };
+enum { EM_BCAST = 1, EM_BYREF = 2, EM_RET = 4, EM_AWAIT = 8, EM_ROUTE = 16, EM_BCOPY = 32,
+       EM_SECT = 64 };
+/* EM_SECT: a call multicast to a section (with EM_BCAST; section.c). */
 
 /* Flags of an entry method (set by the Python side from the decorators). */
 enum { ENTRY_CORO = 1, ENTRY_WHEN = 2 };
@@ -251,6 +253,8 @@ typedef struct cpy_state {
     PyObject *str_switch, *str_dead, *str_parent, *str_chans, *str_chanq;
     PyObject *str_chan_send, *str_chan_open;
     uint64_t chan_next;       /* the next channel end's id (low bits) */
+    PyObject *sect_cache;     /* section.c: section id -> keys of its members homed here */
+    PyObject *sect_slice, *sect_local; /* sections.py: proxy[slice], a section's local keys */
 } cpy_state;
 
 /* ---- module.c ------------------------------------------------------------- */
@@ -435,6 +439,19 @@ void cpy_chan_clear(cpy_state *st);
  * (borrowed); errors are reported (they end the job). */
 void cpy_chan_deliver(cpy_state *st, PyObject *obj, int method, uint64_t id, uint32_t seq,
                       PyObject *args);
+
+/* ---- section.c ------------------------------------------------------------ */
+
+int cpy_sect_init(PyObject *module, cpy_state *st);
+int cpy_sect_traverse(cpy_state *st, visitproc visit, void *arg);
+void cpy_sect_clear(cpy_state *st);
+/* The keys of the members of msg's section whose home is this PE (a
+ * borrowed list, cached per section), or NULL with an exception. */
+PyObject *cpy_sect_keys(cpy_state *st, cp_msg *msg);
+/* Where the arguments of a section's message start. */
+size_t cpy_sect_args_off(const cp_msg *msg);
+/* proxy[key] with slices in key: a section (sections.py). New reference. */
+PyObject *cpy_sect_slice(cpy_state *st, PyObject *proxy, PyObject *key);
 
 /* ---- args.c --------------------------------------------------------------- */
 

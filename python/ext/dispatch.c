@@ -292,8 +292,31 @@ error: {
  * of its plain methods and the number of members that answer on their own
  * (sent even when this PE has no members, so that the caller's future can
  * count the PEs that answered). */
+/* A section's member whose home is this PE but which is not here (it moved
+ * away, or a sparse element is not inserted yet): its copy goes as an
+ * element call through this PE's location service, answering as a member
+ * of the broadcast (EM_BCOPY). */
+static int section_copy(cpy_state *st, const em_hdr *bh, PyObject *key, PyObject *name,
+                        PyObject *args, PyObject *kwargs) {
+    /* name: NULL (the copy's arguments came encoded, so they encode) */
+    em_hdr h = {.coll = bh->coll, .method = bh->method,
+                .flags = EM_BCOPY | (bh->flags & (EM_RET | EM_AWAIT)),
+                .fut_id = bh->fut_id, .fut_pe = bh->fut_pe};
+    if (PyLong_Check(key)) {
+        h.idx[0] = (int32_t)PyLong_AsLong(key);
+    } else {
+        h.ndims = (uint16_t)PyTuple_GET_SIZE(key);
+        for (int d = 0; d < h.ndims && d < CPY_MAXDIMS; d++)
+            h.idx[d] = (int32_t)PyLong_AsLong(PyTuple_GET_ITEM(key, d));
+    }
+    if (PyErr_Occurred())
+        return -1;
+    return cpy_send_entry(st, cp_my_pe(st->ctx), &h, name, args, kwargs, NULL);
+}
+
 static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int method,
-                         PyObject *args, PyObject *kwargs, PyObject *reply, long ncopies) {
+                         PyObject *args, PyObject *kwargs, PyObject *reply, long ncopies,
+                         PyObject *keys, const em_hdr *bh) {
     PyObject *collect = reply != Py_None ? PyList_New(0) : NULL;
     if (reply != Py_None && !collect)
         return -1;
@@ -307,9 +330,30 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
     Py_ssize_t pos = 0;
     long nlater = ncopies; /* the home's copies answer on their own */
     st->in_bcast++;
-    while (PyDict_Next(members, &pos, &k, &v))
-        if (!viahome || PySet_Contains(viahome, k) != 1)
-            invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+    if (keys) {
+        /* A section: the members whose home this PE is. */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+            k = PyList_GET_ITEM(keys, i);
+            v = PyDict_GetItemWithError(members, k);
+            if (v) {
+                Py_INCREF(v);
+                invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+                Py_DECREF(v);
+                continue;
+            }
+            if (PyErr_Occurred() || section_copy(st, bh, k, NULL, args, kwargs) < 0) {
+                st->in_bcast--;
+                Py_XDECREF(collect);
+                return -1;
+            }
+            if (collect)
+                nlater++;
+        }
+    } else {
+        while (PyDict_Next(members, &pos, &k, &v))
+            if (!viahome || PySet_Contains(viahome, k) != 1)
+                invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+    }
     st->in_bcast--;
     if (st->migrating && !st->in_bcast)
         run_migrations(st);
@@ -325,6 +369,37 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
 }
 
 static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members);
+
+/* A call multicast to a section (section.c): its members whose home this
+ * PE is. Takes msg. */
+__attribute__((noinline)) static void deliver_section(cpy_state *st, cp_msg *msg,
+                                                     PyObject *members) {
+    em_hdr h = *(em_hdr *)cp_msg_data(msg);
+    PyObject *keys = cpy_sect_keys(st, msg), *reply = NULL, *args = NULL, *kwargs = NULL;
+    if (keys)
+        Py_INCREF(keys);
+    if (!keys || !(reply = cpy_reply_of(&h))) {
+        cpy_discard(st, msg);
+        goto error;
+    }
+    if (cpy_take_args(st, msg, cpy_sect_args_off(msg), &args, &kwargs) < 0)
+        goto error;
+    if (deliver_bcast(st, h.coll, members, h.method, args, kwargs, reply, 0, keys, &h) < 0)
+        goto error;
+    Py_DECREF(keys);
+    Py_DECREF(reply);
+    Py_DECREF(args);
+    Py_XDECREF(kwargs);
+    return;
+error:
+    Py_XDECREF(keys);
+    Py_XDECREF(reply);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    char where[128];
+    snprintf(where, sizeof where, "delivering a section's message on PE %d", cp_my_pe(st->ctx));
+    cpy_report_error(st, where);
+}
 
 /* A call to an element that moved: after it, the ones that came early and
  * are next now. */
@@ -374,6 +449,10 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
         cpy_loc_route(st, msg, members);
         return;
     }
+    if (h->flags & EM_SECT) {
+        deliver_section(st, msg, members);
+        return;
+    }
     int bcast = h->flags & EM_BCAST;
     if (!bcast) {
         key = cpy_loc_key(h);
@@ -421,7 +500,7 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
     if (rc < 0)
         goto error;
     if (bcast) {
-        if (deliver_bcast(st, coll, members, method, args, kwargs, reply, ncopies) < 0)
+        if (deliver_bcast(st, coll, members, method, args, kwargs, reply, ncopies, NULL, NULL) < 0)
             goto error;
     } else {
         invoke(st, obj, key, method, args, kwargs, reply == Py_None ? NULL : reply, NULL, NULL);

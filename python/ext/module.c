@@ -739,7 +739,8 @@ static int mod_exec(PyObject *module) {
     if (PyModule_AddObjectRef(module, "held", st->held) < 0)
         return -1;
     if (cpy_proxy_types_init(module, st) < 0 || cpy_args_init(module, st) < 0 ||
-        cpy_pool_init(module, st) < 0 || cpy_chan_init(module, st) < 0)
+        cpy_pool_init(module, st) < 0 || cpy_chan_init(module, st) < 0 ||
+        cpy_sect_init(module, st) < 0)
         return -1;
     if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0 ||
         PyModule_AddFunctions(module, cpy_codec_methods) < 0 ||
@@ -769,6 +770,8 @@ static int mod_traverse(PyObject *module, visitproc visit, void *arg) {
         rc = cpy_pool_traverse(st, visit, arg);
     if (!rc)
         rc = cpy_chan_traverse(st, visit, arg);
+    if (!rc)
+        rc = cpy_sect_traverse(st, visit, arg);
     return rc ? rc : cpy_loc_traverse(st, visit, arg);
 }
 
@@ -790,6 +793,7 @@ static int mod_clear(PyObject *module) {
     cpy_codec_clear(&st->codec);
     cpy_pool_clear(st);
     cpy_chan_clear(st);
+    cpy_sect_clear(st);
     cpy_loc_clear(st);
     return 0;
 }

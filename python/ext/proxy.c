@@ -581,14 +581,14 @@ static PyObject *dims_tuple(const ProxyObject *p) {
 
 /* An index given as an int, a tuple or a list of ints, as a tuple (new
  * reference); NULL with an exception. Slices are sections. */
+static int has_slice(PyObject *t) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t); i++)
+        if (PySlice_Check(PyTuple_GET_ITEM(t, i)))
+            return 1;
+    return 0;
+}
+
 static PyObject *index_key(PyObject *key) {
-    if (PySlice_Check(key) || (PyTuple_Check(key) && PyTuple_GET_SIZE(key) > 0 &&
-                               PySlice_Check(PyTuple_GET_ITEM(key, 0)))) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "slicing a proxy makes a section, and sections are not available in "
-                        "this version of charmpy yet");
-        return NULL;
-    }
     if (PyTuple_Check(key))
         return Py_NewRef(key);
     if (PyList_Check(key))
@@ -664,11 +664,11 @@ static PyObject *proxy_getitem(ProxyObject *self, PyObject *key) {
     if (self->elem || self->place.kind == CPY_CHARE)
         return PyErr_Format(PyExc_TypeError, "%s proxy cannot be indexed",
                             self->elem ? "an element" : "a single-chare");
+    if (PySlice_Check(key) || (PyTuple_Check(key) && has_slice(key)))
+        return cpy_sect_slice(st, (PyObject *)self, key);
     int32_t idx[CPY_MAXDIMS] = {0};
     int pe = -1;
     if (self->place.kind == CPY_GROUP) {
-        if (PySlice_Check(key))
-            return index_key(key); /* the sections error */
         if ((pe = member_pe(self, key, npes)) < 0)
             return NULL;
     } else {

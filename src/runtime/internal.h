@@ -18,7 +18,8 @@
 #include "machine/machine.h"
 
 /* cp_msg.kind; quiescence detection's own messages are not counted by it */
-enum { CP_KIND_PLAIN = 0, CP_KIND_BCAST = 1, CP_KIND_REDN = 2, CP_KIND_QD = 3 };
+enum { CP_KIND_PLAIN = 0, CP_KIND_BCAST = 1, CP_KIND_REDN = 2, CP_KIND_QD = 3,
+       CP_KIND_MCAST = 4 };
 
 #define CP_REDUCER_CUSTOM_BASE 32
 #define CP_TREE_BFACTOR 4
@@ -158,6 +159,10 @@ void cpS_dispatch(cp_ctx *ctx, cp_msg *msg);
 int cpT_parent(int pe, int root, int n);
 int cpT_children(int pe, int root, int n, int *out); /* returns count */
 void cpT_forward_bcast(cp_ctx *ctx, cp_msg *msg);
+/* A multicast reached this PE: copies to its children in the tree over the
+ * message's PE list, then the trailer is cut off (msg->size shrinks back
+ * to what the sender gave). */
+void cpT_forward_mcast(cp_ctx *ctx, cp_msg *msg);
 
 /* reduce.c */
 void cpR_receive(cp_ctx *ctx, cp_msg *msg);

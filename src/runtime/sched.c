@@ -26,6 +26,8 @@ void cpS_dispatch(cp_ctx *ctx, cp_msg *msg) {
                  "same order", msg->src_pe, msg->handler, ctx->nhandlers);
     if (msg->kind == CP_KIND_BCAST)
         cpT_forward_bcast(ctx, msg);
+    else if (msg->kind == CP_KIND_MCAST)
+        cpT_forward_mcast(ctx, msg);
     ctx->counters.msgs_processed++;
     ctx->counters.bytes_processed += msg->size;
     cp_handler_ent *h = &ctx->handlers[msg->handler];

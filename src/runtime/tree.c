@@ -6,6 +6,8 @@
  */
 #include "internal.h"
 
+#include <string.h>
+
 static inline int rel(int pe, int root, int n) { return (pe - root + n) % n; }
 static inline int abs_pe(int r, int root, int n) { return (r + root) % n; }
 
@@ -51,4 +53,74 @@ int cp_bcast(cp_ctx *ctx, int handler, cp_msg *msg) {
     /* The root's own delivery goes through the scheduler like everyone
      * else's, so the handler never runs inside the caller. */
     return cpM_transmit(ctx, ctx->my_pe, msg);
+}
+
+/* ---- multicast over a list of PEs -------------------------------------------- */
+/* The list follows the payload at a 4-byte boundary: msg->seq is the
+ * payload's size, msg->root the number of PEs. The tree is the k-ary heap
+ * over positions in the list, rooted at position 0. */
+static size_t mcast_off(uint64_t size) { return (size_t)((size + 3) & ~(uint64_t)3); }
+
+void cpT_forward_mcast(cp_ctx *ctx, cp_msg *msg) {
+    int n = (int)msg->root;
+    const int32_t *pes = (const int32_t *)((char *)cp_msg_data(msg) + mcast_off(msg->seq));
+    int lo = 0, hi = n - 1, me = -1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (pes[mid] == ctx->my_pe) {
+            me = mid;
+            break;
+        }
+        if (pes[mid] < ctx->my_pe)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    if (me < 0)
+        cp_abort(ctx, "a multicast reached PE %d, which is not in its list", ctx->my_pe);
+    for (int i = 1; i <= CP_TREE_BFACTOR; i++) {
+        long child = (long)me * CP_TREE_BFACTOR + i;
+        if (child >= n)
+            break;
+        cp_msg *c = cpM_copy(ctx, msg);
+        if (!c)
+            cp_abort(ctx, "out of memory forwarding a multicast of %llu bytes",
+                     (unsigned long long)msg->size);
+        if (cpM_transmit(ctx, pes[child], c))
+            cp_abort(ctx, "cannot forward a multicast to PE %d", pes[child]);
+    }
+    msg->size = msg->seq;
+}
+
+int cp_mcast(cp_ctx *ctx, int handler, cp_msg *msg, const int *pes, int npes) {
+    if (!msg || !pes || npes <= 0)
+        return CP_EINVAL;
+    if (handler < 0 || handler >= ctx->nhandlers)
+        return CP_ERANGE;
+    for (int i = 0; i < npes; i++) {
+        if (pes[i] < 0 || pes[i] >= ctx->npes)
+            return CP_ERANGE;
+        if (i && pes[i] <= pes[i - 1])
+            return CP_EINVAL;
+    }
+    size_t off = mcast_off(msg->size), need = off + (size_t)npes * sizeof(int32_t);
+    cp_msg *m = cp_msg_alloc(ctx, need);
+    if (!m)
+        return CP_ENOMEM;
+    memcpy(m, msg, sizeof *msg + msg->size);
+    int32_t *list = (int32_t *)((char *)cp_msg_data(m) + off);
+    for (int i = 0; i < npes; i++)
+        list[i] = pes[i];
+    m->seq = msg->size;
+    m->size = need;
+    m->root = (uint32_t)npes;
+    m->handler = (uint32_t)handler;
+    m->kind = CP_KIND_MCAST;
+    int rc = cpM_transmit(ctx, pes[0], m);
+    if (rc) {
+        cp_msg_free(ctx, m);
+        return rc;
+    }
+    cp_msg_free(ctx, msg);
+    return 0;
 }

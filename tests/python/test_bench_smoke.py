@@ -66,13 +66,15 @@ def test_pool_benchmarks_run():
                                                                         res.stderr)
 
 
-def test_channel_benchmark_runs():
-    # bench/py/chan_run.py's program (bench/suite/chares.py chanlat), briefly.
+def test_channel_and_section_benchmarks_run():
+    # bench/py/chansec_run.py's programs (bench/suite/chares.py chanlat and
+    # secbcast), briefly.
     charmrun = str(ROOT / ".venv" / "bin" / "charmrun")
     env = dict(os.environ, SUITE_REPS="1", SUITE_TIME="0.01")
-    res = subprocess.run([charmrun, "-n", "2", "bench/suite/chares.py", "chanlat"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                         env=env)
-    assert res.returncode == 0, (res.stdout, res.stderr)
-    kinds = [line for line in res.stdout.splitlines() if line.startswith("RESULT ")]
-    assert len(kinds) == 2 and '"channel"' in kinds[0] and '"entry"' in kinds[1], res.stdout
+    for mode, a, b in (("chanlat", "channel", "entry"), ("secbcast", "whole", "section")):
+        res = subprocess.run([charmrun, "-n", "2", "bench/suite/chares.py", mode, "n=100"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             stdin=subprocess.DEVNULL, env=env)
+        assert res.returncode == 0, (res.stdout, res.stderr)
+        kinds = [line for line in res.stdout.splitlines() if line.startswith("RESULT ")]
+        assert len(kinds) == 2 and f'"{a}"' in kinds[0] and f'"{b}"' in kinds[1], res.stdout

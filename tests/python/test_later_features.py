@@ -1,7 +1,7 @@
 """Features of later issues. The lead lists sparse arrays, ArrayMap,
 charm.thisProxy and host queries as not built yet, but they work already and
-are tested as such; what is really missing is marked xfail(strict=True), so
-a test starts failing (XPASS) when the feature lands and must be un-marked."""
+are tested as such; the features of later issues that landed since run
+here too."""
 import pytest
 
 from conftest import run_ok
@@ -19,19 +19,9 @@ def test_runtime_proxy_and_host_queries(npes):
     run_ok("runtime_proxy", npes)
 
 
-@pytest.mark.parametrize("prog", ["migration", "quiescence", "pool"])
+@pytest.mark.parametrize("prog", ["migration", "quiescence", "pool", "channels", "sections"])
 def test_landed(prog, npes):
     # The lead's programs for migration with useAtSync and for quiescence
-    # detection (issue 10), and for the pool (issue 11): built now.
+    # detection (issue 10), for the pool (issue 11), and for channels and
+    # sections (issue 12): built now.
     run_ok(prog, npes, timeout=60)
-
-
-NOT_BUILT = {
-    "sections": "sections are not built yet",
-}
-
-
-@pytest.mark.parametrize("prog", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=r))
-                                  for p, r in NOT_BUILT.items()])
-def test_not_built_yet(prog):
-    run_ok(prog, 2, timeout=30)

@@ -204,3 +204,12 @@ def test_channels(mode, btl):
     for np in (3, 4):
         rc, out, err = mpirun("chan_modes", np, btl, mode, timeout=120)
         assert "OK chan_modes" in out, (out, err)
+
+
+@pytest.mark.parametrize("mode", ["slices", "groups", "split", "values", "reduce", "spread",
+                                  "migrate", "errors"])
+def test_sections(mode, btl):
+    # Sections under mpirun (test_sections.py says what each mode checks).
+    for np in (3, 4):
+        rc, out, err = mpirun("sect_modes", np, btl, mode, timeout=120)
+        assert "OK sect_modes" in out, (out, err)

@@ -1,0 +1,293 @@
+"""Sections: a subset of a group's or an array's members, through a proxy
+of its own: `proxy[0:10]` (steps, N-d slices, ints fixing a dimension),
+`charm.split(proxy, n, section_func=..., elems=...)`, `charm.combine(...)`.
+
+A call through a section proxy is one message multicast along a spanning
+tree over the members' home PEs, all in C (python/ext/section.c); here:
+the descriptor of a section (what it names), its id, its home PEs, and
+turning a descriptor into the keys of the members homed on this PE (once
+per section and PE). Reductions over a section: reduction.py."""
+import hashlib
+import itertools
+import pickle
+
+from . import _charmpy
+from .charm import charm
+from . import futures
+
+GROUP = 1
+SECT = 1 << 62      # reduction.py: a section's stream is SECT | its id's low bits
+
+
+class Section:
+    """A section proxy: broadcasts (`sec.method(...)`, ret= and awaitable=
+    as for any call) and reduces (`contribute(..., section=sec)`) over its
+    members. A value: equal and hashable by collection and members, and
+    sent as an argument like any proxy."""
+
+    __slots__ = ("proxy", "coll", "desc", "sid", "pes", "n", "stream", "_keys", "_keyset")
+    issec = True
+
+    def __init__(self, proxy, desc, pes, n, keys=None):
+        self.proxy = proxy        # the collection's proxy
+        self.coll = proxy.coll
+        self.desc = desc          # bytes: (coll, kind, what), pickled
+        self.sid = int.from_bytes(hashlib.blake2b(desc, digest_size=8).digest(), "little")
+        self.pes = pes            # the members' home PEs, ascending
+        self.n = n                # members
+        self.stream = SECT | (self.sid & (SECT - 1))   # its reductions' (reduction.py)
+        self._keys = keys
+        self._keyset = None
+
+    def keyset(self):
+        """The members' indices, as a frozenset."""
+        if self._keyset is None:
+            self._keyset = _known(self)[1]
+        return self._keyset
+
+    def keys(self):
+        """The members' indices (ints for a group, tuples for an array)."""
+        if self._keys is None:
+            self._keys = _known(self)[0]
+        return self._keys
+
+    def __contains__(self, key):
+        if self._keyset is None:
+            self._keyset = _known(self)[1]
+        return key in self._keyset
+
+    def __len__(self):
+        return self.n
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Caller(self, name)
+
+    def __eq__(self, other):
+        if not isinstance(other, Section):
+            return NotImplemented
+        if other.sid == self.sid and other.desc == self.desc:
+            return True
+        return (other.coll == self.coll and other.n == self.n and other.pes == self.pes
+                and other.keys() == self.keys())
+
+    def __hash__(self):
+        k = self.keys()    # sorted: equal members, equal hash
+        return hash((self.coll, self.n, k[0], k[-1]))
+
+    def __reduce__(self):
+        return (Section, (self.proxy, self.desc, self.pes, self.n))
+
+    def __repr__(self):
+        return f"<Section of {self.proxy!r}: {self.n} members on PEs {list(self.pes)}>"
+
+
+class _Caller:
+    __slots__ = ("sec", "name")
+
+    def __init__(self, sec, name):
+        self.sec, self.name = sec, name
+
+    def __call__(self, *args, **kwargs):
+        s = self.sec
+        return _charmpy.section_send(s.proxy, self.name, s.sid, s.desc, s.pes, args,
+                                     kwargs or None)
+
+
+# The members of the sections this PE saw (a copy of a section proxy that
+# arrives in every broadcast must not enumerate them again): desc ->
+# (keys, frozenset of keys), the last _KNOWN_MAX.
+_known_sets = {}
+_KNOWN_MAX = 64
+
+
+def _known(sec):
+    got = _known_sets.get(sec.desc)
+    if got is None:
+        keys = sec._keys if sec._keys is not None else _keys_of(sec.desc)
+        got = (keys, frozenset(keys))
+        if len(_known_sets) >= _KNOWN_MAX:
+            _known_sets.pop(next(iter(_known_sets)))
+        _known_sets[sec.desc] = got
+    return got
+
+
+def _keys_of(desc):
+    coll, kind, what = pickle.loads(desc)
+    if kind == "ranges":
+        return [t for t in itertools.product(*(range(*r) for r in what))]
+    return list(what)
+
+
+def _make(proxy, keys, kind, what):
+    if not keys:
+        raise ValueError(f"a section of {proxy!r} with no members (an empty selection): give "
+                         "indices or slices that select at least one member")
+    desc = pickle.dumps((proxy.coll, kind, what), 5)
+    return Section(proxy, desc, _charmpy.section_homes(proxy, keys), len(keys), keys)
+
+
+def _base(proxy):
+    if isinstance(proxy, Section):
+        return proxy.proxy
+    if proxy.kind not in (GROUP, 2) or proxy.index is not None:
+        raise TypeError(f"{proxy!r}: sections are of groups and arrays (a collection's proxy "
+                        "or a section)")
+    return proxy
+
+
+def _group_pes(proxy):
+    info = charm._colls.get(proxy.coll)
+    if info is not None and info.pes is not None:
+        return list(info.pes)
+    return list(range(charm._npes))
+
+
+def _normalize(proxy, idx):
+    """An index as its key: an int for a group, a tuple for an array."""
+    if proxy.kind == GROUP:
+        if isinstance(idx, (tuple, list)) and len(idx) == 1:
+            idx = idx[0]
+        return int(idx)
+    if isinstance(idx, int):
+        return (idx,)
+    return tuple(int(i) for i in idx)
+
+
+def slice_hook(proxy, key):
+    """proxy[key] where key holds slices: a section."""
+    if proxy.kind == GROUP:
+        if not isinstance(key, slice):
+            raise TypeError(f"a group's section is one slice over PEs, not {key!r}")
+        members = set(_group_pes(proxy))
+        keys = [pe for pe in range(charm._npes)[key] if pe in members]
+        return _make(proxy, sorted(keys), "keys", tuple(sorted(keys)))
+    if proxy.sparse:
+        raise TypeError(f"{proxy!r} is a sparse array: its members are not known by slices; "
+                        "use charm.split(proxy, n, elems=[[index, ...], ...])")
+    dims = proxy.dims
+    parts = key if isinstance(key, tuple) else (key,)
+    if len(parts) != len(dims):
+        raise IndexError(f"{proxy!r} has {len(dims)} dimensions: a slice needs one part for "
+                         f"each, got {len(parts)} ({key!r})")
+    ranges = []
+    for p, d in zip(parts, dims):
+        if isinstance(p, slice):
+            r = range(d)[p]
+            ranges.append(r[::-1] if r.step < 0 else r)   # ascending: keys sorted
+        else:
+            i = int(p)
+            if not 0 <= i < d:
+                raise IndexError(f"index {i} out of range for a dimension of size {d}")
+            ranges.append(range(i, i + 1))
+    what = tuple((r.start, r.stop, r.step) for r in ranges)
+    keys = list(itertools.product(*ranges))
+    return _make(proxy, keys, "ranges", what)
+
+
+def local_keys_hook(coll, desc):
+    """The keys of the section's members whose home is this PE."""
+    info = charm._colls[coll]
+    return _charmpy.section_local(info.proxy, _keys_of(desc))
+
+
+def split(proxy, numsections, section_func=None, elems=None, **kwargs):
+    """charm.split(proxy, n, section_func=None, elems=None): n sections of a
+    collection (or section). elems: n lists of member indices.
+    section_func(obj) -> the section number (0..n-1) of member obj, a list
+    of them, or -1 or None for none; it runs on every member (so split
+    waits: call it from a coroutine)."""
+    if kwargs:
+        raise TypeError(f"charm.split: unknown argument(s) {', '.join(kwargs)}")
+    base = _base(proxy)
+    n = int(numsections)
+    if n < 1:
+        raise ValueError("charm.split: numsections must be at least 1")
+    if (section_func is None) == (elems is None):
+        raise TypeError("charm.split: give either section_func or elems")
+    within = proxy if isinstance(proxy, Section) else None
+    if elems is not None:
+        elems = list(elems)
+        if len(elems) != n:
+            raise ValueError(f"charm.split: elems has {len(elems)} lists for {n} sections")
+        out = []
+        for lst in elems:
+            keys = sorted({_normalize(base, i) for i in lst})
+            if within is not None:
+                bad = [k for k in keys if k not in within]
+                if bad:
+                    raise ValueError(f"charm.split: {bad[:5]} are not members of {within!r}")
+            out.append(_make(base, keys, "keys", tuple(keys)))
+        return out
+    # Every PE that may hold members (they move): a group's, or all.
+    pes = _group_pes(base) if base.kind == GROUP else list(range(charm._npes))
+    f = futures.Future(len(pes))
+    for pe in pes:
+        charm.send_msg(pe, "Z", base.coll, _dumps_func(section_func), f)
+    found = [[] for _ in range(n)]
+    for part in (f.get() if len(pes) > 1 else [f.get()]):
+        for key, which in part:
+            if within is not None and key not in within:
+                continue
+            for s in _which(which, n, key):
+                found[s].append(key)
+    return [_make(base, sorted(keys), "keys", tuple(sorted(keys))) for keys in found]
+
+
+def _which(which, n, key):
+    if which is None:
+        return ()
+    ws = which if isinstance(which, (list, tuple, set)) else (which,)
+    out = []
+    for w in ws:
+        w = int(w)
+        if w == -1:
+            continue
+        if not 0 <= w < n:
+            raise ValueError(f"charm.split: section_func gave {w} for member {key!r}, not a "
+                             f"section from 0 to {n - 1} (or -1 for none)")
+        out.append(w)
+    return out
+
+
+def _dumps_func(f):
+    try:
+        return pickle.dumps(f, 5)
+    except Exception:
+        import cloudpickle
+        return cloudpickle.dumps(f, 5)
+
+
+def _on_split(coll, func, fut):
+    """On a PE: section_func over the members homed here (elements that
+    moved here answer from here; the keys are what counts)."""
+    fn = pickle.loads(func)
+    members = _charmpy.members(coll) or {}
+    fut.send([(k, fn(obj)) for k, obj in members.items()])
+
+
+def combine(*proxies):
+    """charm.combine(*proxies): one section with the members of all (of one
+    collection: sections, or the collection's own proxy)."""
+    if not proxies:
+        raise TypeError("charm.combine needs at least one proxy")
+    bases = [_base(p) for p in proxies]
+    base = bases[0]
+    if any(b.coll != base.coll for b in bases):
+        raise NotImplementedError("charm.combine of different collections: sections span one "
+                                  "collection in this version of charmpy")
+    keys = set()
+    for p in proxies:
+        if isinstance(p, Section):
+            keys.update(p.keys())
+        elif base.kind == GROUP:
+            keys.update(_group_pes(base))
+        else:
+            keys.update(slice_hook(base, tuple(slice(None) for _ in base.dims)).keys())
+    keys = sorted(keys)
+    return _make(base, keys, "keys", tuple(keys))
+
+
+_charmpy.sect_setup(slice_hook, local_keys_hook)
+charm.on_message("Z", _on_split, coll=True)

@@ -1,0 +1,22 @@
+"""Sections (issue 12): proxy slices, charm.split, charm.combine, broadcasts
+multicast along a tree over the members' home PEs, reductions over
+sections. The program (programs/sect_modes.py) says what each mode checks;
+every mode runs at 1, 2, 3, 4 and 8 PEs (8 oversubscribes this machine on
+purpose), migrations and concurrent reductions twice more."""
+import pytest
+
+from conftest import run_ok
+
+MODES = ["slices", "groups", "split", "values", "reduce", "spread", "migrate", "errors"]
+
+
+@pytest.mark.parametrize("npes_", (1, 2, 3, 4, 8), ids=lambda n: f"P{n}")
+@pytest.mark.parametrize("mode", MODES)
+def test_sections(mode, npes_):
+    run_ok("sect_modes", npes_, mode, timeout=120)
+
+
+@pytest.mark.parametrize("mode", ["migrate", "reduce"])
+@pytest.mark.parametrize("npes_", (3, 4), ids=lambda n: f"P{n}")
+def test_sections_again(mode, npes_):
+    run_ok("sect_modes", npes_, mode, timeout=120)
