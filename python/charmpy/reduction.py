@@ -233,12 +233,14 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     (0, or SYNC), or of section `section`; the result goes to target (a
     proxy method or Future), or to every member's allreduce future."""
     proxy = obj.thisProxy
-    info = charm._colls[proxy.coll]
+    coll = proxy.coll
+    info = charm._colls[coll]
     if section is not None:
-        if not isinstance(section, sections.Section):
+        # (Every operation counts here: a section's members contribute often.)
+        if type(section) is not _Section:
             raise TypeError(f"section={section!r} is not a section proxy (make one with "
                             "proxy[slice], charm.split or charm.combine)")
-        if section.coll != proxy.coll or obj.thisIndex not in section.keyset():
+        if obj.thisIndex not in (section._keyset or section.keyset()) or section.coll != coll:
             raise ValueError(f"{type(obj).__name__}{_idx(obj)} contributes to {section!r}, "
                              "of which it is not a member")
         stream = section.stream
@@ -270,7 +272,7 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     rec.values.append(data)
     if allfut is not None:
         rec.allfuts.append(allfut)
-    _maybe_reduce(proxy.coll, info, stream, k)
+    _maybe_reduce(coll, info, stream, k)
 
 
 def set_participants(coll, pes):
@@ -461,3 +463,5 @@ charm.on_message("A", _allreduce_done, coll=True)
 charm.on_message("Q", _on_part, coll=True)
 
 from . import lb, sections  # noqa: E402  (lb reduces through this module)
+
+_Section = sections.Section
