@@ -119,12 +119,14 @@ def _dump(obj, bufs):
     it, which travels as (method name, arguments) items; coroutines waiting
     in self.wait() are not saved), the runtime's attributes beside it."""
     held = obj.__dict__.pop("_charmpy_held", None)
+    was = _charmpy.chan_moving(True)   # its channel ends are saved with it
     try:
         items = [(e[1].__name__,) + tuple(e[2:]) for e in held or () if e[0] == "when"]
         internal = {k: v for k, v in obj.__dict__.items()
                     if k.startswith("_charmpy_") or k in ("thisIndex", "migratable")}
         return pickle.dumps((obj, internal, items), 5, buffer_callback=bufs.append)
     finally:
+        _charmpy.chan_moving(was)
         if held is not None:
             obj._charmpy_held = held
 

@@ -83,8 +83,12 @@ def depart(obj):
         info = charm._colls[coll]
         _charmpy.lb_forget(obj)
         # Encoded by the codec (pickle protocol 5, big buffers out of band);
-        # a chare that cannot travel stays whole.
-        _charmpy.loc_depart(coll, key, to, state, mig)
+        # a chare that cannot travel stays whole. Its channel ends go with it.
+        was = _charmpy.chan_moving(True)
+        try:
+            _charmpy.loc_depart(coll, key, to, state, mig)
+        finally:
+            _charmpy.chan_moving(was)
     except Exception as e:
         return _stay(obj, mig, held, to, _why(obj, e))
     info.nlocal -= 1
@@ -218,11 +222,13 @@ def _check_picklable(obj):
     if shape is not None and shape in _shapes:
         return
     held = obj.__dict__.pop("_charmpy_held", None)
+    was = _charmpy.chan_moving(True)
     try:
         pickle.dumps(obj, 5, buffer_callback=_out_of_band)   # big buffers not copied
     except Exception as e:
         raise TypeError(f"{_name(obj)} cannot migrate: {_why(obj, e)}") from None
     finally:
+        _charmpy.chan_moving(was)
         if held is not None:
             obj._charmpy_held = held
     if shape is not None:

@@ -11,23 +11,31 @@
  * wherever it is (location.c), in order from one sender, by reference on
  * one PE, big buffers without pickling. Two kinds:
  *
- *   CPY_M_CHANOPEN  (fut_id: the sender's end id; args: (the sender's
- *                   element proxy,)): sent once, when a chare makes its
- *                   end. The k-th end a chare makes towards a peer pairs
- *                   with the k-th end the peer makes towards it: the
- *                   receiver pairs it with its oldest end towards the
- *                   sender that is still unpaired, or, when it has made
- *                   none yet, makes the end now (unclaimed) and keeps the
- *                   data that comes for it until its Channel() claims it.
+ *   CPY_M_CHANOPEN  (fut_id: the sender's end id; fut_pe: k, the end's
+ *                   ordinal among the ends the sender made towards this
+ *                   peer; args: (the sender's element proxy,)): sent once,
+ *                   when a chare makes its end. The k-th end a chare makes
+ *                   towards a peer pairs with the k-th end the peer makes
+ *                   towards it (by ordinal, not by arrival: a migrating
+ *                   sender's opens may arrive out of order). When the
+ *                   receiver has not made its k-th end yet, the end is
+ *                   made now (unclaimed) and keeps the data that comes for
+ *                   it until its Channel() claims it.
  *   CPY_M_CHAN      (fut_id: the sender's end id; fut_pe: the message's
- *                   number on that end; args: the values): data.
+ *                   number on that end; args: the values): data. Data may
+ *                   overtake its end's open (the sender moved between the
+ *                   two): it waits for the open.
  *
  * A chare's ends live in its __dict__, so they travel when it migrates or
  * is checkpointed: "_charmpy_chans" maps a peer end's id to this chare's
- * end paired with it, "_charmpy_chanq" maps a peer's element proxy to the
- * list of this chare's ends towards it that are not paired yet: either
- * all made by Channel() and waiting for the peer's open, or all made by
- * opens and waiting for Channel(), never both.
+ * end paired with it, "_charmpy_chanq" maps a peer's element proxy to a
+ * dict from ordinal to this chare's ends towards it that are not paired
+ * yet (made by Channel() and waiting for the peer's open, or made by an
+ * open and waiting for Channel()), "_charmpy_chank" a peer's proxy to the
+ * number of ends Channel() made towards it, "_charmpy_chanearly" a peer
+ * end's id to the data that came before its open. An end is pickled only
+ * with its chare (migration, checkpoints: cpy_chan_moving); sent as an
+ * argument, it would become a second sender of the same numbers.
  *
  * Data is numbered on each end; arrivals go into a ring indexed by number,
  * so the order holds even when a migrating sender's messages take
@@ -57,6 +65,7 @@ typedef struct {
     PyObject *multi;  /* the coroutine in charm.iwait(), or NULL */
     int opened;       /* this end's open went (Channel() made or claimed it) */
     int paired;       /* the peer's open arrived */
+    long k;           /* its ordinal among this chare's ends towards the peer */
 } ChannelObject;
 
 static cpy_state *state_of(PyObject *self) { return cpy_state_of_type(Py_TYPE(self)); }
@@ -136,6 +145,7 @@ static ChannelObject *new_end(cpy_state *st, PyObject *remote, PyObject *local) 
     ch->ring = NULL;
     ch->waiter = ch->multi = NULL;
     ch->opened = ch->paired = 0;
+    ch->k = 0;
     PyObject_GC_Track(ch);
     return ch;
 }
@@ -169,7 +179,7 @@ static PyObject *chare_dict(PyObject *obj) {
 
 /* Send this end's open to the peer. */
 static int send_open(cpy_state *st, ChannelObject *ch) {
-    em_hdr h = {.method = CPY_M_CHANOPEN, .fut_id = ch->id};
+    em_hdr h = {.method = CPY_M_CHANOPEN, .fut_id = ch->id, .fut_pe = (int32_t)ch->k};
     PyObject *args = PyTuple_Pack(1, ch->local);
     if (!args)
         return -1;
@@ -240,41 +250,60 @@ static PyObject *ch_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
     }
     PyObject *dict = chare_dict(obj);
     PyObject *q = dict ? chare_table(dict, st->str_chanq) : NULL;
-    PyObject *list = q ? PyDict_GetItemWithError(q, remote) : NULL;
+    PyObject *kt = q ? chare_table(dict, st->str_chank) : NULL;
     ChannelObject *ch = NULL;
-    if (!q || (!list && PyErr_Occurred()))
+    PyObject *kobj = NULL, *pend = NULL;
+    if (!kt)
         goto fail;
-    if (list && PyList_GET_SIZE(list) > 0 &&
-        !((ChannelObject *)PyList_GET_ITEM(list, 0))->opened) {
-        /* The peer's end came first: claim the oldest unclaimed one. */
-        ch = (ChannelObject *)Py_NewRef(PyList_GET_ITEM(list, 0));
-        if (PySequence_DelItem(list, 0) < 0)
-            goto fail;
+    /* This end's ordinal towards remote: the ends made so far. */
+    PyObject *made = PyDict_GetItemWithError(kt, remote);
+    long k = made ? PyLong_AsLong(made) : 0;
+    if ((!made && PyErr_Occurred()) || (k == -1 && PyErr_Occurred()) ||
+        !(kobj = PyLong_FromLong(k)))
+        goto fail;
+    pend = PyDict_GetItemWithError(q, remote);
+    if (!pend && PyErr_Occurred())
+        goto fail;
+    ch = pend ? (ChannelObject *)PyDict_GetItemWithError(pend, kobj) : NULL;
+    if (ch) {
+        /* The peer's k-th end came first: claim it. */
+        Py_INCREF(ch);
         Py_XSETREF(ch->local, Py_NewRef(me));
-    } else {
-        ch = new_end(st, remote, me);
-        if (!ch)
-            goto fail;
-        if (!list) {
-            list = PyList_New(0);
-            if (!list || PyDict_SetItem(q, remote, list) < 0) {
-                Py_XDECREF(list);
-                goto fail;
-            }
-            Py_DECREF(list);
-        }
-        if (PyList_Append(list, (PyObject *)ch) < 0)
-            goto fail;
-    }
-    if (PyList_GET_SIZE(list) == 0 && PyDict_DelItem(q, remote) < 0)
+    } else if (PyErr_Occurred() || !(ch = new_end(st, remote, me))) {
         goto fail;
+    }
+    ch->k = k;
     ch->id = new_id(st);
     if (send_open(st, ch) < 0)
         goto fail;
+    /* Only now is it this chare's: a failed open leaves nothing behind. */
+    PyObject *next = PyLong_FromLong(k + 1);
+    int rc = next ? PyDict_SetItem(kt, remote, next) : -1;
+    Py_XDECREF(next);
+    if (rc < 0)
+        goto fail;
+    if (ch->paired) { /* claimed */
+        if (PyDict_DelItem(pend, kobj) < 0 ||
+            (PyDict_GET_SIZE(pend) == 0 && PyDict_DelItem(q, remote) < 0))
+            goto fail;
+    } else {
+        if (!pend) {
+            pend = PyDict_New();
+            if (!pend || PyDict_SetItem(q, remote, pend) < 0) {
+                Py_XDECREF(pend);
+                goto fail;
+            }
+            Py_DECREF(pend);
+        }
+        if (PyDict_SetItem(pend, kobj, (PyObject *)ch) < 0)
+            goto fail;
+    }
+    Py_DECREF(kobj);
     Py_DECREF(dict);
     Py_DECREF(me);
     return (PyObject *)ch;
 fail:
+    Py_XDECREF(kobj);
     Py_XDECREF((PyObject *)ch);
     Py_XDECREF(dict);
     Py_DECREF(me);
@@ -311,73 +340,10 @@ static int resume(cpy_state *st, PyObject *g, PyObject *obj) {
     return cpy_recheck_held(st, obj);
 }
 
-static int on_open(cpy_state *st, PyObject *dict, uint64_t id, PyObject *args) {
-    if (PyTuple_GET_SIZE(args) != 1)
-        return PyErr_SetString(PyExc_RuntimeError, "a channel's open is malformed"), -1;
-    PyObject *peer = PyTuple_GET_ITEM(args, 0);
-    PyObject *chans = chare_table(dict, st->str_chans);
-    PyObject *q = chans ? chare_table(dict, st->str_chanq) : NULL;
-    PyObject *list = q ? PyDict_GetItemWithError(q, peer) : NULL;
-    if (!q || (!list && PyErr_Occurred()))
-        return -1;
-    ChannelObject *ch;
-    if (list && PyList_GET_SIZE(list) > 0 &&
-        ((ChannelObject *)PyList_GET_ITEM(list, 0))->opened) {
-        ch = (ChannelObject *)Py_NewRef(PyList_GET_ITEM(list, 0));
-        if (PySequence_DelItem(list, 0) < 0 ||
-            (PyList_GET_SIZE(list) == 0 && PyDict_DelItem(q, peer) < 0)) {
-            Py_DECREF(ch);
-            return -1;
-        }
-    } else {
-        /* This chare has not made its end yet: it is made now, unclaimed. */
-        if (!(ch = new_end(st, peer, NULL)))
-            return -1;
-        if (!list) {
-            list = PyList_New(0);
-            if (!list || PyDict_SetItem(q, peer, list) < 0) {
-                Py_XDECREF(list);
-                Py_DECREF(ch);
-                return -1;
-            }
-            Py_DECREF(list);
-        }
-        if (PyList_Append(list, (PyObject *)ch) < 0) {
-            Py_DECREF(ch);
-            return -1;
-        }
-    }
-    ch->paired = 1;
-    PyObject *key = PyLong_FromUnsignedLongLong(id);
-    int rc = key ? PyDict_SetItem(chans, key, (PyObject *)ch) : -1;
-    Py_XDECREF(key);
-    Py_DECREF(ch);
-    return rc;
-}
-
-static int on_data(cpy_state *st, PyObject *obj, PyObject *dict, uint64_t id, uint32_t seq,
-                   PyObject *args) {
-    PyObject *chans = PyDict_GetItemWithError(dict, st->str_chans);
-    PyObject *key = chans ? PyLong_FromUnsignedLongLong(id) : NULL;
-    ChannelObject *ch = key ? (ChannelObject *)PyDict_GetItemWithError(chans, key) : NULL;
-    Py_XDECREF(key);
-    if (!ch) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_RuntimeError,
-                         "a channel message arrived for %s from an end it is not paired "
-                         "with (was the chare restarted from a checkpoint taken while "
-                         "channel messages were in flight?)",
-                         Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
-    PyObject *v = n == 1 ? PyTuple_GET_ITEM(args, 0) : (n == 0 ? Py_None : args);
-    if (ring_put(ch, seq, v) < 0)
-        return -1;
-    if (seq != ch->taken)
-        return 0;
+/* The next value of ch is here: wake the coroutine waiting for it. */
+static int wake(cpy_state *st, ChannelObject *ch, PyObject *obj) {
     PyObject *g = ch->waiter ? ch->waiter : ch->multi;
-    if (!g)
+    if (!g || !ring_ready(ch))
         return 0;
     /* The waiter's own reference keeps it alive while it runs. */
     if (g == ch->waiter)
@@ -391,11 +357,110 @@ static int on_data(cpy_state *st, PyObject *obj, PyObject *dict, uint64_t id, ui
     return rc;
 }
 
+/* Move the data that came for peer end `id` before its open into ch. */
+static int take_early(cpy_state *st, PyObject *dict, PyObject *key, ChannelObject *ch) {
+    PyObject *early = PyDict_GetItemWithError(dict, st->str_chanearly);
+    PyObject *list = early ? PyDict_GetItemWithError(early, key) : NULL;
+    if (!list)
+        return PyErr_Occurred() ? -1 : 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *item = PyList_GET_ITEM(list, i); /* (seq, value) */
+        unsigned long s = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(item, 0));
+        if (PyErr_Occurred() || ring_put(ch, (uint32_t)s, PyTuple_GET_ITEM(item, 1)) < 0)
+            return -1;
+    }
+    if (PyDict_DelItem(early, key) < 0)
+        return -1;
+    return PyDict_GET_SIZE(early) == 0 ? PyDict_DelItem(dict, st->str_chanearly) : 0;
+}
+
+static int on_open(cpy_state *st, PyObject *obj, PyObject *dict, uint64_t id, long k,
+                   PyObject *args) {
+    if (PyTuple_GET_SIZE(args) != 1)
+        return PyErr_SetString(PyExc_RuntimeError, "a channel's open is malformed"), -1;
+    PyObject *peer = PyTuple_GET_ITEM(args, 0);
+    PyObject *chans = chare_table(dict, st->str_chans);
+    PyObject *q = chans ? chare_table(dict, st->str_chanq) : NULL;
+    PyObject *pend = q ? PyDict_GetItemWithError(q, peer) : NULL;
+    PyObject *kobj = PyLong_FromLong(k), *key = PyLong_FromUnsignedLongLong(id);
+    ChannelObject *ch = NULL;
+    int rc = -1;
+    if (!q || !kobj || !key || (!pend && PyErr_Occurred()))
+        goto done;
+    if (!pend) {
+        if (!(pend = PyDict_New()) || PyDict_SetItem(q, peer, pend) < 0) {
+            Py_XDECREF(pend);
+            goto done;
+        }
+        Py_DECREF(pend);
+    }
+    ch = (ChannelObject *)PyDict_GetItemWithError(pend, kobj);
+    if (ch && ch->opened) {
+        /* This chare's k-th end towards peer waited for it: paired now. */
+        Py_INCREF(ch);
+        if (PyDict_DelItem(pend, kobj) < 0 ||
+            (PyDict_GET_SIZE(pend) == 0 && PyDict_DelItem(q, peer) < 0))
+            goto done;
+    } else if (ch) {
+        ch = NULL;
+        PyErr_Format(PyExc_RuntimeError, "channel end %ld of %R opened twice", k, peer);
+        goto done;
+    } else {
+        /* This chare has not made its k-th end yet: made now, unclaimed. */
+        if (PyErr_Occurred() || !(ch = new_end(st, peer, NULL)))
+            goto done;
+        ch->k = k;
+        if (PyDict_SetItem(pend, kobj, (PyObject *)ch) < 0)
+            goto done;
+    }
+    ch->paired = 1;
+    if (PyDict_SetItem(chans, key, (PyObject *)ch) < 0 || take_early(st, dict, key, ch) < 0)
+        goto done;
+    rc = wake(st, ch, obj); /* data came first, and a coroutine waits for it */
+done:
+    Py_XDECREF(kobj);
+    Py_XDECREF(key);
+    Py_XDECREF(ch);
+    return rc;
+}
+
+static int on_data(cpy_state *st, PyObject *obj, PyObject *dict, uint64_t id, uint32_t seq,
+                   PyObject *args) {
+    PyObject *chans = PyDict_GetItemWithError(dict, st->str_chans);
+    PyObject *key = PyLong_FromUnsignedLongLong(id);
+    ChannelObject *ch = key && chans ? (ChannelObject *)PyDict_GetItemWithError(chans, key)
+                                     : NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *v = n == 1 ? PyTuple_GET_ITEM(args, 0) : (n == 0 ? Py_None : args);
+    if (!ch) {
+        /* Before its end's open (the sender moved between the two): it
+         * waits for the open. */
+        PyObject *early = key && !PyErr_Occurred() ? chare_table(dict, st->str_chanearly) : NULL;
+        PyObject *list = early ? PyDict_GetItemWithError(early, key) : NULL;
+        int rc = -1;
+        if (early && !list && !PyErr_Occurred()) {
+            if ((list = PyList_New(0)) && PyDict_SetItem(early, key, list) < 0)
+                Py_CLEAR(list);
+            Py_XDECREF(list); /* the dict's now */
+        }
+        PyObject *item = list ? Py_BuildValue("(kO)", (unsigned long)seq, v) : NULL;
+        if (item)
+            rc = PyList_Append(list, item);
+        Py_XDECREF(item);
+        Py_XDECREF(key);
+        return rc;
+    }
+    Py_DECREF(key);
+    if (ring_put(ch, seq, v) < 0)
+        return -1;
+    return seq == ch->taken ? wake(st, ch, obj) : 0;
+}
+
 void cpy_chan_deliver(cpy_state *st, PyObject *obj, int method, uint64_t id, uint32_t seq,
                       PyObject *args) {
     PyObject *dict = chare_dict(obj);
     int rc = !dict ? -1
-             : method == CPY_M_CHANOPEN ? on_open(st, dict, id, args)
+             : method == CPY_M_CHANOPEN ? on_open(st, obj, dict, id, (long)(int32_t)seq, args)
                                         : on_data(st, obj, dict, id, seq, args);
     Py_XDECREF(dict);
     if (rc < 0) {
@@ -473,6 +538,11 @@ static PyObject *ch_wait_ready(ChannelObject *self, PyObject *args) {
 static PyObject *ch_reduce(ChannelObject *self, PyObject *noargs) {
     (void)noargs;
     cpy_state *st = state_of((PyObject *)self);
+    if (!st->chan_moving)
+        return PyErr_Format(PyExc_TypeError,
+                            "a channel end cannot be sent or pickled: it travels only with "
+                            "its chare (migration, checkpoints); make a Channel on the chare "
+                            "that is to use it");
     if (self->waiter || self->multi)
         return PyErr_Format(PyExc_RuntimeError,
                             "a channel cannot be saved or moved while a coroutine waits on "
@@ -490,10 +560,10 @@ static PyObject *ch_reduce(ChannelObject *self, PyObject *noargs) {
     }
     if (!vals)
         return NULL;
-    PyObject *r = Py_BuildValue("O(KOOIIOii)", st->chan_rebuild, (unsigned long long)self->id,
+    PyObject *r = Py_BuildValue("O(KOOIIOiil)", st->chan_rebuild, (unsigned long long)self->id,
                                 self->remote, self->local ? self->local : Py_None,
                                 (unsigned)self->sent, (unsigned)self->taken, vals,
-                                self->opened, self->paired);
+                                self->opened, self->paired, self->k);
     Py_DECREF(vals);
     return r;
 }
@@ -614,8 +684,9 @@ static PyObject *mod_chan_rebuild(PyObject *module, PyObject *args) {
     unsigned sent, taken;
     PyObject *remote, *local, *vals;
     int opened, paired;
-    if (!PyArg_ParseTuple(args, "KOOIIO!ii", &id, &remote, &local, &sent, &taken, &PyList_Type,
-                          &vals, &opened, &paired))
+    long k;
+    if (!PyArg_ParseTuple(args, "KOOIIO!iil", &id, &remote, &local, &sent, &taken, &PyList_Type,
+                          &vals, &opened, &paired, &k))
         return NULL;
     ChannelObject *ch = new_end(st, remote, local == Py_None ? NULL : local);
     if (!ch)
@@ -625,6 +696,7 @@ static PyObject *mod_chan_rebuild(PyObject *module, PyObject *args) {
     ch->taken = taken;
     ch->opened = opened;
     ch->paired = paired;
+    ch->k = k;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vals); i++) {
         unsigned s;
         PyObject *v;
@@ -637,8 +709,20 @@ static PyObject *mod_chan_rebuild(PyObject *module, PyObject *args) {
     return (PyObject *)ch;
 }
 
+/* chan_moving(flag): chares are being pickled to migrate or be saved (their
+ * channel ends may be pickled with them); returns the previous flag. */
+static PyObject *mod_chan_moving(PyObject *module, PyObject *arg) {
+    cpy_state *st = PyModule_GetState(module);
+    int was = st->chan_moving, on = PyObject_IsTrue(arg);
+    if (on < 0)
+        return NULL;
+    st->chan_moving = on;
+    return PyBool_FromLong(was);
+}
+
 static PyMethodDef chan_methods[] = {
     {"chan_setup", mod_chan_setup, METH_VARARGS, NULL},
+    {"chan_moving", mod_chan_moving, METH_O, NULL},
     {"_chan_rebuild", mod_chan_rebuild, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -654,10 +738,13 @@ int cpy_chan_init(PyObject *module, cpy_state *st) {
     st->str_parent = PyUnicode_InternFromString("parent");
     st->str_chans = PyUnicode_InternFromString("_charmpy_chans");
     st->str_chanq = PyUnicode_InternFromString("_charmpy_chanq");
+    st->str_chank = PyUnicode_InternFromString("_charmpy_chank");
+    st->str_chanearly = PyUnicode_InternFromString("_charmpy_chanearly");
     st->str_chan_send = PyUnicode_InternFromString("Channel.send");
     st->str_chan_open = PyUnicode_InternFromString("Channel()");
     if (!st->chan_rebuild || !st->str_switch || !st->str_dead || !st->str_parent ||
-        !st->str_chans || !st->str_chanq || !st->str_chan_send || !st->str_chan_open)
+        !st->str_chans || !st->str_chanq || !st->str_chan_send || !st->str_chan_open ||
+        !st->str_chank || !st->str_chanearly)
         return -1;
     return 0;
 }
@@ -684,6 +771,8 @@ void cpy_chan_clear(cpy_state *st) {
     Py_CLEAR(st->str_parent);
     Py_CLEAR(st->str_chans);
     Py_CLEAR(st->str_chanq);
+    Py_CLEAR(st->str_chank);
+    Py_CLEAR(st->str_chanearly);
     Py_CLEAR(st->str_chan_send);
     Py_CLEAR(st->str_chan_open);
 }

@@ -251,7 +251,8 @@ typedef struct cpy_state {
     PyObject *chan_getcurrent, *chan_coro_type; /* greenlet.getcurrent, coro.Coroutine */
     PyObject *chan_resume, *chan_after_run;     /* coro.resume, coro._after_run */
     PyObject *str_switch, *str_dead, *str_parent, *str_chans, *str_chanq;
-    PyObject *str_chan_send, *str_chan_open;
+    PyObject *str_chan_send, *str_chan_open, *str_chank, *str_chanearly;
+    int chan_moving;          /* chares are pickled to move or be saved (chan_moving) */
     uint64_t chan_next;       /* the next channel end's id (low bits) */
     PyObject *sect_cache;     /* section.c: section id -> keys of its members homed here */
     PyObject *sect_slice, *sect_local; /* sections.py: proxy[slice], a section's local keys */

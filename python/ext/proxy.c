@@ -309,6 +309,9 @@ int cpy_proxy_send(cpy_state *st, PyObject *proxy, const em_hdr *hdr, PyObject *
     if (route(st, p, &h, &pe, &direct, &nvals) < 0 ||
         cpy_send_entry(st, pe, &h, name, args, NULL, direct) < 0)
         return -1;
+    if (st->lb_comm && st->lb_cur && p->place.kind == CPY_ARRAY &&
+        cpy_lb_comm_add(st, &h, st->last_bytes) < 0)
+        PyErr_Clear(); /* it went; its count for the balancer is lost */
     if (h.flags & EM_ROUTE)
         cpy_loc_note_routed(st, p->coll);
     return 0;

@@ -27,3 +27,21 @@ def test_lead_program():
     # The lead's program for channels (was xfail while they were missing).
     for p in (1, 2, 3):
         run_ok("channels", p, timeout=60)
+
+
+@pytest.mark.parametrize("prog", ["chan_race", "chan_race2"])
+def test_open_overtaken(prog):
+    # A sender that migrates right after making its end: its data (direct)
+    # overtakes its open (through the receiver's busy home), or its second
+    # open overtakes its first; found by a review. Twice: races.
+    for _ in range(2):
+        run_ok(prog, 4, timeout=60)
+
+
+def test_checkpoint_restart_with_channels(tmp_path):
+    # Buffered values, an unclaimed end and a channel to itself saved in a
+    # checkpoint, restarted on fewer and more PEs.
+    ck = str(tmp_path / "ck")
+    run_ok("chan_ckpt", 2, ck, timeout=60)
+    for p in (1, 3):
+        run_ok("chan_ckpt", p, ck, "+restart", ck, timeout=60)

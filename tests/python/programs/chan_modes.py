@@ -25,7 +25,8 @@ coroutine. Usage: chan_modes.py MODE. Every mode prints `OK chan_modes` last.
            every channel's values in order, the sum right
   errors   recv() outside a coroutine, remote that is not a chare's proxy,
            local that is not self's, two coroutines in recv() on one
-           channel: each a clear error, and the program goes on
+           channel, an end sent as an argument to another PE: each a clear
+           error, and the program goes on
 """
 import random
 import sys
@@ -307,6 +308,14 @@ class Err(Chare):
     def send_to(self, v):
         self.ch.send(v)
 
+    def pass_end(self, other):
+        try:
+            other.send_to(self.ch)
+        except TypeError as e:
+            assert "channel end cannot be sent" in str(e), str(e)
+            return "raised"
+        return "no error"
+
 
 class Main(Chare):
     def __init__(self, args):
@@ -397,6 +406,9 @@ class Main(Chare):
         for bad in (arr, 5, None):
             assert a.bad_remote(bad, ret=True).get() == "raised"
         assert a.bad_local(b, ret=True).get() == "raised"
+        if P > 1:
+            # An end sent to another PE would be a second sender of its numbers.
+            assert a.pass_end(b, ret=True).get() == "raised"
         try:
             Channel(5, remote=b)
         except TypeError as e:
