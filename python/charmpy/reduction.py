@@ -260,6 +260,8 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     rec = st.pending.get(k)
     if rec is None:
         rec = st.pending[k] = _Redn(reducer, target)
+        if not _watch["armed"]:
+            _arm()
     elif rec.reducer is not reducer:
         raise ValueError(
             f"reduction {k} of {proxy!r}: {type(obj).__name__}{_idx(obj)} contributes "
@@ -335,6 +337,8 @@ def _maybe_reduce(coll, info, stream, k):
             f"among the PEs {info.pes} the reduction runs over")
     if info.pes[0] == charm._pe:
         st.targets[k] = rec
+        if not _watch["armed"]:
+            _arm()
     _charmpy.reduce_among(coll | stream, payload, info.pes)
 
 
@@ -366,6 +370,8 @@ def _on_part(coll, stream, k, count, payload, name, target, allreduce_pe, expect
     acc = st.parts.get(k)
     if acc is None:
         acc = st.parts[k] = [0, [], name, target, set(), expected]
+        if not _watch["armed"]:
+            _arm()
     if allreduce_pe >= 0:
         acc[4].add(allreduce_pe)
     elif acc[2] != name:
@@ -459,8 +465,138 @@ def _idx(obj):
     return "" if i is None else f"[{i}]"
 
 
+# ---- reductions that can never complete -----------------------------------------
+# A reduction some members contributed to and others never will would wait
+# for ever. A PE that holds a partial reduction (contributions of its
+# members, or parts at a root) that made no progress for WATCH_SECS tells
+# PE 0, which waits for quiescence (nothing in flight or running anywhere,
+# no timer: nothing can ever happen again), asks every PE what it holds,
+# waits a little and for quiescence once more (a waitQD of the program
+# answered at the same quiescence may go on), asks again, and, when
+# nothing moved, ends the job with an error naming the reduction, how many
+# contributed and which members here did not. Background timers: they do
+# not hold quiescence back, and cost nothing while no reduction waits.
+WATCH_SECS = 2.0
+_watch = {"armed": False, "last": None, "checking": False, "round": 0, "answers": [],
+          "first": None}
+
+
+def _partial(detail=False):
+    """This PE's partial reductions, [(coll, stream, k, contributions, expected
+    or -1)] (-2 contributions: in the runtime's tree, at its root), and with
+    detail, [(coll, stream, PE, [(counter, member key)])]: the members here
+    that contributed least to each stream (the 8 lowest counters)."""
+    out, lag = [], []
+    for coll, info in charm._colls.items():
+        for stream, st in info.red.items():
+            for k, rec in st.pending.items():
+                out.append((coll, stream, k, len(rec.values), -1))
+            for k, acc in st.parts.items():
+                n = acc[5] if acc[5] >= 0 else _expected(info)
+                out.append((coll, stream, k, acc[0], -1 if n is None else n))
+            for k in st.targets:
+                out.append((coll, stream, k, -2, -1))
+        if detail:
+            # A member that never contributed may be on a PE without any
+            # state for the stream: stream 0 always counts.
+            members = _charmpy.members(coll) or {}
+            for stream in set(info.red) | {0}:
+                st = info.red.get(stream)
+                low = sorted((_counter(obj, stream), key) for key, obj in members.items()
+                             if st is None or _in(st, obj))[:8]
+                if low:
+                    lag.append((coll, stream, charm._pe, low))
+    out.sort(key=lambda t: (t[0], t[1], t[2]))
+    return (out, lag) if detail else out
+
+
+def _arm():
+    if not _watch["armed"]:
+        _watch["armed"] = True
+        _charmpy.call_after(WATCH_SECS, _watch_tick, (), True)
+
+
+def _watch_tick():
+    now = _partial()
+    if not now:
+        _watch["armed"], _watch["last"] = False, None
+        return
+    if now == _watch["last"]:
+        charm.send_msg(0, "W", "suspect")
+    _watch["last"] = now
+    _charmpy.call_after(WATCH_SECS, _watch_tick, (), True)
+
+
+def _on_watch(what, *args):
+    if what == "suspect":
+        if charm._pe == 0 and not _watch["checking"]:
+            _watch["checking"] = True
+            _watch["first"] = None
+            _charmpy.qd_start(_quiet)
+    elif what == "ask":
+        charm.send_msg(0, "W", "answer", args[0], charm._pe, _partial(True))
+    elif what == "answer" and args[0] == _watch["round"]:
+        _watch["answers"].append((args[1], args[2]))
+        if len(_watch["answers"]) == charm._npes:
+            _answered()
+
+
+def _quiet():
+    _watch["round"] += 1
+    _watch["answers"] = []
+    charm.send_msg(-1, "W", "ask", _watch["round"])
+
+
+def _answered():
+    got = sorted((pe, tuple(map(tuple, part[0])), tuple(part[1]))
+                 for pe, part in _watch["answers"])
+    if not any(part for _, part, _ in got):
+        _watch["checking"] = False
+        return
+    if _watch["first"] is None or _watch["first"] != got:
+        # Once more after a while: whatever this quiescence woke may go on.
+        _watch["first"] = got
+        _charmpy.call_after(0.5, _charmpy.qd_start, (_quiet,), True)
+        return
+    raise RuntimeError(_stuck_text(got))
+
+
+def _stuck_text(got):
+    lines = ["a reduction can never complete: the job is quiescent (no message in flight or "
+             "running, no timer), so no member can contribute any more"]
+    lags = [lag for _, _, lags in got for lag in lags]
+    seen = set()
+    for pe, part, _ in got:
+        for coll, stream, k, count, n in part:
+            info = charm._colls.get(coll)
+            what = repr(info.proxy) if info is not None else f"collection {coll:#x}"
+            kind = ("AtSync" if stream == SYNC else "section reduction" if stream & SECT
+                    else "reduction")
+            if count == -2:
+                lines.append(f"  {kind} {k} of {what}: waiting in the spanning tree at PE {pe}")
+            elif n >= 0:
+                lines.append(f"  {kind} {k} of {what}: {count} of {n} contributions reached "
+                             f"its root (PE {pe})")
+            else:
+                lines.append(f"  {kind} {k} of {what}: {count} member(s) on PE {pe} "
+                             "contributed")
+            if (coll, stream, k) in seen:
+                continue
+            seen.add((coll, stream, k))
+            name = info.cls.__name__ if info is not None else "?"
+            missing = [f"{name}[{key!r}] on PE {mpe}" for lc, ls, mpe, low in lags
+                       if (lc, ls) == (coll, stream) for c, key in low if c <= k]
+            if missing:
+                lines.append(f"    not contributed: {', '.join(missing[:8])}"
+                             + (" ..." if len(missing) > 8 else ""))
+    lines.append("every member must make the same contribute (or AtSync) calls in the same "
+                 "order")
+    return "\n".join(lines)
+
+
 charm.on_message("A", _allreduce_done, coll=True)
 charm.on_message("Q", _on_part, coll=True)
+charm.on_message("W", _on_watch)
 
 from . import lb, sections  # noqa: E402  (lb reduces through this module)
 

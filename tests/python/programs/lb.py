@@ -282,11 +282,16 @@ def comm(P):
     print("pairs on PEs", pairs, "edges", [s["edges"] for s in charm.lbStats()])
     assert all(s["edges"] == n for s in charm.lbStats()), charm.lbStats()
     together = sum(p == q for p, q in pairs)
-    if P <= (os.cpu_count() or 1):
+    cores = os.cpu_count() or 1
+    if P <= cores:
         assert together == len(pairs), pairs
-    else:   # oversubscribed (4 PEs on 2 cores split 2 of 8 pairs once, under
-            # mpirun): measured background can outweigh a pair's calls
+    elif P <= 2 * cores:    # oversubscribed (4 PEs on 2 cores split 2 of 8 pairs
+        # once, under mpirun): measured background can outweigh a pair's calls
         assert together >= 3 * len(pairs) // 4, pairs
+    else:   # 8 PEs on 2 cores: a preempted element's measured time is noise of
+        # the order of a pair's calls (11 of 16 together, once in 30 runs);
+        # placement blind to communication puts a pair together 1 time in P
+        assert together >= len(pairs) // 2, pairs
 
 
 def _burn(secs):
