@@ -32,10 +32,11 @@ class Chare:
     def __init__(self, *args, **kwargs):
         pass
 
-    def contribute(self, data, reducer, target, section=None):
-        """Contribute `data` to this collection's next reduction; the result
-        goes to `target` (a proxy method or a Future)."""
-        reduction.contribute(self, data, reducer, target, None, section=section)
+    # contribute(data, reducer, target, section=None): `data` to this
+    # collection's next reduction, whose result goes to `target` (a proxy
+    # method or a Future). In C (python/ext/contrib.c); reduction.py for
+    # the rarer cases.
+    contribute = _charmpy.contribute_method
 
     def reduce(self, target, data=None, reducer=None, section=None):
         self.contribute(data, reducer, target, section)
@@ -43,7 +44,7 @@ class Chare:
     def allreduce(self, data=None, reducer=None, section=None):
         """Contribute, and get a Future with the result on every member."""
         f = Future()
-        reduction.contribute(self, data, reducer, None, f, section=section)
+        _charmpy.allreduce_into(self, data, reducer, f, section)
         return f
 
     def wait(self, condition):

@@ -81,12 +81,13 @@ def _builtin(name, combine, **kw):
 
 
 def _gather_post(pairs):
-    pairs.sort(key=lambda kv: kv[0])
-    return [v for _, v in pairs]
+    pairs.sort(key=operator.itemgetter(0))
+    return list(map(operator.itemgetter(1), pairs))
 
 
 # The runtime's element-wise ops (cp_op in include/charmpy/runtime.h).
 OP_SUM, OP_PROD, OP_MIN, OP_MAX, OP_LAND, OP_LOR, OP_LXOR = range(7)
+_OP_NAMES = ("sum", "product", "min", "max", "logical_and", "logical_or", "logical_xor")
 
 
 class Reducer:
@@ -101,7 +102,8 @@ class Reducer:
                           lambda vals: _elementwise(_lor, "logical_or", vals), op=OP_LOR)
     logical_xor = _builtin("logical_xor",
                            lambda vals: _elementwise(_lxor, "logical_xor", vals), op=OP_LXOR)
-    # gather: contributions travel as [(index, value)] lists, concatenated on
+    # gather: a PE's contributions are (index, value) pairs (contrib.c makes
+    # them too), its part the list of them; parts travel as such lists, concatenated on
     # the way and ordered by index at the end.
     gather = _builtin("gather", lambda vals: [kv for v in vals for kv in v],
                       post=_gather_post)
@@ -270,11 +272,23 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     if reducer.pre is not None:
         data = reducer.pre(data)
     if reducer is Reducer.gather:
-        data = [(obj.thisIndex, data)]
+        data = (obj.thisIndex, data)
     rec.values.append(data)
     if allfut is not None:
         rec.allfuts.append(allfut)
     _maybe_reduce(coll, info, stream, k)
+
+
+def _contribute_method(obj, data, reducer, target, section=None):
+    """Chare.contribute where its C path (python/ext/contrib.c) does not go:
+    a member's first contribution, a PE's first to a reduction, sections,
+    reducers with `pre`, and every error."""
+    contribute(obj, data, reducer, target, None, section=section)
+
+
+def _allreduce_slow(obj, data, reducer, fut, section):
+    """Chare.allreduce's contribution where contrib.c does not take it."""
+    contribute(obj, data, reducer, None, fut, section=section)
 
 
 def set_participants(coll, pes):
@@ -299,10 +313,13 @@ def _local_part(rec):
     op = rec.reducer.op
     if op is not None:
         # Numbers: encoded and combined in C, here and after.
-        parts = [_charmpy.typed_encode(op, v) for v in vals]
-        if None not in parts:
-            return parts[0] if len(parts) == 1 else _charmpy.typed_combine(parts)
-    value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
+        part = _charmpy.typed_reduce(op, vals)
+        if part is not None:
+            return part
+    if rec.reducer is Reducer.gather:
+        value = vals
+    else:
+        value = vals[0] if len(vals) == 1 else rec.reducer.combine(vals)
     return pickle.dumps((rec.reducer.name, value), 5)
 
 
@@ -392,10 +409,12 @@ def _root_check(coll, info, stream, k):
     parts = acc[1]
     if len(parts) == 1:
         payload = parts[0]
-    elif all(p[:1] != b"\x80" for p in parts):
-        payload = _charmpy.typed_combine(parts)
     else:
-        payload = combine(parts)
+        payload = None
+        if all(p[:1] != b"\x80" for p in parts):
+            payload = _charmpy.typed_combine(parts)     # None: ints past int64
+        if payload is None:
+            payload = combine(parts)
     _finish(coll, info, stream, k, payload, _reducer_by_name(acc[2]), acc[3], sorted(acc[4]))
 
 
@@ -408,7 +427,8 @@ def _decode_part(payload):
 def combine(parts):
     """Combine partial results of Python values (the combine hook)."""
     vals = [_decode_part(p) for p in parts]
-    named = [n for n, _ in vals if n is not None]
+    # Typed parts carry their op (byte 4 of the header), pickled ones a name.
+    named = [n for n, _ in vals if n is not None] or [_OP_NAMES[parts[0][4]]]
     vals = [(named[0], v) for _, v in vals]
     name = vals[0][0]
     for other, _ in vals[1:]:
@@ -601,3 +621,5 @@ charm.on_message("W", _on_watch)
 from . import lb, sections  # noqa: E402  (lb reduces through this module)
 
 _Section = sections.Section
+_charmpy.red_setup(charm._colls, _contribute_method, _maybe_reduce, Reducer.gather,
+                   _allreduce_slow, _Section)

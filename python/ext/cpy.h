@@ -509,8 +509,23 @@ void cpy_pool_on_results(cp_ctx *ctx, cp_msg *msg, void *user);
 extern PyMethodDef cpy_reducer_methods[];
 /* Non-zero when `data` holds a typed vector (not a pickle). */
 int cpy_typed_check(const void *data, size_t len);
-/* Combine typed parts[1..n-1] into parts[0]; -1 with an exception when
- * they do not match. */
+/* Combine typed parts[1..n-1] into parts[0]: 0; 1 when Python ints would
+ * leave int64 (parts[0] unchanged: combine them in Python); -1 with an
+ * exception when they do not match. */
 int cpy_typed_combine_msgs(cp_msg *const *parts, int n);
+/* The typed vector of v for op: new bytes, or Py_None (new reference) when
+ * v is not numbers the C reducers take; NULL with an exception. */
+PyObject *cpy_typed_encode(int op, PyObject *v);
+/* Combine typed bytes b into acc (a bytes object with one reference, the
+ * caller's): 0; 1 when Python ints would leave int64 (acc unchanged); -1
+ * with an exception. */
+int cpy_typed_combine_into(PyObject *acc, PyObject *b);
+/* Combine a plain int or float into acc when acc is one number of its kind:
+ * 1 done, 0 not that case, 2 when an int sum or product leaves int64, -1
+ * with an exception. */
+int cpy_typed_scalar_into(PyObject *acc, PyObject *v);
+
+/* ---- contrib.c: Chare.contribute in C (the common case) ------------------ */
+int cpy_contrib_init(PyObject *module);
 
 #endif /* CHARMPY_CPY_H */

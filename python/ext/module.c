@@ -132,10 +132,14 @@ static cp_msg *py_combine(cp_ctx *ctx, cp_msg *const *parts, int n, void *user) 
     for (int i = 0; i < n && typed; i++)
         typed = cpy_typed_check(cp_msg_data(parts[i]), (size_t)parts[i]->size);
     if (typed) {
-        if (cpy_typed_combine_msgs(parts, n) == 0)
+        int rc = cpy_typed_combine_msgs(parts, n);
+        if (rc == 0)
             return parts[0];
-        cpy_report_error(st, "combining reduction contributions");
-        return NULL;
+        if (rc < 0) {
+            cpy_report_error(st, "combining reduction contributions");
+            return NULL;
+        }
+        /* 1: Python ints past int64, combined by the hook below */
     }
     PyObject *list = PyList_New(n);
     for (int i = 0; list && i < n; i++) {
@@ -740,7 +744,7 @@ static int mod_exec(PyObject *module) {
         return -1;
     if (cpy_proxy_types_init(module, st) < 0 || cpy_args_init(module, st) < 0 ||
         cpy_pool_init(module, st) < 0 || cpy_chan_init(module, st) < 0 ||
-        cpy_sect_init(module, st) < 0)
+        cpy_sect_init(module, st) < 0 || cpy_contrib_init(module) < 0)
         return -1;
     if (PyModule_AddFunctions(module, cpy_reducer_methods) < 0 ||
         PyModule_AddFunctions(module, cpy_codec_methods) < 0 ||

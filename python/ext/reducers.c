@@ -161,16 +161,12 @@ static int encode_buffer(PyObject *v, tred_hdr *h, PyObject **out) {
     return 1;
 }
 
-/* typed_encode(op, value) -> bytes, or None when the value is not numbers
- * the C reducers handle. */
-static PyObject *mod_typed_encode(PyObject *module, PyObject *args) {
-    (void)module;
-    int op;
-    PyObject *v, *out = NULL;
-    if (!PyArg_ParseTuple(args, "iO", &op, &v))
-        return NULL;
+/* The typed vector of value for op: new bytes, Py_None (new reference) when
+ * the value is not numbers the C reducers handle, NULL with an exception. */
+PyObject *cpy_typed_encode(int op, PyObject *v) {
     if (op < 0 || op >= CP_OP_COUNT_)
         return PyErr_Format(PyExc_ValueError, "bad reduction op %d", op);
+    PyObject *out = NULL;
     tred_hdr h;
     memset(&h, 0, sizeof h);
     h.magic = TRED_MAGIC;
@@ -197,8 +193,20 @@ static PyObject *mod_typed_encode(PyObject *module, PyObject *args) {
     return rc ? out : Py_NewRef(Py_None);
 }
 
-/* Combine typed vector `in` into `acc` (both headers included). 0, or -1
- * with a ValueError naming the difference. */
+/* typed_encode(op, value) -> bytes, or None when the value is not numbers
+ * the C reducers handle. */
+static PyObject *mod_typed_encode(PyObject *module, PyObject *args) {
+    (void)module;
+    int op;
+    PyObject *v;
+    if (!PyArg_ParseTuple(args, "iO", &op, &v))
+        return NULL;
+    return cpy_typed_encode(op, v);
+}
+
+/* Combine typed vector `in` into `acc` (both headers included). 0; 1 when
+ * Python ints would leave int64 (acc untouched); -1 with a ValueError
+ * naming the difference. */
 static int combine_into(char *acc, const char *in, size_t in_len) {
     tred_hdr a, b;
     memcpy(&a, acc, sizeof a);
@@ -220,19 +228,89 @@ static int combine_into(char *acc, const char *in, size_t in_len) {
                      types[b.type < 4 ? b.type : 4], ops[b.op < 7 ? b.op : 7]);
         return -1;
     }
+    if (a.type == CP_T_INT64 && (a.op == CP_OP_SUM || a.op == CP_OP_PROD) &&
+        a.pykind != PK_NDARRAY && a.pykind != PK_ARRAY) {
+        /* Python ints do not wrap (numpy's and array.array's do): past
+         * int64, the caller combines them in Python. */
+        const char *x = acc + sizeof a, *y = in + sizeof b;
+        for (uint64_t i = 0; i < a.count; i++) {
+            int64_t p, q, r;
+            memcpy(&p, x + 8 * i, 8);
+            memcpy(&q, y + 8 * i, 8);
+            if (a.op == CP_OP_SUM ? __builtin_add_overflow(p, q, &r)
+                                  : __builtin_mul_overflow(p, q, &r))
+                return 1;
+        }
+    }
     cp_reduce_apply((cp_op)a.op, (cp_type)a.type, acc + sizeof a, in + sizeof b, a.count);
     return 0;
 }
 
-int cpy_typed_combine_msgs(cp_msg *const *parts, int n) {
-    for (int i = 1; i < n; i++)
-        if (combine_into(cp_msg_data(parts[0]), cp_msg_data(parts[i]),
-                         (size_t)parts[i]->size) < 0)
+/* Combine typed bytes b into acc, a bytes object of the caller's own (one
+ * reference): 0, or -1 with an exception. */
+int cpy_typed_combine_into(PyObject *acc, PyObject *b) {
+    return combine_into(PyBytes_AS_STRING(acc), PyBytes_AS_STRING(b), (size_t)PyBytes_GET_SIZE(b));
+}
+
+/* Combine the plain int or float v into acc (as above) when acc is one
+ * number of v's kind: 1 done, 0 not that case (encode v), 2 when an int
+ * sum or product would not fit in int64, -1 error. */
+int cpy_typed_scalar_into(PyObject *acc, PyObject *v) {
+    tred_hdr h;
+    memcpy(&h, PyBytes_AS_STRING(acc), sizeof h);
+    if (h.count != 1)
+        return 0;
+    char *data = PyBytes_AS_STRING(acc) + sizeof h;
+    if (PyLong_CheckExact(v) && h.type == CP_T_INT64 && (h.pykind == PK_INT || h.pykind == PK_BOOL)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow)
+            return 0;
+        if (x == -1 && PyErr_Occurred())
             return -1;
+        int64_t acc_v, in = x;
+        memcpy(&acc_v, data, 8);
+        if (h.op == CP_OP_SUM || h.op == CP_OP_PROD) {
+            /* Python's ints do not wrap: past int64, Python combines. */
+            int64_t r;
+            if (h.op == CP_OP_SUM ? __builtin_add_overflow(acc_v, in, &r)
+                                  : __builtin_mul_overflow(acc_v, in, &r))
+                return 2;
+            memcpy(data, &r, 8);
+            return 1;
+        }
+        cp_reduce_apply((cp_op)h.op, CP_T_INT64, data, &in, 1);
+        return 1;
+    }
+    if (PyFloat_CheckExact(v) && h.type == CP_T_FLOAT64 && h.pykind == PK_FLOAT) {
+        double in = PyFloat_AS_DOUBLE(v);
+        cp_reduce_apply((cp_op)h.op, CP_T_FLOAT64, data, &in, 1);
+        return 1;
+    }
     return 0;
 }
 
-/* typed_combine(list of typed bytes) -> typed bytes */
+int cpy_typed_combine_msgs(cp_msg *const *parts, int n) {
+    /* Into a copy: Python ints that would overflow leave parts[0] as it
+     * was, for Python to combine them all. */
+    size_t len = (size_t)parts[0]->size;
+    char *acc = PyMem_RawMalloc(len ? len : 1);
+    if (!acc) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(acc, cp_msg_data(parts[0]), len);
+    int rc = 0;
+    for (int i = 1; i < n && rc == 0; i++)
+        rc = combine_into(acc, cp_msg_data(parts[i]), (size_t)parts[i]->size);
+    if (rc == 0)
+        memcpy(cp_msg_data(parts[0]), acc, len);
+    PyMem_RawFree(acc);
+    return rc;
+}
+
+/* typed_combine(list of typed bytes) -> typed bytes, or None when Python
+ * ints would leave int64 */
 static PyObject *mod_typed_combine(PyObject *module, PyObject *list) {
     (void)module;
     if (!PyList_Check(list) || PyList_GET_SIZE(list) == 0 ||
@@ -242,9 +320,13 @@ static PyObject *mod_typed_combine(PyObject *module, PyObject *list) {
     PyObject *acc = PyBytes_FromStringAndSize(PyBytes_AS_STRING(first), PyBytes_GET_SIZE(first));
     for (Py_ssize_t i = 1; acc && i < PyList_GET_SIZE(list); i++) {
         PyObject *b = PyList_GET_ITEM(list, i);
-        if (!PyBytes_Check(b) ||
-            combine_into(PyBytes_AS_STRING(acc), PyBytes_AS_STRING(b),
-                         (size_t)PyBytes_GET_SIZE(b)) < 0) {
+        int rc = PyBytes_Check(b) ? combine_into(PyBytes_AS_STRING(acc), PyBytes_AS_STRING(b),
+                                                 (size_t)PyBytes_GET_SIZE(b)) : -1;
+        if (rc == 1) {  /* beyond int64: reduction.py combines in Python */
+            Py_DECREF(acc);
+            Py_RETURN_NONE;
+        }
+        if (rc < 0) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_TypeError, "typed_combine takes a list of bytes");
             Py_CLEAR(acc);

@@ -30,3 +30,16 @@ def test_partial_reduction_across_waitqd_is_not_an_error():
     for p in (1, 3):
         run_ok("red_missing", p, "qdwait", timeout=60)
 
+
+def test_contribute_c_path(npes):
+    # contrib.c and its way back to reduction.py: sections given every way,
+    # allreduce, ints past int64 exact, numpy int64 wrapping, migration.
+    res = run_ok("contrib_paths", npes, timeout=120)  # ends with OK contrib_paths
+    assert f"contrib_paths ok on {npes} PEs" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("pes", [1, 2, 8])
+def test_contribute_reducer_mismatch_on_a_later_member(pes):
+    rc, out, err = run_program("contrib_paths", pes, "mismatch", timeout=60,
+                               expect_rc=NONZERO)
+    assert "max" in err and "sum" in err and "reduction 1" in err, err[-3000:]

@@ -1,0 +1,371 @@
+/*
+ * The contribute call in C: Chare.contribute(data, reducer, target) and
+ * the local combination of numbers.
+ *
+ * reduction.py keeps the reductions of a collection's stream on this PE in
+ * a _RedState (pending: reduction number -> _Redn, the contributions of the
+ * members here so far; hist: next reduction number -> how many members here
+ * are at it). The first contribution of a PE to a reduction makes its _Redn
+ * in Python (and a member's first contribution its counter); every other
+ * one takes this path, which does what reduction.contribute does on the
+ * same objects: the member's counter, the histogram, the value appended,
+ * and, once no member here still has to contribute, reduction.py's
+ * _maybe_reduce, which sends the PE's part on. Sections, allreduce,
+ * reducers with a `pre` function, keyword arguments and every error go to
+ * reduction.py (red_setup's `slow`), which checks and explains.
+ *
+ * typed_reduce(op, values): the contributions of a PE's members to a C
+ * reducer combined into one typed vector (reducers.c) without a bytes
+ * object per contribution for plain ints and floats.
+ */
+#include "cpy.h"
+
+typedef struct red_fast {
+    PyObject *colls;   /* charm._colls: coll -> Collection */
+    PyObject *slow;    /* reduction._contribute_method(self, data, reducer, target, ...) */
+    PyObject *maybe;   /* reduction._maybe_reduce(coll, info, stream, k) */
+    PyObject *gather;  /* Reducer.gather: contributions travel as (index, value) */
+    PyObject *slow_all; /* reduction._allreduce_slow(self, data, reducer, fut, section) */
+    PyObject *sect_type; /* sections.Section */
+    PyObject *s_allfuts, *s_keyset, *s_coll, *s_stream;
+    PyObject *s_red, *s_pending, *s_hist, *s_section, *s_reducer, *s_values, *s_pre;
+    PyObject *s_proxy, *s_index, *s_redk, *zero;
+} red_fast;
+
+static red_fast R;
+
+/* red_setup(colls, slow, maybe_reduce, gather, slow_all, Section) */
+static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *colls, *slow, *maybe, *gather, *slow_all, *sect_type;
+    if (!PyArg_ParseTuple(args, "O!OOOOO", &PyDict_Type, &colls, &slow, &maybe, &gather,
+                          &slow_all, &sect_type))
+        return NULL;
+    Py_XSETREF(R.slow_all, Py_NewRef(slow_all));
+    Py_XSETREF(R.sect_type, Py_NewRef(sect_type));
+    Py_XSETREF(R.colls, Py_NewRef(colls));
+    Py_XSETREF(R.slow, Py_NewRef(slow));
+    Py_XSETREF(R.maybe, Py_NewRef(maybe));
+    Py_XSETREF(R.gather, Py_NewRef(gather));
+#define INTERN(f, s)                                                                        \
+    if (!R.f && !(R.f = PyUnicode_InternFromString(s)))                                     \
+        return NULL;
+    INTERN(s_allfuts, "allfuts")
+    INTERN(s_keyset, "_keyset")
+    INTERN(s_coll, "coll")
+    INTERN(s_stream, "stream")
+    INTERN(s_red, "red")
+    INTERN(s_pending, "pending")
+    INTERN(s_hist, "hist")
+    INTERN(s_section, "section")
+    INTERN(s_reducer, "reducer")
+    INTERN(s_values, "values")
+    INTERN(s_pre, "pre")
+    INTERN(s_proxy, "thisProxy")
+    INTERN(s_index, "thisIndex")
+    INTERN(s_redk, "_charmpy_redk")
+#undef INTERN
+    if (!R.zero && !(R.zero = PyLong_FromLong(0)))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* hist[r] += delta, the entry gone at 0 (reduction.py's _move). */
+static int hist_move(PyObject *hist, PyObject *r, long delta) {
+    PyObject *cur = PyDict_GetItemWithError(hist, r);
+    if (!cur && PyErr_Occurred())
+        return -1;
+    long n = cur ? PyLong_AsLong(cur) : 0;
+    if (n == -1 && PyErr_Occurred())
+        return -1;
+    n += delta;
+    if (n == 0)
+        return PyDict_DelItem(hist, r);
+    PyObject *v = PyLong_FromLong(n);
+    int rc = v ? PyDict_SetItem(hist, r, v) : -1;
+    Py_XDECREF(v);
+    return rc;
+}
+
+/* 1 when some member here is still at a reduction number <= k (min(hist)
+ * <= k), 0 when none is, -1 on error. */
+static int hist_waits(PyObject *hist, long long k) {
+    Py_ssize_t pos = 0;
+    PyObject *key, *val;
+    while (PyDict_Next(hist, &pos, &key, &val)) {
+        long long r = PyLong_AsLongLong(key);
+        if (r == -1 && PyErr_Occurred())
+            return -1;
+        if (r <= k)
+            return 1;
+    }
+    return 0;
+}
+
+/* The fast path of reduction.contribute(self, data, reducer, target, allfut,
+ * section=section) (allfut, section: NULL when None); 1 done, 0 not taken
+ * (nothing changed), -1 error. */
+static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *allfut,
+                PyObject *section) {
+    PyObject *d = PyObject_GenericGetDict(self, NULL);
+    if (!d)
+        return -1;
+    int rc = 0;
+    PyObject *info = NULL, *red = NULL, *st = NULL, *sec = NULL, *pending = NULL,
+             *hist = NULL, *rec = NULL, *rreducer = NULL, *values = NULL, *pre = NULL,
+             *collo = NULL, *kobj = NULL, *k1 = NULL, *val = NULL, *stream = NULL,
+             *allfuts = NULL;
+    PyObject *proxy = PyDict_GetItemWithError(d, R.s_proxy);
+    PyObject *counters = PyDict_GetItemWithError(d, R.s_redk); /* made below if missing */
+    if (!proxy || (counters && !PyDict_CheckExact(counters)) || !R.colls || PyErr_Occurred())
+        goto out;
+    cpy_state *cs = cpy_state_of_type(Py_TYPE(proxy));
+    cpy_place place;
+    uint64_t coll;
+    if (!cs || cpy_proxy_place(cs, proxy, &place, &coll) < 0) {
+        PyErr_Clear();
+        goto out;
+    }
+    if (!(collo = PyLong_FromUnsignedLongLong(coll)))
+        goto fail;
+    info = Py_XNewRef(PyDict_GetItemWithError(R.colls, collo));
+    if (!info)
+        goto check;
+    PyObject *zero = R.zero;
+    if (section) {
+        /* A member of the section, of this collection: its stream. */
+        if ((PyObject *)Py_TYPE(section) != R.sect_type)
+            goto out;
+        PyObject *ks = PyObject_GetAttr(section, R.s_keyset), *idx;
+        int in = ks && PyFrozenSet_CheckExact(ks) && (idx = PyDict_GetItemWithError(d, R.s_index))
+                     ? PySet_Contains(ks, idx) : 0;
+        Py_XDECREF(ks);
+        if (in <= 0)
+            goto check;
+        PyObject *sc = PyObject_GetAttr(section, R.s_coll);
+        int same = sc ? PyObject_RichCompareBool(sc, collo, Py_EQ) : -1;
+        Py_XDECREF(sc);
+        if (same <= 0)
+            goto check;
+        if (!(stream = PyObject_GetAttr(section, R.s_stream)))
+            goto fail;
+    } else {
+        stream = Py_NewRef(zero);
+    }
+    if (!(red = PyObject_GetAttr(info, R.s_red)))
+        goto fail;
+    if (!PyDict_CheckExact(red) || !(st = Py_XNewRef(PyDict_GetItemWithError(red, stream))))
+        goto check;
+    if (!(sec = PyObject_GetAttr(st, R.s_section)))
+        goto fail;
+    if ((sec == Py_None) != (section == NULL))
+        goto out;
+    if (!(pending = PyObject_GetAttr(st, R.s_pending)) || !(hist = PyObject_GetAttr(st, R.s_hist)))
+        goto fail;
+    if (!PyDict_CheckExact(pending) || !PyDict_CheckExact(hist))
+        goto out;
+    kobj = counters ? Py_XNewRef(PyDict_GetItemWithError(counters, stream)) : NULL;
+    if (!kobj) {
+        if (PyErr_Occurred())
+            goto fail;
+        kobj = Py_NewRef(zero);
+    }
+    long long k = PyLong_AsLongLong(kobj);
+    if (k == -1 && PyErr_Occurred())
+        goto fail;
+    if (!(rec = Py_XNewRef(PyDict_GetItemWithError(pending, kobj))))
+        goto check;
+    if (!(rreducer = PyObject_GetAttr(rec, R.s_reducer)))
+        goto fail;
+    if (rreducer != reducer)
+        goto out;   /* reduction.py says what is wrong */
+    if (!(pre = PyObject_GetAttr(reducer, R.s_pre)))
+        goto fail;
+    if (pre != Py_None)
+        goto out;
+    if (!(values = PyObject_GetAttr(rec, R.s_values)))
+        goto fail;
+    if (!PyList_CheckExact(values))
+        goto out;
+    if (allfut && (!(allfuts = PyObject_GetAttr(rec, R.s_allfuts)) || !PyList_CheckExact(allfuts)))
+        goto check;
+    if (reducer == R.gather) {
+        PyObject *idx = PyDict_GetItemWithError(d, R.s_index);
+        if (!idx)
+            goto check;
+        if (!(val = PyTuple_Pack(2, idx, data)))
+            goto fail;
+    } else {
+        val = Py_NewRef(data);
+    }
+    /* Every check passed: the contribution counts. */
+    rc = 1;
+    if (!counters) {    /* the member's first contribution: its counters */
+        PyObject *c = PyDict_New();
+        if (!c || PyDict_SetItem(d, R.s_redk, c) < 0) {
+            Py_XDECREF(c);
+            goto fail;
+        }
+        counters = c;   /* borrowed from d from here on */
+        Py_DECREF(c);
+    }
+    if (!(k1 = PyLong_FromLongLong(k + 1)) || PyDict_SetItem(counters, stream, k1) < 0 ||
+        hist_move(hist, kobj, -1) < 0 || hist_move(hist, k1, 1) < 0 ||
+        PyList_Append(values, val) < 0 || (allfut && PyList_Append(allfuts, allfut) < 0))
+        goto fail;
+    int waits = hist_waits(hist, k);
+    if (waits < 0)
+        goto fail;
+    if (!waits) {
+        PyObject *a[4] = {collo, info, stream, kobj};
+        PyObject *r = PyObject_Vectorcall(R.maybe, a, 4, NULL);
+        if (!r)
+            goto fail;
+        Py_DECREF(r);
+    }
+    goto out;
+check:
+    if (PyErr_Occurred())
+        goto fail;
+    goto out;
+fail:
+    rc = -1;
+out:
+    Py_DECREF(d);
+    Py_XDECREF(info);
+    Py_XDECREF(red);
+    Py_XDECREF(st);
+    Py_XDECREF(sec);
+    Py_XDECREF(pending);
+    Py_XDECREF(hist);
+    Py_XDECREF(rec);
+    Py_XDECREF(rreducer);
+    Py_XDECREF(values);
+    Py_XDECREF(pre);
+    Py_XDECREF(collo);
+    Py_XDECREF(kobj);
+    Py_XDECREF(k1);
+    Py_XDECREF(val);
+    Py_XDECREF(stream);
+    Py_XDECREF(allfuts);
+    return rc;
+}
+
+/* contribute(self, data, reducer, target, section=None) */
+static PyObject *mod_contribute(PyObject *module, PyObject *const *args, Py_ssize_t nargsf,
+                                PyObject *kwnames) {
+    (void)module;
+    if (!R.slow)
+        return PyErr_Format(PyExc_RuntimeError, "charmpy is not initialised");
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *section = NULL;
+    int plain = nargs + nkw == 4 && nkw == 0;
+    if (nargs + nkw == 5 && nargs >= 4) {
+        plain = nkw == 0 || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
+                                                             "section") == 0;
+        section = args[4] == Py_None ? NULL : args[4];
+    }
+    if (plain) {
+        int rc = fast(args[0], args[1], args[2], NULL, section);
+        if (rc < 0)
+            return NULL;
+        if (rc)
+            Py_RETURN_NONE;
+    }
+    return PyObject_Vectorcall(R.slow, args, nargsf, kwnames);
+}
+
+/* allreduce_into(self, data, reducer, fut, section): self's contribution to
+ * an allreduce whose result goes to fut. */
+static PyObject *mod_allreduce_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (!R.slow_all)
+        return PyErr_Format(PyExc_RuntimeError, "charmpy is not initialised");
+    if (nargs != 5)
+        return PyErr_Format(PyExc_TypeError, "allreduce_into takes 5 arguments");
+    int rc = fast(args[0], args[1], args[2], args[3], args[4] == Py_None ? NULL : args[4]);
+    if (rc < 0)
+        return NULL;
+    if (rc)
+        Py_RETURN_NONE;
+    return PyObject_Vectorcall(R.slow_all, args, 5, NULL);
+}
+
+/* ---- typed_reduce ------------------------------------------------------------- */
+
+/* typed_reduce(op, values) -> typed bytes, or None when one of the values is
+ * not numbers the C reducers take (reduction.py then combines in Python). */
+static PyObject *mod_typed_reduce(PyObject *module, PyObject *args) {
+    (void)module;
+    int op;
+    PyObject *values;
+    if (!PyArg_ParseTuple(args, "iO!", &op, &PyList_Type, &values))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (n == 0)
+        return PyErr_Format(PyExc_ValueError, "typed_reduce of no values");
+    PyObject *acc = cpy_typed_encode(op, PyList_GET_ITEM(values, 0));
+    if (!acc || acc == Py_None)
+        return acc;
+    if (n > 1 && Py_REFCNT(acc) != 1) {   /* combined in place: a private copy */
+        Py_SETREF(acc, PyBytes_FromStringAndSize(PyBytes_AS_STRING(acc),
+                                                 PyBytes_GET_SIZE(acc)));
+        if (!acc)
+            return NULL;
+    }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyObject *v = PyList_GET_ITEM(values, i);
+        int rc = cpy_typed_scalar_into(acc, v);
+        if (rc == 2) {  /* beyond int64: Python's exact ints */
+            Py_DECREF(acc);
+            Py_RETURN_NONE;
+        }
+        if (rc == 0) {
+            PyObject *b = cpy_typed_encode(op, v);
+            if (b == Py_None) {
+                Py_DECREF(b);
+                Py_DECREF(acc);
+                Py_RETURN_NONE;
+            }
+            rc = b ? cpy_typed_combine_into(acc, b) : -1;
+            Py_XDECREF(b);
+            if (rc == 1) {
+                Py_DECREF(acc);
+                Py_RETURN_NONE;
+            }
+        }
+        if (rc < 0) {
+            Py_DECREF(acc);
+            return NULL;
+        }
+    }
+    return acc;
+}
+
+static PyMethodDef contrib_methods[] = {
+    {"red_setup", mod_red_setup, METH_VARARGS,
+     "red_setup(colls, slow, maybe_reduce, gather, slow_all, Section): reduction.py's"},
+    {"allreduce_into", (PyCFunction)(void (*)(void))mod_allreduce_into, METH_FASTCALL,
+     "allreduce_into(self, data, reducer, fut, section): Chare.allreduce's contribution"},
+    {"contribute", (PyCFunction)(void (*)(void))mod_contribute, METH_FASTCALL | METH_KEYWORDS,
+     "contribute(self, data, reducer, target, section=None): Chare.contribute"},
+    {"typed_reduce", mod_typed_reduce, METH_VARARGS,
+     "typed_reduce(op, values) -> the typed combination of values, or None"},
+    {NULL, NULL, 0, NULL},
+};
+
+int cpy_contrib_init(PyObject *module) {
+    if (PyModule_AddFunctions(module, contrib_methods) < 0)
+        return -1;
+    /* Chare.contribute: the C function bound like a Python method. */
+    PyObject *f = PyObject_GetAttrString(module, "contribute");
+    PyObject *m = f ? PyInstanceMethod_New(f) : NULL;
+    Py_XDECREF(f);
+    if (!m || PyModule_AddObjectRef(module, "contribute_method", m) < 0) {
+        Py_XDECREF(m);
+        return -1;
+    }
+    Py_DECREF(m);
+    return 0;
+}
