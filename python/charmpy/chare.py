@@ -186,6 +186,8 @@ class Collection:
         self.total = None   # on PE 0: the elements of a sparse array, once counted
 
 
+_charmpy.red_coll_type(Collection)   # contrib.c reads `red` at its slot
+
 # ---- creation ---------------------------------------------------------------
 _ncreated = 0
 _created = {}     # coll -> Future done when every PE built its members

@@ -622,4 +622,4 @@ from . import lb, sections  # noqa: E402  (lb reduces through this module)
 
 _Section = sections.Section
 _charmpy.red_setup(charm._colls, _contribute_method, _maybe_reduce, Reducer.gather,
-                   _allreduce_slow, _Section)
+                   _allreduce_slow, _Section, _RedState, _Redn)

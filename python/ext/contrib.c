@@ -19,6 +19,7 @@
  * object per contribution for plain ints and floats.
  */
 #include "cpy.h"
+#include <structmember.h>   /* PyMemberDef, T_OBJECT_EX */
 
 typedef struct red_fast {
     PyObject *colls;   /* charm._colls: coll -> Collection */
@@ -27,19 +28,71 @@ typedef struct red_fast {
     PyObject *gather;  /* Reducer.gather: contributions travel as (index, value) */
     PyObject *slow_all; /* reduction._allreduce_slow(self, data, reducer, fut, section) */
     PyObject *sect_type; /* sections.Section */
-    PyObject *s_allfuts, *s_keyset, *s_coll, *s_stream;
-    PyObject *s_red, *s_pending, *s_hist, *s_section, *s_reducer, *s_values, *s_pre;
-    PyObject *s_proxy, *s_index, *s_redk, *zero;
+    PyObject *s_red, *s_pre, *s_proxy, *s_index, *s_redk, *zero;
+    PyObject *nopre;   /* the last reducer seen without a `pre` (kept alive) */
 } red_fast;
 
 static red_fast R;
 
-/* red_setup(colls, slow, maybe_reduce, gather, slow_all, Section) */
+/* A __slots__ attribute of one exact class read at its offset: no attribute
+ * lookup (Section's __getattr__ hook, the type's MRO) on every contribution.
+ * t NULL until set up: the attribute is then looked up by name. */
+typedef struct slot {
+    PyTypeObject *t;
+    Py_ssize_t off;
+    PyObject *name;
+} slot;
+
+static slot S_sec_keyset, S_sec_coll, S_sec_stream, S_st_section, S_st_pending, S_st_hist,
+    S_rn_reducer, S_rn_values, S_rn_allfuts, S_co_red;
+
+static int slot_init(slot *s, PyObject *type, const char *name) {
+    if (!PyType_Check(type))
+        return PyErr_Format(PyExc_TypeError, "red_setup: %R is not a class", type), -1;
+    if (!s->name && !(s->name = PyUnicode_InternFromString(name)))
+        return -1;
+    PyObject *d = PyObject_GetAttr(type, s->name);
+    if (!d)
+        return -1;
+    int ok = Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+             ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+    if (ok) {
+        s->off = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_XSETREF(s->t, (PyTypeObject *)Py_NewRef(type));
+    }
+    Py_DECREF(d);
+    if (!ok)
+        PyErr_Format(PyExc_TypeError, "red_setup: %R.%s is not a __slots__ attribute", type,
+                     name);
+    return ok ? 0 : -1;
+}
+
+/* o.name, a new reference; NULL with AttributeError when unset. */
+static PyObject *slot_get(const slot *s, PyObject *o) {
+    if (s->t && Py_IS_TYPE(o, s->t)) {
+        PyObject *v = *(PyObject **)((char *)o + s->off);
+        if (v)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(o, s->name);
+}
+
+/* red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _RedState, _Redn) */
 static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *colls, *slow, *maybe, *gather, *slow_all, *sect_type;
-    if (!PyArg_ParseTuple(args, "O!OOOOO", &PyDict_Type, &colls, &slow, &maybe, &gather,
-                          &slow_all, &sect_type))
+    PyObject *colls, *slow, *maybe, *gather, *slow_all, *sect_type, *st_type, *rn_type;
+    if (!PyArg_ParseTuple(args, "O!OOOOOOO", &PyDict_Type, &colls, &slow, &maybe, &gather,
+                          &slow_all, &sect_type, &st_type, &rn_type))
+        return NULL;
+    if (slot_init(&S_sec_keyset, sect_type, "_keyset") < 0 ||
+        slot_init(&S_sec_coll, sect_type, "coll") < 0 ||
+        slot_init(&S_sec_stream, sect_type, "stream") < 0 ||
+        slot_init(&S_st_section, st_type, "section") < 0 ||
+        slot_init(&S_st_pending, st_type, "pending") < 0 ||
+        slot_init(&S_st_hist, st_type, "hist") < 0 ||
+        slot_init(&S_rn_reducer, rn_type, "reducer") < 0 ||
+        slot_init(&S_rn_values, rn_type, "values") < 0 ||
+        slot_init(&S_rn_allfuts, rn_type, "allfuts") < 0)
         return NULL;
     Py_XSETREF(R.slow_all, Py_NewRef(slow_all));
     Py_XSETREF(R.sect_type, Py_NewRef(sect_type));
@@ -50,22 +103,23 @@ static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
 #define INTERN(f, s)                                                                        \
     if (!R.f && !(R.f = PyUnicode_InternFromString(s)))                                     \
         return NULL;
-    INTERN(s_allfuts, "allfuts")
-    INTERN(s_keyset, "_keyset")
-    INTERN(s_coll, "coll")
-    INTERN(s_stream, "stream")
     INTERN(s_red, "red")
-    INTERN(s_pending, "pending")
-    INTERN(s_hist, "hist")
-    INTERN(s_section, "section")
-    INTERN(s_reducer, "reducer")
-    INTERN(s_values, "values")
     INTERN(s_pre, "pre")
     INTERN(s_proxy, "thisProxy")
     INTERN(s_index, "thisIndex")
     INTERN(s_redk, "_charmpy_redk")
 #undef INTERN
+    if (!S_co_red.name)
+        S_co_red.name = Py_NewRef(R.s_red);
     if (!R.zero && !(R.zero = PyLong_FromLong(0)))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* red_coll_type(Collection): chare.Collection, whose `red` is read at its slot */
+static PyObject *mod_red_coll_type(PyObject *module, PyObject *type) {
+    (void)module;
+    if (slot_init(&S_co_red, type, "red") < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -133,61 +187,72 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
         goto check;
     PyObject *zero = R.zero;
     if (section) {
-        /* A member of the section, of this collection: its stream. */
         if ((PyObject *)Py_TYPE(section) != R.sect_type)
             goto out;
-        PyObject *ks = PyObject_GetAttr(section, R.s_keyset), *idx;
-        int in = ks && PyFrozenSet_CheckExact(ks) && (idx = PyDict_GetItemWithError(d, R.s_index))
-                     ? PySet_Contains(ks, idx) : 0;
-        Py_XDECREF(ks);
-        if (in <= 0)
-            goto check;
-        PyObject *sc = PyObject_GetAttr(section, R.s_coll);
-        int same = sc ? PyObject_RichCompareBool(sc, collo, Py_EQ) : -1;
-        Py_XDECREF(sc);
-        if (same <= 0)
-            goto check;
-        if (!(stream = PyObject_GetAttr(section, R.s_stream)))
+        if (!(stream = slot_get(&S_sec_stream, section)))
             goto fail;
+        /* A member that contributed to this stream before was checked then
+         * (the stream names the section's members and collection). */
+        kobj = counters ? Py_XNewRef(PyDict_GetItemWithError(counters, stream)) : NULL;
+        if (!kobj) {
+            /* A member of the section, of this collection. */
+            if (PyErr_Occurred())
+                goto fail;
+            PyObject *ks = slot_get(&S_sec_keyset, section), *idx;
+            int in = ks && PyFrozenSet_CheckExact(ks) &&
+                             (idx = PyDict_GetItemWithError(d, R.s_index))
+                         ? PySet_Contains(ks, idx) : 0;
+            Py_XDECREF(ks);
+            if (in <= 0)
+                goto check;
+            PyObject *sc = slot_get(&S_sec_coll, section);
+            int same = sc ? PyObject_RichCompareBool(sc, collo, Py_EQ) : -1;
+            Py_XDECREF(sc);
+            if (same <= 0)
+                goto check;
+        }
     } else {
         stream = Py_NewRef(zero);
+        kobj = counters ? Py_XNewRef(PyDict_GetItemWithError(counters, stream)) : NULL;
     }
-    if (!(red = PyObject_GetAttr(info, R.s_red)))
-        goto fail;
-    if (!PyDict_CheckExact(red) || !(st = Py_XNewRef(PyDict_GetItemWithError(red, stream))))
-        goto check;
-    if (!(sec = PyObject_GetAttr(st, R.s_section)))
-        goto fail;
-    if ((sec == Py_None) != (section == NULL))
-        goto out;
-    if (!(pending = PyObject_GetAttr(st, R.s_pending)) || !(hist = PyObject_GetAttr(st, R.s_hist)))
-        goto fail;
-    if (!PyDict_CheckExact(pending) || !PyDict_CheckExact(hist))
-        goto out;
-    kobj = counters ? Py_XNewRef(PyDict_GetItemWithError(counters, stream)) : NULL;
     if (!kobj) {
         if (PyErr_Occurred())
             goto fail;
         kobj = Py_NewRef(zero);
     }
+    if (!(red = slot_get(&S_co_red, info)))
+        goto fail;
+    if (!PyDict_CheckExact(red) || !(st = Py_XNewRef(PyDict_GetItemWithError(red, stream))))
+        goto check;
+    if (!(sec = slot_get(&S_st_section, st)))
+        goto fail;
+    if ((sec == Py_None) != (section == NULL))
+        goto out;
+    if (!(pending = slot_get(&S_st_pending, st)) || !(hist = slot_get(&S_st_hist, st)))
+        goto fail;
+    if (!PyDict_CheckExact(pending) || !PyDict_CheckExact(hist))
+        goto out;
     long long k = PyLong_AsLongLong(kobj);
     if (k == -1 && PyErr_Occurred())
         goto fail;
     if (!(rec = Py_XNewRef(PyDict_GetItemWithError(pending, kobj))))
         goto check;
-    if (!(rreducer = PyObject_GetAttr(rec, R.s_reducer)))
+    if (!(rreducer = slot_get(&S_rn_reducer, rec)))
         goto fail;
     if (rreducer != reducer)
         goto out;   /* reduction.py says what is wrong */
-    if (!(pre = PyObject_GetAttr(reducer, R.s_pre)))
-        goto fail;
-    if (pre != Py_None)
-        goto out;
-    if (!(values = PyObject_GetAttr(rec, R.s_values)))
+    if (reducer != R.nopre) {
+        if (!(pre = PyObject_GetAttr(reducer, R.s_pre)))
+            goto fail;
+        if (pre != Py_None)
+            goto out;
+        Py_XSETREF(R.nopre, Py_NewRef(reducer));
+    }
+    if (!(values = slot_get(&S_rn_values, rec)))
         goto fail;
     if (!PyList_CheckExact(values))
         goto out;
-    if (allfut && (!(allfuts = PyObject_GetAttr(rec, R.s_allfuts)) || !PyList_CheckExact(allfuts)))
+    if (allfut && (!(allfuts = slot_get(&S_rn_allfuts, rec)) || !PyList_CheckExact(allfuts)))
         goto check;
     if (reducer == R.gather) {
         PyObject *idx = PyDict_GetItemWithError(d, R.s_index);
@@ -344,8 +409,11 @@ static PyObject *mod_typed_reduce(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef contrib_methods[] = {
+    {"red_coll_type", mod_red_coll_type, METH_O,
+     "red_coll_type(Collection): the class of charm._colls' values"},
     {"red_setup", mod_red_setup, METH_VARARGS,
-     "red_setup(colls, slow, maybe_reduce, gather, slow_all, Section): reduction.py's"},
+     "red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _RedState, _Redn): "
+     "reduction.py's"},
     {"allreduce_into", (PyCFunction)(void (*)(void))mod_allreduce_into, METH_FASTCALL,
      "allreduce_into(self, data, reducer, fut, section): Chare.allreduce's contribution"},
     {"contribute", (PyCFunction)(void (*)(void))mod_contribute, METH_FASTCALL | METH_KEYWORDS,
