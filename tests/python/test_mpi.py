@@ -213,3 +213,22 @@ def test_sections(mode, btl):
     for np in (3, 4):
         rc, out, err = mpirun("sect_modes", np, btl, mode, timeout=120)
         assert "OK sect_modes" in out, (out, err)
+
+
+def test_reductions_and_contribute_c_path(btl):
+    # Every reducer and data kind, targets, and contrib.c's paths (sections
+    # given every way, allreduce, ints past int64, migration) under mpirun.
+    for np in (3, 4):
+        for prog in ("reduce_kinds", "reduce_targets", "contrib_paths"):
+            rc, out, err = mpirun(prog, np, btl, timeout=120)
+            assert f"OK {prog}" in out, (prog, np, out, err)
+        assert f"contrib_paths ok on {np} PEs" in out, out
+
+
+@pytest.mark.parametrize("mode", ["array", "section"])
+def test_missing_contribution_is_an_error(mode, btl):
+    # A member that never contributes: mpirun ends with the watch's error
+    # naming the reduction and the member, not a hang.
+    rc, out, err = mpirun("red_missing", 3, btl, mode, timeout=90, expect_rc=NONZERO)
+    assert "a reduction can never complete" in err, err[-3000:]
+    assert "not contributed: M[" in err, err[-3000:]
