@@ -144,17 +144,15 @@ SECT = 1 << 62      # a section's stream: SECT | its id's low bits (counting, to
 ROOT = 0
 
 
-class _RedState:
-    """The reductions of one stream of a collection on this PE."""
-    __slots__ = ("pending", "targets", "allfuts", "hist", "parts", "section")
-
-    def __init__(self, hist, section=None):
-        self.section = section  # a section's stream: the Section
-        self.pending = {}   # reduction number -> _Redn: local members so far
-        self.targets = {}   # on the tree's root: reduction number -> _Redn
-        self.allfuts = {}   # reduction number -> futures of allreduce callers
-        self.hist = hist    # next reduction number -> local members at it
-        self.parts = {}     # on the counting root: number -> [count, parts, reducer, target]
+# The reductions of one stream of a collection on this PE: a C type
+# (python/ext/contrib.c) holding `section` (a section's stream: the
+# Section), `pending` (reduction number -> _Redn: local members so far),
+# `targets` (on the tree's root: reduction number -> _Redn), `allfuts`
+# (reduction number -> futures of allreduce callers), `parts` (on the
+# counting root: number -> [count, parts, reducer, target, ...]) and, in C,
+# the histogram of the members' next reduction numbers: st.move(r, delta),
+# st.waits(k) (a member here still owes reduction k), st.hist (a dict copy).
+_RedState = _charmpy.RedState
 
 
 class _Redn:
@@ -205,19 +203,11 @@ def _key(obj):
     return i if isinstance(i, (int, tuple)) else tuple(i)
 
 
-def _move(hist, r, delta):
-    n = hist.get(r, 0) + delta
-    if n:
-        hist[r] = n
-    else:
-        hist.pop(r, None)
-
-
 def member_arrived(info, obj):
     """A member came here (insertion or migration): its reductions count here."""
     for stream, st in info.red.items():
         if _in(st, obj):
-            _move(st.hist, _counter(obj, stream), 1)
+            st.move(_counter(obj, stream), 1)
 
 
 def member_left(info, obj):
@@ -225,7 +215,7 @@ def member_left(info, obj):
     for stream, st in list(info.red.items()):
         if not _in(st, obj):
             continue
-        _move(st.hist, _counter(obj, stream), -1)
+        st.move(_counter(obj, stream), -1)
         for k in sorted(st.pending):
             _maybe_reduce(info.proxy.coll, info, stream, k)
 
@@ -257,8 +247,8 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     counters = obj.__dict__.setdefault("_charmpy_redk", {})
     k = counters.get(stream, 0)
     counters[stream] = k + 1
-    _move(st.hist, k, -1)
-    _move(st.hist, k + 1, 1)
+    st.move(k, -1)
+    st.move(k + 1, 1)
     rec = st.pending.get(k)
     if rec is None:
         rec = st.pending[k] = _Redn(reducer, target)
@@ -329,7 +319,7 @@ def _maybe_reduce(coll, info, stream, k):
     participants are known)."""
     st = info.red[stream]
     rec = st.pending.get(k)
-    if rec is None or (st.hist and min(st.hist) <= k):
+    if rec is None or st.waits(k):
         return
     counting = _counting(info, stream)
     if not counting and info.pes is None:
@@ -622,4 +612,4 @@ from . import lb, sections  # noqa: E402  (lb reduces through this module)
 
 _Section = sections.Section
 _charmpy.red_setup(charm._colls, _contribute_method, _maybe_reduce, Reducer.gather,
-                   _allreduce_slow, _Section, _RedState, _Redn)
+                   _allreduce_slow, _Section, _Redn)

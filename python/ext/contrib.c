@@ -3,9 +3,11 @@
  * the local combination of numbers.
  *
  * reduction.py keeps the reductions of a collection's stream on this PE in
- * a _RedState (pending: reduction number -> _Redn, the contributions of the
- * members here so far; hist: next reduction number -> how many members here
- * are at it). The first contribution of a PE to a reduction makes its _Redn
+ * a RedState, this file's type (pending: reduction number -> _Redn, the
+ * contributions of the members here so far; the histogram of the members'
+ * next reduction numbers, in C: how many members here are at each, so that
+ * a member's step from k to k+1 and "does a member here still owe k?" touch
+ * no dict and make no int). The first contribution of a PE to a reduction makes its _Redn
  * in Python (and a member's first contribution its counter); every other
  * one takes this path, which does what reduction.contribute does on the
  * same objects: the member's counter, the histogram, the value appended,
@@ -30,6 +32,8 @@ typedef struct red_fast {
     PyObject *sect_type; /* sections.Section */
     PyObject *s_red, *s_pre, *s_proxy, *s_index, *s_redk, *zero;
     PyObject *nopre;   /* the last reducer seen without a `pre` (kept alive) */
+    uint64_t last_coll; /* the last collection contributed to, and its id as an int */
+    PyObject *last_collo;
 } red_fast;
 
 static red_fast R;
@@ -43,8 +47,8 @@ typedef struct slot {
     PyObject *name;
 } slot;
 
-static slot S_sec_keyset, S_sec_coll, S_sec_stream, S_st_section, S_st_pending, S_st_hist,
-    S_rn_reducer, S_rn_values, S_rn_allfuts, S_co_red;
+static slot S_sec_keyset, S_sec_coll, S_sec_stream, S_rn_reducer, S_rn_values, S_rn_allfuts,
+    S_co_red;
 
 static int slot_init(slot *s, PyObject *type, const char *name) {
     if (!PyType_Check(type))
@@ -77,19 +81,249 @@ static PyObject *slot_get(const slot *s, PyObject *o) {
     return PyObject_GetAttr(o, s->name);
 }
 
-/* red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _RedState, _Redn) */
+/* ---- RedState: one stream's reductions on this PE ------------------------------ */
+
+/* The histogram's entries, sorted by r, counts != 0 (reduction.py's _move
+ * keeps what it is given, as the dict it replaces did). robj: r as an int,
+ * the object a member's counter holds once it reaches r (made once). */
+typedef struct hent {
+    long long r;
+    Py_ssize_t n;
+    PyObject *robj;
+} hent;
+
+typedef struct RedState {
+    PyObject_HEAD
+    PyObject *section, *pending, *targets, *allfuts, *parts;
+    hent *h;
+    Py_ssize_t hn, hcap;
+} RedState;
+
+static PyTypeObject *RedState_T;
+
+/* The index of r in the histogram, or -(where it would go) - 1. */
+static Py_ssize_t h_find(const RedState *s, long long r) {
+    Py_ssize_t lo = 0, hi = s->hn;
+    if (hi && s->h[0].r == r) /* the common case: the lowest */
+        return 0;
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (s->h[mid].r < r)
+            lo = mid + 1;
+        else if (s->h[mid].r > r)
+            hi = mid;
+        else
+            return mid;
+    }
+    return -lo - 1;
+}
+
+/* hist[r] += delta (robj: r as an int, or NULL); r as an int in *out (a new
+ * reference: the entry's) when out is not NULL. 0, or -1 with an exception. */
+static int h_move(RedState *s, long long r, PyObject *robj, Py_ssize_t delta, PyObject **out) {
+    Py_ssize_t i = h_find(s, r);
+    if (i >= 0) {
+        if (out)
+            *out = Py_NewRef(s->h[i].robj);
+        if ((s->h[i].n += delta) == 0) {
+            Py_DECREF(s->h[i].robj);
+            memmove(&s->h[i], &s->h[i + 1], (size_t)(s->hn - i - 1) * sizeof(hent));
+            s->hn--;
+        }
+        return 0;
+    }
+    if (delta == 0) {
+        if (out && !(*out = robj ? Py_NewRef(robj) : PyLong_FromLongLong(r)))
+            return -1;
+        return 0;
+    }
+    i = -i - 1;
+    if (s->hn == s->hcap) {
+        Py_ssize_t cap = s->hcap ? s->hcap * 2 : 4;
+        hent *h = PyMem_Realloc(s->h, (size_t)cap * sizeof(hent));
+        if (!h)
+            return PyErr_NoMemory(), -1;
+        s->h = h;
+        s->hcap = cap;
+    }
+    PyObject *o = robj ? Py_NewRef(robj) : PyLong_FromLongLong(r);
+    if (!o)
+        return -1;
+    memmove(&s->h[i + 1], &s->h[i], (size_t)(s->hn - i) * sizeof(hent));
+    s->h[i] = (hent){r, delta, o};
+    s->hn++;
+    if (out)
+        *out = Py_NewRef(o);
+    return 0;
+}
+
+static void h_clear(RedState *s) {
+    for (Py_ssize_t i = 0; i < s->hn; i++)
+        Py_DECREF(s->h[i].robj);
+    s->hn = 0;
+}
+
+/* The histogram set from a dict {r: count}. */
+static int h_set(RedState *s, PyObject *hist) {
+    if (!PyDict_Check(hist))
+        return PyErr_Format(PyExc_TypeError, "RedState's histogram is a dict, not %R", hist),
+               -1;
+    h_clear(s);
+    Py_ssize_t pos = 0;
+    PyObject *key, *val;
+    while (PyDict_Next(hist, &pos, &key, &val)) {
+        long long r = PyLong_AsLongLong(key);
+        Py_ssize_t n = PyLong_AsSsize_t(val);
+        if (((r == -1 || n == -1) && PyErr_Occurred()) ||
+            h_move(s, r, PyLong_CheckExact(key) ? key : NULL, n, NULL) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *rs_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"hist", "section", NULL};
+    PyObject *hist, *section = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O:RedState", kwlist, &hist, &section))
+        return NULL;
+    RedState *s = (RedState *)tp->tp_alloc(tp, 0);
+    if (!s)
+        return NULL;
+    s->section = Py_NewRef(section);
+    if (!(s->pending = PyDict_New()) || !(s->targets = PyDict_New()) ||
+        !(s->allfuts = PyDict_New()) || !(s->parts = PyDict_New()) || h_set(s, hist) < 0) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    return (PyObject *)s;
+}
+
+static int rs_traverse(RedState *s, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(s));
+    Py_VISIT(s->section);
+    Py_VISIT(s->pending);
+    Py_VISIT(s->targets);
+    Py_VISIT(s->allfuts);
+    Py_VISIT(s->parts);
+    return 0;
+}
+
+static int rs_clear(RedState *s) {
+    Py_CLEAR(s->section);
+    Py_CLEAR(s->pending);
+    Py_CLEAR(s->targets);
+    Py_CLEAR(s->allfuts);
+    Py_CLEAR(s->parts);
+    return 0;
+}
+
+static void rs_dealloc(RedState *s) {
+    PyTypeObject *tp = Py_TYPE(s);
+    PyObject_GC_UnTrack(s);
+    rs_clear(s);
+    h_clear(s);
+    PyMem_Free(s->h);
+    tp->tp_free((PyObject *)s);
+    Py_DECREF(tp);
+}
+
+/* move(r, delta): delta more members here at reduction number r. */
+static PyObject *rs_move(RedState *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2)
+        return PyErr_Format(PyExc_TypeError, "move(r, delta) takes 2 arguments");
+    long long r = PyLong_AsLongLong(args[0]);
+    Py_ssize_t d = PyLong_AsSsize_t(args[1]);
+    if ((r == -1 || d == -1) && PyErr_Occurred())
+        return NULL;
+    if (h_move(s, r, PyLong_CheckExact(args[0]) ? args[0] : NULL, d, NULL) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* waits(k): some member here is still at a reduction number <= k. */
+static PyObject *rs_waits(RedState *s, PyObject *arg) {
+    long long k = PyLong_AsLongLong(arg);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(s->hn && s->h[0].r <= k);
+}
+
+static PyObject *rs_get_hist(RedState *s, void *c) {
+    (void)c;
+    PyObject *d = PyDict_New();
+    for (Py_ssize_t i = 0; d && i < s->hn; i++) {
+        PyObject *n = PyLong_FromSsize_t(s->h[i].n);
+        if (!n || PyDict_SetItem(d, s->h[i].robj, n) < 0)
+            Py_CLEAR(d);
+        Py_XDECREF(n);
+    }
+    return d;
+}
+
+static int rs_set_hist(RedState *s, PyObject *v, void *c) {
+    (void)c;
+    if (!v)
+        return PyErr_SetString(PyExc_AttributeError, "RedState.hist cannot be deleted"), -1;
+    return h_set(s, v);
+}
+
+static PyMethodDef rs_methods[] = {
+    {"move", (PyCFunction)(void (*)(void))rs_move, METH_FASTCALL,
+     "move(r, delta): delta more members here whose next reduction is r"},
+    {"waits", (PyCFunction)rs_waits, METH_O,
+     "waits(k): a member here has not contributed to reduction k yet"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef rs_getset[] = {
+    {"hist", (getter)rs_get_hist, (setter)rs_set_hist,
+     "next reduction number -> members here at it (a copy)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef rs_members[] = {
+    {"section", T_OBJECT_EX, offsetof(RedState, section), 0, "a section's stream: the Section"},
+    {"pending", T_OBJECT_EX, offsetof(RedState, pending), 0,
+     "reduction number -> _Redn: the members here so far"},
+    {"targets", T_OBJECT_EX, offsetof(RedState, targets), 0,
+     "on the tree's root: reduction number -> _Redn"},
+    {"allfuts", T_OBJECT_EX, offsetof(RedState, allfuts), 0,
+     "reduction number -> futures of allreduce callers"},
+    {"parts", T_OBJECT_EX, offsetof(RedState, parts), 0,
+     "on the counting root: number -> [count, parts, reducer, target, ...]"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot rs_slots[] = {
+    {Py_tp_new, rs_new},
+    {Py_tp_dealloc, rs_dealloc},
+    {Py_tp_traverse, rs_traverse},
+    {Py_tp_clear, rs_clear},
+    {Py_tp_methods, rs_methods},
+    {Py_tp_getset, rs_getset},
+    {Py_tp_members, rs_members},
+    {Py_tp_doc, "RedState(hist, section=None): the reductions of one stream of a collection "
+                "on this PE (reduction.py)."},
+    {0, NULL},
+};
+
+static PyType_Spec rs_spec = {
+    .name = "charmpy._charmpy.RedState",
+    .basicsize = sizeof(RedState),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = rs_slots,
+};
+
+/* red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _Redn) */
 static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *colls, *slow, *maybe, *gather, *slow_all, *sect_type, *st_type, *rn_type;
-    if (!PyArg_ParseTuple(args, "O!OOOOOOO", &PyDict_Type, &colls, &slow, &maybe, &gather,
-                          &slow_all, &sect_type, &st_type, &rn_type))
+    PyObject *colls, *slow, *maybe, *gather, *slow_all, *sect_type, *rn_type;
+    if (!PyArg_ParseTuple(args, "O!OOOOOO", &PyDict_Type, &colls, &slow, &maybe, &gather,
+                          &slow_all, &sect_type, &rn_type))
         return NULL;
     if (slot_init(&S_sec_keyset, sect_type, "_keyset") < 0 ||
         slot_init(&S_sec_coll, sect_type, "coll") < 0 ||
         slot_init(&S_sec_stream, sect_type, "stream") < 0 ||
-        slot_init(&S_st_section, st_type, "section") < 0 ||
-        slot_init(&S_st_pending, st_type, "pending") < 0 ||
-        slot_init(&S_st_hist, st_type, "hist") < 0 ||
         slot_init(&S_rn_reducer, rn_type, "reducer") < 0 ||
         slot_init(&S_rn_values, rn_type, "values") < 0 ||
         slot_init(&S_rn_allfuts, rn_type, "allfuts") < 0)
@@ -124,38 +358,6 @@ static PyObject *mod_red_coll_type(PyObject *module, PyObject *type) {
     Py_RETURN_NONE;
 }
 
-/* hist[r] += delta, the entry gone at 0 (reduction.py's _move). */
-static int hist_move(PyObject *hist, PyObject *r, long delta) {
-    PyObject *cur = PyDict_GetItemWithError(hist, r);
-    if (!cur && PyErr_Occurred())
-        return -1;
-    long n = cur ? PyLong_AsLong(cur) : 0;
-    if (n == -1 && PyErr_Occurred())
-        return -1;
-    n += delta;
-    if (n == 0)
-        return PyDict_DelItem(hist, r);
-    PyObject *v = PyLong_FromLong(n);
-    int rc = v ? PyDict_SetItem(hist, r, v) : -1;
-    Py_XDECREF(v);
-    return rc;
-}
-
-/* 1 when some member here is still at a reduction number <= k (min(hist)
- * <= k), 0 when none is, -1 on error. */
-static int hist_waits(PyObject *hist, long long k) {
-    Py_ssize_t pos = 0;
-    PyObject *key, *val;
-    while (PyDict_Next(hist, &pos, &key, &val)) {
-        long long r = PyLong_AsLongLong(key);
-        if (r == -1 && PyErr_Occurred())
-            return -1;
-        if (r <= k)
-            return 1;
-    }
-    return 0;
-}
-
 /* The fast path of reduction.contribute(self, data, reducer, target, allfut,
  * section=section) (allfut, section: NULL when None); 1 done, 0 not taken
  * (nothing changed), -1 error. */
@@ -165,10 +367,9 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
     if (!d)
         return -1;
     int rc = 0;
-    PyObject *info = NULL, *red = NULL, *st = NULL, *sec = NULL, *pending = NULL,
-             *hist = NULL, *rec = NULL, *rreducer = NULL, *values = NULL, *pre = NULL,
-             *collo = NULL, *kobj = NULL, *k1 = NULL, *val = NULL, *stream = NULL,
-             *allfuts = NULL;
+    PyObject *info = NULL, *red = NULL, *st = NULL, *rec = NULL, *rreducer = NULL,
+             *values = NULL, *pre = NULL, *collo = NULL, *kobj = NULL, *k1 = NULL, *val = NULL,
+             *stream = NULL, *allfuts = NULL;
     PyObject *proxy = PyDict_GetItemWithError(d, R.s_proxy);
     PyObject *counters = PyDict_GetItemWithError(d, R.s_redk); /* made below if missing */
     if (!proxy || (counters && !PyDict_CheckExact(counters)) || !R.colls || PyErr_Occurred())
@@ -180,8 +381,14 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
         PyErr_Clear();
         goto out;
     }
-    if (!(collo = PyLong_FromUnsignedLongLong(coll)))
-        goto fail;
+    if (coll == R.last_coll && R.last_collo) {  /* the collection's id as an int, made once */
+        collo = Py_NewRef(R.last_collo);
+    } else {
+        if (!(collo = PyLong_FromUnsignedLongLong(coll)))
+            goto fail;
+        Py_XSETREF(R.last_collo, Py_NewRef(collo));
+        R.last_coll = coll;
+    }
     info = Py_XNewRef(PyDict_GetItemWithError(R.colls, collo));
     if (!info)
         goto check;
@@ -224,18 +431,15 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
         goto fail;
     if (!PyDict_CheckExact(red) || !(st = Py_XNewRef(PyDict_GetItemWithError(red, stream))))
         goto check;
-    if (!(sec = slot_get(&S_st_section, st)))
-        goto fail;
-    if ((sec == Py_None) != (section == NULL))
+    if (!Py_IS_TYPE(st, RedState_T))
         goto out;
-    if (!(pending = slot_get(&S_st_pending, st)) || !(hist = slot_get(&S_st_hist, st)))
-        goto fail;
-    if (!PyDict_CheckExact(pending) || !PyDict_CheckExact(hist))
+    RedState *rs = (RedState *)st;
+    if ((rs->section == Py_None) != (section == NULL) || !PyDict_CheckExact(rs->pending))
         goto out;
     long long k = PyLong_AsLongLong(kobj);
     if (k == -1 && PyErr_Occurred())
         goto fail;
-    if (!(rec = Py_XNewRef(PyDict_GetItemWithError(pending, kobj))))
+    if (!(rec = Py_XNewRef(PyDict_GetItemWithError(rs->pending, kobj))))
         goto check;
     if (!(rreducer = slot_get(&S_rn_reducer, rec)))
         goto fail;
@@ -274,14 +478,11 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
         counters = c;   /* borrowed from d from here on */
         Py_DECREF(c);
     }
-    if (!(k1 = PyLong_FromLongLong(k + 1)) || PyDict_SetItem(counters, stream, k1) < 0 ||
-        hist_move(hist, kobj, -1) < 0 || hist_move(hist, k1, 1) < 0 ||
-        PyList_Append(values, val) < 0 || (allfut && PyList_Append(allfuts, allfut) < 0))
+    if (h_move(rs, k, kobj, -1, NULL) < 0 || h_move(rs, k + 1, NULL, 1, &k1) < 0 ||
+        PyDict_SetItem(counters, stream, k1) < 0 || PyList_Append(values, val) < 0 ||
+        (allfut && PyList_Append(allfuts, allfut) < 0))
         goto fail;
-    int waits = hist_waits(hist, k);
-    if (waits < 0)
-        goto fail;
-    if (!waits) {
+    if (!(rs->hn && rs->h[0].r <= k)) { /* no member here still owes reduction k */
         PyObject *a[4] = {collo, info, stream, kobj};
         PyObject *r = PyObject_Vectorcall(R.maybe, a, 4, NULL);
         if (!r)
@@ -300,9 +501,6 @@ out:
     Py_XDECREF(info);
     Py_XDECREF(red);
     Py_XDECREF(st);
-    Py_XDECREF(sec);
-    Py_XDECREF(pending);
-    Py_XDECREF(hist);
     Py_XDECREF(rec);
     Py_XDECREF(rreducer);
     Py_XDECREF(values);
@@ -412,7 +610,7 @@ static PyMethodDef contrib_methods[] = {
     {"red_coll_type", mod_red_coll_type, METH_O,
      "red_coll_type(Collection): the class of charm._colls' values"},
     {"red_setup", mod_red_setup, METH_VARARGS,
-     "red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _RedState, _Redn): "
+     "red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _Redn): "
      "reduction.py's"},
     {"allreduce_into", (PyCFunction)(void (*)(void))mod_allreduce_into, METH_FASTCALL,
      "allreduce_into(self, data, reducer, fut, section): Chare.allreduce's contribution"},
@@ -425,6 +623,11 @@ static PyMethodDef contrib_methods[] = {
 
 int cpy_contrib_init(PyObject *module) {
     if (PyModule_AddFunctions(module, contrib_methods) < 0)
+        return -1;
+    if (!RedState_T &&
+        !(RedState_T = (PyTypeObject *)PyType_FromModuleAndSpec(module, &rs_spec, NULL)))
+        return -1;
+    if (PyModule_AddObjectRef(module, "RedState", (PyObject *)RedState_T) < 0)
         return -1;
     /* Chare.contribute: the C function bound like a Python method. */
     PyObject *f = PyObject_GetAttrString(module, "contribute");

@@ -43,3 +43,43 @@ def test_contribute_reducer_mismatch_on_a_later_member(pes):
     rc, out, err = run_program("contrib_paths", pes, "mismatch", timeout=60,
                                expect_rc=NONZERO)
     assert "max" in err and "sum" in err and "reduction 1" in err, err[-3000:]
+
+
+def test_redstate_histogram():
+    """The C histogram of a stream's members' next reduction numbers
+    (contrib.c's RedState): what reduction.py's dict did, entry for entry."""
+    from charmpy import _charmpy
+    st = _charmpy.RedState({0: 3, 2: 1})
+    assert st.hist == {0: 3, 2: 1} and st.section is None
+    assert st.pending == {} and st.targets == {} and st.parts == {} and st.allfuts == {}
+    assert st.waits(0) and st.waits(5)
+    for _ in range(3):          # every member at 0 steps to 1
+        st.move(0, -1)
+        st.move(1, 1)
+    assert st.hist == {1: 3, 2: 1}
+    assert not st.waits(0) and st.waits(1)
+    st.move(5, 1)               # entries stay sorted wherever they land
+    st.move(-1, 2)
+    assert sorted(st.hist.items()) == [(-1, 2), (1, 3), (2, 1), (5, 1)]
+    assert st.waits(-1) and not st.waits(-2)
+    st.move(-1, -2)
+    st.move(7, 0)               # no change: no entry
+    assert 7 not in st.hist and -1 not in st.hist
+    st.move(9, -1)              # kept as given, as the dict was
+    assert st.hist[9] == -1
+    st.hist = {4: 2}            # replaced
+    assert st.hist == {4: 2} and not st.waits(3) and st.waits(4)
+    st.hist = {}
+    assert st.hist == {} and not st.waits(10 ** 6)
+    sec = object()
+    assert _charmpy.RedState({}, sec).section is sec
+    with pytest.raises(TypeError):
+        st.hist = [1, 2]
+    with pytest.raises(TypeError):
+        st.move("a", 1)
+    with pytest.raises(TypeError):
+        st.move(1)
+    with pytest.raises(OverflowError):
+        st.move(1 << 70, 1)
+    with pytest.raises(AttributeError):
+        del st.hist
