@@ -35,8 +35,7 @@ class Chare:
     # contribute(data, reducer, target, section=None): `data` to this
     # collection's next reduction, whose result goes to `target` (a proxy
     # method or a Future). In C (python/ext/contrib.c); reduction.py for
-    # the rarer cases.
-    contribute = _charmpy.contribute_method
+    # the rarer cases. A method descriptor, set below (_charmpy.chare_methods).
 
     def reduce(self, target, data=None, reducer=None, section=None):
         self.contribute(data, reducer, target, section)
@@ -79,6 +78,9 @@ class Chare:
         """The load the balancer sees for this chare, instead of the
         measured wall time of its entry methods (None: measure again)."""
         lb.set_load(self, seconds)
+
+
+_charmpy.chare_methods(Chare)   # contribute, in C
 
 
 class ArrayMap(Chare):

@@ -539,6 +539,47 @@ static PyObject *mod_contribute(PyObject *module, PyObject *const *args, Py_ssiz
     return PyObject_Vectorcall(R.slow, args, nargsf, kwnames);
 }
 
+/* Chare.contribute as a method descriptor (chare_methods): self apart. The
+ * interpreter calls it without making a bound method (as it does list.append):
+ * an instancemethod of mod_contribute would make one on every call. */
+static PyObject *meth_contribute(PyObject *self, PyObject *const *args, Py_ssize_t nargsf,
+                                 PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[8], **stack = n < 8 ? small : PyMem_Malloc((size_t)(n + 1) * sizeof *stack);
+    if (!stack)
+        return PyErr_NoMemory();
+    stack[0] = self;
+    memcpy(stack + 1, args, (size_t)n * sizeof *stack);
+    PyObject *r = mod_contribute(NULL, stack, nargs + 1, kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    return r;
+}
+
+static PyMethodDef chare_defs[] = {
+    {"contribute", (PyCFunction)(void (*)(void))meth_contribute, METH_FASTCALL | METH_KEYWORDS,
+     "contribute(data, reducer, target, section=None): data to this collection's next "
+     "reduction (or the section's), whose result goes to target (a proxy method or a "
+     "Future)."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* chare_methods(Chare): Chare's methods in C set on the class. */
+static PyObject *mod_chare_methods(PyObject *module, PyObject *cls) {
+    (void)module;
+    if (!PyType_Check(cls))
+        return PyErr_Format(PyExc_TypeError, "chare_methods(%R): not a class", cls);
+    for (PyMethodDef *m = chare_defs; m->ml_name; m++) {
+        PyObject *d = PyDescr_NewMethod((PyTypeObject *)cls, m);
+        int rc = d ? PyObject_SetAttrString(cls, m->ml_name, d) : -1;
+        Py_XDECREF(d);
+        if (rc < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* allreduce_into(self, data, reducer, fut, section): self's contribution to
  * an allreduce whose result goes to fut. */
 static PyObject *mod_allreduce_into(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -607,6 +648,8 @@ static PyObject *mod_typed_reduce(PyObject *module, PyObject *args) {
 }
 
 static PyMethodDef contrib_methods[] = {
+    {"chare_methods", mod_chare_methods, METH_O,
+     "chare_methods(Chare): set Chare's methods written in C (contribute)"},
     {"red_coll_type", mod_red_coll_type, METH_O,
      "red_coll_type(Collection): the class of charm._colls' values"},
     {"red_setup", mod_red_setup, METH_VARARGS,
@@ -629,14 +672,5 @@ int cpy_contrib_init(PyObject *module) {
         return -1;
     if (PyModule_AddObjectRef(module, "RedState", (PyObject *)RedState_T) < 0)
         return -1;
-    /* Chare.contribute: the C function bound like a Python method. */
-    PyObject *f = PyObject_GetAttrString(module, "contribute");
-    PyObject *m = f ? PyInstanceMethod_New(f) : NULL;
-    Py_XDECREF(f);
-    if (!m || PyModule_AddObjectRef(module, "contribute_method", m) < 0) {
-        Py_XDECREF(m);
-        return -1;
-    }
-    Py_DECREF(m);
     return 0;
 }
