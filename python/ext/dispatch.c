@@ -153,8 +153,33 @@ static void run_migrations(cpy_state *st) {
 }
 
 /* obj.name(*args, **kwargs); new reference or NULL with an exception. */
-static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args,
-                             PyObject *kwargs) {
+/* What a broadcast's loop looks up once for its members' class rather than
+ * once a member: the class's entry table and the method's function (a plain
+ * Python function, or NULL: looked up on every member). Strong references,
+ * dropped by bc_done. */
+typedef struct bc_cache {
+    PyTypeObject *tp;
+    PyObject *ent, *func;
+    int method;
+    unsigned int version; /* tp's version tag then: it changes if the class does */
+} bc_cache;
+
+static void bc_done(bc_cache *bc) {
+    Py_CLEAR(bc->tp);
+    Py_CLEAR(bc->ent);
+    Py_CLEAR(bc->func);
+}
+
+/* The class's function for entry method `name`, when calling it is what
+ * obj.name(...) does for every instance that does not hold an attribute of
+ * that name: a plain function found on the class. NULL otherwise. */
+static PyObject *class_function(PyTypeObject *tp, PyObject *name) {
+    PyObject *f = _PyType_Lookup(tp, name); /* borrowed */
+    return f && PyFunction_Check(f) ? Py_NewRef(f) : NULL;
+}
+
+static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args, PyObject *kwargs,
+                             PyObject *func) {
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     if (!kwargs && nargs < 8) {
         /* The common case: no bound-method object. */
@@ -162,6 +187,14 @@ static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args,
         stack[0] = obj;
         for (Py_ssize_t i = 0; i < nargs; i++)
             stack[i + 1] = PyTuple_GET_ITEM(args, i);
+        if (func) { /* a broadcast's: the class's function, unless obj holds the name */
+            PyObject **dp = _PyObject_GetDictPtr(obj);
+            PyObject *own = dp && *dp ? PyDict_GetItemWithError(*dp, name) : NULL;
+            if (!own && !PyErr_Occurred())
+                return PyObject_Vectorcall(func, stack, (size_t)(nargs + 1), NULL);
+            if (!own)
+                return NULL;
+        }
         return PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), NULL);
     }
     PyObject *meth = PyObject_GetAttr(obj, name);
@@ -214,8 +247,29 @@ static void add_time(PyObject *ent, int method, double secs) {
  * `collect` (or NULL) gathers the results of plain methods on this PE and
  * *nlater counts the members that answer on their own. */
 static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyObject *args,
-                   PyObject *kwargs, PyObject *reply, PyObject *collect, long *nlater) {
-    PyObject *ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
+                   PyObject *kwargs, PyObject *reply, PyObject *collect, long *nlater,
+                   bc_cache *bc) {
+    PyObject *ent, *func = NULL;
+    if (bc && bc->tp == Py_TYPE(obj) && bc->method == method &&
+        bc->version == bc->tp->tp_version_tag) {
+        ent = bc->ent;
+        func = bc->func;
+    } else {
+        ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
+        if (bc && ent) {
+            bc_done(bc);
+            bc->tp = (PyTypeObject *)Py_NewRef(Py_TYPE(obj));
+            bc->ent = Py_NewRef(ent);
+            bc->method = method;
+            PyObject *names = PyTuple_GET_ITEM(ent, 1);
+            if (method < PyTuple_GET_SIZE(names))
+                bc->func = class_function(bc->tp, PyTuple_GET_ITEM(names, method));
+            bc->version = bc->tp->tp_version_tag;
+            if (!PyType_HasFeature(bc->tp, Py_TPFLAGS_VALID_VERSION_TAG))
+                Py_CLEAR(bc->func); /* no tag to see a change by: looked up every time */
+            func = bc->func;
+        }
+    }
     PyObject *name = NULL, *r = NULL;
     double t0 = st->profiling | st->lb_on ? cp_wall_time() : 0;
     int comm = st->lb_comm; /* lb_comm: obj is the caller of what it sends */
@@ -252,7 +306,7 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
             goto error;
         Py_CLEAR(r);
     } else {
-        r = call_method(obj, name, args, kwargs);
+        r = call_method(obj, name, args, kwargs, func);
         if (reply) {
             if (answer(st, obj, key, name, r, reply, collect) < 0)
                 goto error;
@@ -329,6 +383,7 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
     PyObject *k, *v;
     Py_ssize_t pos = 0;
     long nlater = ncopies; /* the home's copies answer on their own */
+    bc_cache bc = {0};
     st->in_bcast++;
     if (keys) {
         /* A section: the members whose home this PE is. */
@@ -337,11 +392,13 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
             v = PyDict_GetItemWithError(members, k);
             if (v) {
                 Py_INCREF(v);
-                invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+                invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater,
+                       &bc);
                 Py_DECREF(v);
                 continue;
             }
             if (PyErr_Occurred() || section_copy(st, bh, k, NULL, args, kwargs) < 0) {
+                bc_done(&bc);
                 st->in_bcast--;
                 Py_XDECREF(collect);
                 return -1;
@@ -352,8 +409,10 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
     } else {
         while (PyDict_Next(members, &pos, &k, &v))
             if (!viahome || PySet_Contains(viahome, k) != 1)
-                invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater);
+                invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater,
+                       &bc);
     }
+    bc_done(&bc);
     st->in_bcast--;
     if (st->migrating && !st->in_bcast)
         run_migrations(st);
@@ -503,7 +562,8 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
         if (deliver_bcast(st, coll, members, method, args, kwargs, reply, ncopies, NULL, NULL) < 0)
             goto error;
     } else {
-        invoke(st, obj, key, method, args, kwargs, reply == Py_None ? NULL : reply, NULL, NULL);
+        invoke(st, obj, key, method, args, kwargs, reply == Py_None ? NULL : reply, NULL, NULL,
+               NULL);
     }
     Py_XDECREF(obj);
     Py_XDECREF(reply);

@@ -12,3 +12,7 @@ def test_array_map(npes):
 
 def test_many_elements_small(npes):
     run_ok("many_chares", npes, "20000")
+
+
+def test_broadcast_calls_what_each_member_would(npes):
+    run_ok("bcast_lookup", npes)
