@@ -146,7 +146,8 @@ ROOT = 0
 
 # The reductions of one stream of a collection on this PE: a C type
 # (python/ext/contrib.c) holding `section` (a section's stream: the
-# Section), `pending` (reduction number -> _Redn: local members so far),
+# Section), `pending` (reduction number -> _Redn: local members so far;
+# an entry leaves it through st.take(k), never del: C keeps the last one),
 # `targets` (on the tree's root: reduction number -> _Redn), `allfuts`
 # (reduction number -> futures of allreduce callers), `parts` (on the
 # counting root: number -> [count, parts, reducer, target, ...]) and, in C,
@@ -324,7 +325,7 @@ def _maybe_reduce(coll, info, stream, k):
     counting = _counting(info, stream)
     if not counting and info.pes is None:
         return
-    del st.pending[k]
+    st.take(k)
     payload = _local_part(rec)
     if rec.allfuts:
         st.allfuts[k] = rec.allfuts

@@ -34,6 +34,7 @@ typedef struct red_fast {
     PyObject *nopre;   /* the last reducer seen without a `pre` (kept alive) */
     uint64_t last_coll; /* the last collection contributed to, and its id as an int */
     PyObject *last_collo;
+    PyObject *c_info, *c_stream, *c_st; /* the last stream contributed to: its RedState */
 } red_fast;
 
 static red_fast R;
@@ -97,6 +98,9 @@ typedef struct RedState {
     PyObject *section, *pending, *targets, *allfuts, *parts;
     hent *h;
     Py_ssize_t hn, hcap;
+    PyObject *crec; /* pending[ck], the reduction contributed to last, or NULL
+                       (entries leave pending through take(k), which clears it) */
+    long long ck;
 } RedState;
 
 static PyTypeObject *RedState_T;
@@ -205,10 +209,12 @@ static int rs_traverse(RedState *s, visitproc visit, void *arg) {
     Py_VISIT(s->targets);
     Py_VISIT(s->allfuts);
     Py_VISIT(s->parts);
+    Py_VISIT(s->crec);
     return 0;
 }
 
 static int rs_clear(RedState *s) {
+    Py_CLEAR(s->crec);
     Py_CLEAR(s->section);
     Py_CLEAR(s->pending);
     Py_CLEAR(s->targets);
@@ -238,6 +244,22 @@ static PyObject *rs_move(RedState *s, PyObject *const *args, Py_ssize_t nargs) {
     if (h_move(s, r, PyLong_CheckExact(args[0]) ? args[0] : NULL, d, NULL) < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+/* take(k): pending.pop(k) (KeyError when missing). */
+static PyObject *rs_take(RedState *s, PyObject *arg) {
+    long long k = PyLong_AsLongLong(arg);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    if (s->crec && s->ck == k)
+        Py_CLEAR(s->crec);
+    PyObject *rec = PyDict_GetItemWithError(s->pending, arg);
+    if (!rec)
+        return PyErr_Occurred() ? NULL : (PyErr_SetObject(PyExc_KeyError, arg), NULL);
+    Py_INCREF(rec);
+    if (PyDict_DelItem(s->pending, arg) < 0)
+        Py_CLEAR(rec);
+    return rec;
 }
 
 /* waits(k): some member here is still at a reduction number <= k. */
@@ -270,6 +292,8 @@ static int rs_set_hist(RedState *s, PyObject *v, void *c) {
 static PyMethodDef rs_methods[] = {
     {"move", (PyCFunction)(void (*)(void))rs_move, METH_FASTCALL,
      "move(r, delta): delta more members here whose next reduction is r"},
+    {"take", (PyCFunction)rs_take, METH_O,
+     "take(k): pending.pop(k), the only way an entry leaves pending"},
     {"waits", (PyCFunction)rs_waits, METH_O,
      "waits(k): a member here has not contributed to reduction k yet"},
     {NULL, NULL, 0, NULL},
@@ -283,8 +307,8 @@ static PyGetSetDef rs_getset[] = {
 
 static PyMemberDef rs_members[] = {
     {"section", T_OBJECT_EX, offsetof(RedState, section), 0, "a section's stream: the Section"},
-    {"pending", T_OBJECT_EX, offsetof(RedState, pending), 0,
-     "reduction number -> _Redn: the members here so far"},
+    {"pending", T_OBJECT_EX, offsetof(RedState, pending), READONLY,
+     "reduction number -> _Redn: the members here so far (leaving through take(k))"},
     {"targets", T_OBJECT_EX, offsetof(RedState, targets), 0,
      "on the tree's root: reduction number -> _Redn"},
     {"allfuts", T_OBJECT_EX, offsetof(RedState, allfuts), 0,
@@ -427,20 +451,36 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
             goto fail;
         kobj = Py_NewRef(zero);
     }
-    if (!(red = slot_get(&S_co_red, info)))
-        goto fail;
-    if (!PyDict_CheckExact(red) || !(st = Py_XNewRef(PyDict_GetItemWithError(red, stream))))
-        goto check;
-    if (!Py_IS_TYPE(st, RedState_T))
-        goto out;
+    if (info == R.c_info && stream == R.c_stream) {
+        /* The stream contributed to last (a collection's streams are never
+         * replaced: reduction._state makes each once). */
+        st = Py_NewRef(R.c_st);
+    } else {
+        if (!(red = slot_get(&S_co_red, info)))
+            goto fail;
+        if (!PyDict_CheckExact(red) ||
+            !(st = Py_XNewRef(PyDict_GetItemWithError(red, stream))))
+            goto check;
+        if (!Py_IS_TYPE(st, RedState_T))
+            goto out;
+        Py_XSETREF(R.c_info, Py_NewRef(info));
+        Py_XSETREF(R.c_stream, Py_NewRef(stream));
+        Py_XSETREF(R.c_st, Py_NewRef(st));
+    }
     RedState *rs = (RedState *)st;
     if ((rs->section == Py_None) != (section == NULL) || !PyDict_CheckExact(rs->pending))
         goto out;
     long long k = PyLong_AsLongLong(kobj);
     if (k == -1 && PyErr_Occurred())
         goto fail;
-    if (!(rec = Py_XNewRef(PyDict_GetItemWithError(rs->pending, kobj))))
-        goto check;
+    if (rs->crec && rs->ck == k) {  /* the reduction contributed to last */
+        rec = Py_NewRef(rs->crec);
+    } else {
+        if (!(rec = Py_XNewRef(PyDict_GetItemWithError(rs->pending, kobj))))
+            goto check;
+        Py_XSETREF(rs->crec, Py_NewRef(rec));
+        rs->ck = k;
+    }
     if (!(rreducer = slot_get(&S_rn_reducer, rec)))
         goto fail;
     if (rreducer != reducer)

@@ -83,3 +83,10 @@ def test_redstate_histogram():
         st.move(1 << 70, 1)
     with pytest.raises(AttributeError):
         del st.hist
+    rec = object()
+    st.pending[3] = rec         # entries leave pending through take(k)
+    assert st.take(3) is rec and st.pending == {}
+    with pytest.raises(KeyError):
+        st.take(3)
+    with pytest.raises(AttributeError):
+        st.pending = {}
