@@ -90,34 +90,49 @@ OP_SUM, OP_PROD, OP_MIN, OP_MAX, OP_LAND, OP_LOR, OP_LXOR = range(7)
 _OP_NAMES = ("sum", "product", "min", "max", "logical_and", "logical_or", "logical_xor")
 
 
-class Reducer:
-    sum = _builtin("sum", lambda vals: _elementwise(operator.add, "add", vals), op=OP_SUM)
-    product = _builtin("product", lambda vals: _elementwise(operator.mul, "multiply", vals),
-                       op=OP_PROD)
-    max = _builtin("max", lambda vals: _elementwise(max, "maximum", vals), op=OP_MAX)
-    min = _builtin("min", lambda vals: _elementwise(min, "minimum", vals), op=OP_MIN)
-    logical_and = _builtin("logical_and",
-                           lambda vals: _elementwise(_land, "logical_and", vals), op=OP_LAND)
-    logical_or = _builtin("logical_or",
-                          lambda vals: _elementwise(_lor, "logical_or", vals), op=OP_LOR)
-    logical_xor = _builtin("logical_xor",
-                           lambda vals: _elementwise(_lxor, "logical_xor", vals), op=OP_LXOR)
-    # gather: a PE's contributions are (index, value) pairs (contrib.c makes
-    # them too), its part the list of them; parts travel as such lists, concatenated on
-    # the way and ordered by index at the end.
-    gather = _builtin("gather", lambda vals: [kv for v in vals for kv in v],
-                      post=_gather_post)
-    nop = _builtin("nop", lambda vals: None)
+class _Reducers:
+    """Reducer: the built-in reducers and addReducer, on one object (as
+    charm4py's ReducerContainer) whose attributes the interpreter reads at
+    their place in it, faster than a class's."""
 
-    @staticmethod
-    def addReducer(func, pre=None, post=None):
+    def __init__(self):
+        self.sum = _builtin("sum", lambda vals: _elementwise(operator.add, "add", vals),
+                            op=OP_SUM)
+        self.product = _builtin("product",
+                                lambda vals: _elementwise(operator.mul, "multiply", vals),
+                                op=OP_PROD)
+        self.max = _builtin("max", lambda vals: _elementwise(max, "maximum", vals), op=OP_MAX)
+        self.min = _builtin("min", lambda vals: _elementwise(min, "minimum", vals), op=OP_MIN)
+        self.logical_and = _builtin("logical_and",
+                                    lambda vals: _elementwise(_land, "logical_and", vals),
+                                    op=OP_LAND)
+        self.logical_or = _builtin("logical_or",
+                                   lambda vals: _elementwise(_lor, "logical_or", vals),
+                                   op=OP_LOR)
+        self.logical_xor = _builtin("logical_xor",
+                                    lambda vals: _elementwise(_lxor, "logical_xor", vals),
+                                    op=OP_LXOR)
+        # gather: a PE's contributions are (index, value) pairs (contrib.c makes
+        # them too), its part the list of them; parts travel as such lists,
+        # concatenated on the way and ordered by index at the end.
+        self.gather = _builtin("gather", lambda vals: [kv for v in vals for kv in v],
+                               post=_gather_post)
+        self.nop = _builtin("nop", lambda vals: None)
+
+    def addReducer(self, func, pre=None, post=None):
         """Add a reducer: func(list_of_contributions) -> combined value. It is
         then also available as Reducer.<func's name>."""
         name = getattr(func, "__qualname__", None) or repr(func)
         r = _Reducer(name, func, pre=pre, post=post)
         _registry[name] = r
-        setattr(Reducer, func.__name__, r)
+        setattr(self, func.__name__, r)
         return r
+
+    def __repr__(self):
+        return "Reducer"
+
+
+Reducer = _Reducers()
 
 
 def add_reducer(func, pre=None, post=None):

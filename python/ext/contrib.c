@@ -30,7 +30,7 @@ typedef struct red_fast {
     PyObject *gather;  /* Reducer.gather: contributions travel as (index, value) */
     PyObject *slow_all; /* reduction._allreduce_slow(self, data, reducer, fut, section) */
     PyObject *sect_type; /* sections.Section */
-    PyObject *s_red, *s_pre, *s_proxy, *s_index, *s_redk, *zero;
+    PyObject *s_red, *s_pre, *s_proxy, *s_index, *s_redk, *s_section, *zero;
     PyObject *nopre;   /* the last reducer seen without a `pre` (kept alive) */
     uint64_t last_coll; /* the last collection contributed to, and its id as an int */
     PyObject *last_collo;
@@ -366,6 +366,7 @@ static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
     INTERN(s_proxy, "thisProxy")
     INTERN(s_index, "thisIndex")
     INTERN(s_redk, "_charmpy_redk")
+    INTERN(s_section, "section")
 #undef INTERN
     if (!S_co_red.name)
         S_co_red.name = Py_NewRef(R.s_red);
@@ -565,8 +566,9 @@ static PyObject *mod_contribute(PyObject *module, PyObject *const *args, Py_ssiz
     PyObject *section = NULL;
     int plain = nargs + nkw == 4 && nkw == 0;
     if (nargs + nkw == 5 && nargs >= 4) {
-        plain = nkw == 0 || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0),
-                                                             "section") == 0;
+        PyObject *kw = nkw ? PyTuple_GET_ITEM(kwnames, 0) : NULL;
+        plain = !kw || kw == R.s_section /* interned, as the compiler's names are */ ||
+                PyUnicode_CompareWithASCIIString(kw, "section") == 0;
         section = args[4] == Py_None ? NULL : args[4];
     }
     if (plain) {
