@@ -225,6 +225,13 @@ def test_reductions_and_contribute_c_path(btl):
         assert f"contrib_paths ok on {np} PEs" in out, out
 
 
+def test_broadcast_method_lookup(btl):
+    # A broadcast calls what each member would (dispatch.c's bc_cache).
+    for np in (3, 4):
+        rc, out, err = mpirun("bcast_lookup", np, btl, timeout=120)
+        assert "OK bcast_lookup" in out, (np, out, err)
+
+
 @pytest.mark.parametrize("mode", ["array", "section"])
 def test_missing_contribution_is_an_error(mode, btl):
     # A member that never contributes: mpirun ends with the watch's error
