@@ -152,7 +152,6 @@ static void run_migrations(cpy_state *st) {
     Py_DECREF(r);
 }
 
-/* obj.name(*args, **kwargs); new reference or NULL with an exception. */
 /* What a broadcast's loop looks up once for its members' class rather than
  * once a member: the class's entry table and the method's function (a plain
  * Python function, or NULL: looked up on every member). Strong references,
@@ -178,6 +177,8 @@ static PyObject *class_function(PyTypeObject *tp, PyObject *name) {
     return f && PyFunction_Check(f) ? Py_NewRef(f) : NULL;
 }
 
+/* obj.name(*args, **kwargs); new reference or NULL with an exception. func:
+ * a broadcast's bc_cache function for name on obj's class, or NULL. */
 static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args, PyObject *kwargs,
                              PyObject *func) {
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
