@@ -35,6 +35,7 @@ class Future:
         self._multi = None      # the coroutine in charm.iwait()
         self._bcast = None      # broadcast: [PEs still to answer, members later]
         self._ret = True
+        self._then = None       # called with the future once it is done (joined())
         _futures[self.fid] = self
 
     def ready(self):
@@ -104,6 +105,9 @@ class Future:
     def _check_done(self):
         if self.ready():
             _futures.pop(self.fid, None)
+            if self._then is not None:
+                then, self._then = self._then, None
+                then(self)
             for g in (self._waiter, self._multi):
                 if g is not None:
                     self._waiter = self._multi = None
@@ -139,6 +143,37 @@ def _future_ref(pe, fid, num_vals):
         if f is not None:
             return f
     return _FutureRef(pe, fid, num_vals)
+
+
+def joined(futs, ret):
+    """One future for the broadcasts' futures futs (a Combined section's
+    call, one broadcast a part): done when all are; with ret, their values
+    one after the other, else None (the first exception raised)."""
+    out = Future(1)
+    left = [len(futs)]
+
+    def done(_):
+        left[0] -= 1
+        if left[0]:
+            return
+        vals, exc = [], None
+        for f in futs:
+            try:
+                got = f.get()           # done: returns at once
+            except Exception as e:
+                if exc is None:
+                    exc = e
+                continue
+            if ret:
+                vals.extend(got)
+        out._deliver(None, vals if ret else None, exc)
+
+    for f in futs:
+        if f.ready():
+            done(f)
+        else:
+            f._then = done
+    return out
 
 
 def create_future(num_vals=1):

@@ -30,8 +30,12 @@ def on_insert(coll, index, args, readonlies):
     _check_done(coll)
 
 
+done_called = set()     # the sparse arrays whose ckDoneInserting ran on this PE
+
+
 def done_inserting(coll):
     """proxy.ckDoneInserting() (the done_inserting hook)."""
+    done_called.add(coll)
     for pe in range(charm._npes):
         charm.send_msg(pe, "D", coll)
 

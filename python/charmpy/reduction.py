@@ -245,11 +245,15 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     info = charm._colls[coll]
     if section is not None:
         # (Every operation counts here: a section's members contribute often.)
+        given = section
         if type(section) is not _Section:
-            raise TypeError(f"section={section!r} is not a section proxy (make one with "
-                            "proxy[slice], charm.split or charm.combine)")
-        if obj.thisIndex not in (section._keyset or section.keyset()) or section.coll != coll:
-            raise ValueError(f"{type(obj).__name__}{_idx(obj)} contributes to {section!r}, "
+            if type(section) is not _Combined:
+                raise TypeError(f"section={section!r} is not a section proxy (make one with "
+                                "proxy[slice], charm.split or charm.combine)")
+            section = section.part_for(coll)    # this collection's part, or None
+        if (section is None or obj.thisIndex not in (section._keyset or section.keyset())
+                or section.coll != coll):
+            raise ValueError(f"{type(obj).__name__}{_idx(obj)} contributes to {given!r}, "
                              "of which it is not a member")
         stream = section.stream
     if reducer is None:
@@ -278,7 +282,8 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     if reducer.pre is not None:
         data = reducer.pre(data)
     if reducer is Reducer.gather:
-        data = (obj.thisIndex, data)
+        data = ((obj.thisIndex, data) if section is None or section.gno is None
+                else ((section.gno, obj.thisIndex), data))  # a Combined's: part by part
     rec.values.append(data)
     if allfut is not None:
         rec.allfuts.append(allfut)
@@ -301,6 +306,8 @@ def set_participants(coll, pes):
     """A sparse array's PEs with members became known (ckDoneInserting)."""
     info = charm._colls[coll]
     info.pes = pes
+    for f in sections.members_known.pop(coll, ()):
+        f.send(None)    # a slice of the array waited for its members
     for stream, st in list(info.red.items()):
         for k in sorted(st.pending):
             _maybe_reduce(coll, info, stream, k)
@@ -345,10 +352,11 @@ def _maybe_reduce(coll, info, stream, k):
     if rec.allfuts:
         st.allfuts[k] = rec.allfuts
     if counting:
-        sec = st.section
-        args = (coll, stream, k, len(rec.values), payload, rec.reducer.name, rec.target,
-                charm._pe if rec.allfuts else -1, sec.n if sec is not None else -1)
-        root = sec.pes[0] if sec is not None else _root(info)
+        sec = st.section    # its root, count and root's collection (a Combined's: its)
+        args = (coll if sec is None else sec.rcoll, stream, k, len(rec.values), payload,
+                rec.reducer.name, rec.target, charm._pe if rec.allfuts else -1,
+                sec.rn if sec is not None else -1)
+        root = sec.rroot if sec is not None else _root(info)
         if charm._pe == root:
             _on_part(*args)
         else:
@@ -472,9 +480,14 @@ def _finish(coll, info, stream, k, payload, reducer, target, waiting=None):
 
 
 def _allreduce_done(coll, seq, value, stream=0):
-    st = _state(charm._colls[coll], stream)
-    for f in st.allfuts.pop(seq, ()):
-        f._deliver(None, value, None)
+    if stream & SECT:
+        # A Combined's members here may be of any of its collections.
+        sts = [info.red[stream] for info in charm._colls.values() if stream in info.red]
+    else:
+        sts = [_state(charm._colls[coll], stream)]
+    for st in sts:
+        for f in st.allfuts.pop(seq, ()):
+            f._deliver(None, value, None)
 
 
 def _deliver(target, value, empty):
@@ -627,5 +640,6 @@ charm.on_message("W", _on_watch)
 from . import lb, sections  # noqa: E402  (lb reduces through this module)
 
 _Section = sections.Section
+_Combined = sections.Combined
 _charmpy.red_setup(charm._colls, _contribute_method, _maybe_reduce, Reducer.gather,
                    _allreduce_slow, _Section, _Redn)

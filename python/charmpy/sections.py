@@ -25,7 +25,8 @@ class Section:
     members. A value: equal and hashable by collection and members, and
     sent as an argument like any proxy."""
 
-    __slots__ = ("proxy", "coll", "desc", "sid", "pes", "n", "stream", "_keys", "_keyset")
+    __slots__ = ("proxy", "coll", "desc", "sid", "pes", "n", "stream", "_keys", "_keyset",
+                 "rroot", "rn", "rcoll", "gno")
     issec = True
 
     def __init__(self, proxy, desc, pes, n, keys=None):
@@ -38,6 +39,11 @@ class Section:
         self.stream = SECT | (self.sid & (SECT - 1))   # its reductions' (reduction.py)
         self._keys = keys
         self._keyset = None
+        # Where its reductions count (reduction.py): the root PE, how many
+        # contributions, the collection whose state holds them there, and
+        # gather's sort prefix (None: the index alone). A Combined's part
+        # has the Combined's.
+        self.rroot, self.rn, self.rcoll, self.gno = pes[0], n, self.coll, None
 
     def keyset(self):
         """The members' indices, as a frozenset."""
@@ -95,6 +101,104 @@ class _Caller:
                                      kwargs or None)
 
 
+class Combined:
+    """A section over members of several collections (charm.combine of
+    sections or proxies of different groups and arrays): `parts` holds one
+    Section a collection, in the order the collections were first given.
+    A call reaches every member once (one multicast a collection, each
+    along its tree); ret=True gives the members' values part by part, each
+    in index order; a reduction (`contribute(..., section=comb)`,
+    `allreduce`) takes one contribution from every member and is done at
+    the lowest PE that is home to members (gather: part by part, each in
+    index order). A value, like Section: equal and hashable by members,
+    sent as an argument."""
+
+    __slots__ = ("parts", "desc", "sid", "pes", "n", "stream", "_bycoll")
+    issec = True
+
+    def __init__(self, parts):
+        parts = tuple(parts)
+        self.desc = pickle.dumps(("combined", tuple(p.desc for p in parts)), 5)
+        self.sid = int.from_bytes(hashlib.blake2b(self.desc, digest_size=8).digest(), "little")
+        self.pes = tuple(sorted(set().union(*(p.pes for p in parts))))
+        self.n = sum(p.n for p in parts)
+        self.stream = SECT | (self.sid & (SECT - 1))
+        root = self.pes[0]
+        rcoll = next(p.coll for p in parts if root in p.pes)   # it exists at the root
+        own = []
+        for i, p in enumerate(parts):
+            q = Section(p.proxy, p.desc, p.pes, p.n, p._keys)
+            q.stream, q.rroot, q.rn, q.rcoll, q.gno = self.stream, root, self.n, rcoll, i
+            own.append(q)
+        self.parts = tuple(own)
+        self._bycoll = {q.coll: q for q in own}
+
+    def part_for(self, coll):
+        """The part of collection coll (None: no members of it)."""
+        return self._bycoll.get(coll)
+
+    def __len__(self):
+        return self.n
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _CombinedCaller(self, name)
+
+    def __eq__(self, other):
+        if not isinstance(other, Combined):
+            return NotImplemented
+        return other.desc == self.desc or set(other.parts) == set(self.parts)
+
+    def __hash__(self):
+        return hash(frozenset(self.parts))
+
+    def __reduce__(self):
+        # The parts travel as plain sections; __init__ makes them parts again.
+        return (Combined, (tuple(Section(q.proxy, q.desc, q.pes, q.n) for q in self.parts),))
+
+    def __repr__(self):
+        return (f"<Section combining {len(self.parts)} collections "
+                f"({', '.join(repr(q.proxy) for q in self.parts)}): {self.n} members on PEs "
+                f"{list(self.pes)}>")
+
+
+_entry_cache = {}
+
+
+def _has_entry(cls, name):
+    names = _entry_cache.get(cls)
+    if names is None:
+        from .chare import entry_names
+        names = _entry_cache[cls] = entry_names(cls)[0]
+    return name in names
+
+
+class _CombinedCaller:
+    __slots__ = ("sec", "name")
+
+    def __init__(self, sec, name):
+        self.sec, self.name = sec, name
+
+    def __call__(self, *args, **kwargs):
+        parts = self.sec.parts
+        for q in parts:
+            # All or nothing: no part sent when one collection lacks the method.
+            if not _has_entry(q.proxy.cls, self.name):
+                raise AttributeError(f"{q.proxy.cls.__name__} (members of {self.sec!r}) has no "
+                                     f"entry method '{self.name}' (entry methods are its public "
+                                     "methods)")
+        ret, aw = bool(kwargs.pop("ret", False)), bool(kwargs.pop("awaitable", False))
+        futs = []
+        for q in parts:
+            kw = dict(kwargs)
+            if ret or aw:
+                kw["ret" if ret else "awaitable"] = True
+            futs.append(_charmpy.section_send(q.proxy, self.name, q.sid, q.desc, q.pes, args,
+                                              kw or None))
+        return futures.joined(futs, ret) if ret or aw else None
+
+
 # The members of the sections this PE saw (a copy of a section proxy that
 # arrives in every broadcast must not enumerate them again): desc ->
 # (keys, frozenset of keys), the last _KNOWN_MAX.
@@ -131,7 +235,10 @@ def _make(proxy, keys, kind, what):
 def _base(proxy):
     if isinstance(proxy, Section):
         return proxy.proxy
-    if proxy.kind not in (GROUP, 2) or proxy.index is not None:
+    if isinstance(proxy, Combined):
+        raise TypeError(f"{proxy!r} spans several collections: split or slice each of its "
+                        "parts (its .parts, a section of one collection each)")
+    if getattr(proxy, "kind", None) not in (GROUP, 2) or proxy.index is not None:
         raise TypeError(f"{proxy!r}: sections are of groups and arrays (a collection's proxy "
                         "or a section)")
     return proxy
@@ -164,8 +271,7 @@ def slice_hook(proxy, key):
         keys = [pe for pe in range(charm._npes)[key] if pe in members]
         return _make(proxy, sorted(keys), "keys", tuple(sorted(keys)))
     if proxy.sparse:
-        raise TypeError(f"{proxy!r} is a sparse array: its members are not known by slices; "
-                        "use charm.split(proxy, n, elems=[[index, ...], ...])")
+        return _sparse_slice(proxy, key)
     dims = proxy.dims
     parts = key if isinstance(key, tuple) else (key,)
     if len(parts) != len(dims):
@@ -184,6 +290,70 @@ def slice_hook(proxy, key):
     what = tuple((r.start, r.stop, r.step) for r in ranges)
     keys = list(itertools.product(*ranges))
     return _make(proxy, keys, "ranges", what)
+
+
+# ---- sparse arrays: a slice is of the members inserted ------------------------
+members_known = {}  # coll -> futures of slices waiting for ckDoneInserting to finish
+
+
+class _InSlices:
+    """section_func of a sparse array's slice: 0 for a member whose index
+    falls in every (start, stop or None, step) part, else -1."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __call__(self, obj):
+        idx = obj.thisIndex
+        for i, (start, stop, step) in zip(idx, self.parts):
+            if i < start or (stop is not None and i >= stop) or (i - start) % step:
+                return -1
+        return 0
+
+
+def _sparse_parts(proxy, key):
+    parts = key if isinstance(key, tuple) else (key,)
+    nd = proxy.ndims
+    if len(parts) != nd:
+        raise IndexError(f"{proxy!r} has {nd} dimensions: a slice needs one part for each, "
+                         f"got {len(parts)} ({key!r})")
+    out = []
+    for p in parts:
+        if isinstance(p, slice):
+            start = 0 if p.start is None else int(p.start)
+            stop = None if p.stop is None else int(p.stop)
+            step = 1 if p.step is None else int(p.step)
+        else:
+            start, stop, step = int(p), int(p) + 1, 1
+        if start < 0 or (stop is not None and stop < 0) or step < 1:
+            raise IndexError(f"{proxy!r}[{key!r}]: a sparse array has no size to count from "
+                             "its end: give starts and stops of 0 or more and positive steps")
+        out.append((start, stop, step))
+    return tuple(out)
+
+
+def _sparse_slice(proxy, key):
+    """proxy[slices] of a sparse array: a section of the members inserted
+    whose indices fall in the slices. It waits (in a coroutine) until the
+    array's insertions are done (ckDoneInserting), then asks every PE."""
+    parts = _sparse_parts(proxy, key)
+    info = charm._colls.get(proxy.coll)    # None: not made here yet
+    if info is None or info.pes is None:
+        from .location import done_called
+        if proxy.coll not in done_called:
+            raise ValueError(f"{proxy!r}[{key!r}]: a sparse array is sliced among its members, "
+                             "known once its insertions are done: call ckDoneInserting() "
+                             "first (or use charm.split(proxy, n, elems=[[index, ...]]))")
+        f = futures.Future()
+        members_known.setdefault(proxy.coll, []).append(f)
+        f.get()
+    try:
+        return split(proxy, 1, section_func=_InSlices(parts))[0]
+    except ValueError as e:
+        if "no members" in str(e):
+            raise ValueError(f"{proxy!r}[{key!r}] selects no inserted member: a section "
+                             "needs at least one") from None
+        raise
 
 
 def local_keys_hook(coll, desc):
@@ -268,25 +438,34 @@ def _on_split(coll, func, fut):
 
 
 def combine(*proxies):
-    """charm.combine(*proxies): one section with the members of all (of one
-    collection: sections, or the collection's own proxy)."""
+    """charm.combine(*proxies): one section with the members of all, once
+    each: sections, or collections' own proxies (every member). Of one
+    collection: a Section; of several: a Combined, whose parts keep the
+    order in which their collections came first."""
     if not proxies:
         raise TypeError("charm.combine needs at least one proxy")
-    bases = [_base(p) for p in proxies]
-    base = bases[0]
-    if any(b.coll != base.coll for b in bases):
-        raise NotImplementedError("charm.combine of different collections: sections span one "
-                                  "collection in this version of charmpy")
-    keys = set()
+    flat = []
     for p in proxies:
+        flat.extend(p.parts if isinstance(p, Combined) else (p,))
+    order, keys = [], {}
+    for p in flat:
+        base = _base(p)
+        if base.coll not in keys:
+            order.append(base)
+            keys[base.coll] = set()
         if isinstance(p, Section):
-            keys.update(p.keys())
+            keys[base.coll].update(p.keys())
         elif base.kind == GROUP:
-            keys.update(_group_pes(base))
+            keys[base.coll].update(_group_pes(base))
+        elif base.sparse:
+            keys[base.coll].update(_sparse_slice(base, (slice(None),) * base.ndims).keys())
         else:
-            keys.update(slice_hook(base, tuple(slice(None) for _ in base.dims)).keys())
-    keys = sorted(keys)
-    return _make(base, keys, "keys", tuple(keys))
+            keys[base.coll].update(slice_hook(base, tuple(slice(None) for _ in base.dims)).keys())
+    parts = []
+    for base in order:
+        ks = sorted(keys[base.coll])
+        parts.append(_make(base, ks, "keys", tuple(ks)))
+    return parts[0] if len(parts) == 1 else Combined(parts)
 
 
 _charmpy.sect_setup(slice_hook, local_keys_hook)

@@ -857,7 +857,8 @@ static PyGetSetDef proxy_getset[] = {
     {"kind", (getter)proxy_get_kind, NULL, "0 chare, 1 group, 2 array", NULL},
     {"ndims", (getter)proxy_get_ndims, NULL, "array dimensions", NULL},
     {"sparse", (getter)proxy_get_sparse, NULL, "True for a sparse array", NULL},
-    {"issec", (getter)proxy_get_false, NULL, "a section proxy (not available yet)", NULL},
+    {"issec", (getter)proxy_get_false, NULL,
+     "False: a collection's proxy (section proxies are sections.Section)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

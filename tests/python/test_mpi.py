@@ -207,7 +207,7 @@ def test_channels(mode, btl):
 
 
 @pytest.mark.parametrize("mode", ["slices", "groups", "split", "values", "reduce", "spread",
-                                  "migrate", "errors"])
+                                  "migrate", "errors", "combined", "sparse"])
 def test_sections(mode, btl):
     # Sections under mpirun (test_sections.py says what each mode checks).
     for np in (3, 4):

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import run_ok
 
-MODES = ["slices", "groups", "split", "values", "reduce", "spread", "migrate", "errors"]
+MODES = ["slices", "groups", "split", "values", "reduce", "spread", "migrate", "errors",
+         "combined", "sparse"]
 
 
 @pytest.mark.parametrize("npes_", (1, 2, 3, 4, 8), ids=lambda n: f"P{n}")

@@ -31,8 +31,19 @@ computed here from the indices; every mode prints `OK sect_modes` last.
            not a section (TypeError), slicing an element proxy and a sparse
            array (TypeError), a name that is not an entry method
            (AttributeError at the call), split with both or neither of
-           section_func and elems, combine of two collections
-           (NotImplementedError)
+           section_func and elems; slicing a sparse array before
+           ckDoneInserting, from its end, with a negative step, with too
+           many parts, or selecting no member
+  sparse   slices of 1-D and 2-D sparse arrays (the members inserted that
+           fall in them): broadcast, ret=True, gather; the whole sparse
+           array in a combine beside a dense one
+  combined charm.combine over two arrays and a group of another class
+           (with repeats): broadcasts reach each member once, ret=True part
+           by part in index order, every reducer and gather (part by part),
+           allreduce, concurrent with reductions over the array, members
+           moving between rounds; equal whatever the order, an argument;
+           errors (a method one class lacks: nothing sent; not a member;
+           split of it; an int or an element proxy given)
 """
 import sys
 
@@ -94,6 +105,11 @@ class M(Chare):
     def allred(self, sec):
         return self.allreduce(self.thisIndex[0], Reducer.sum, section=sec).get()
 
+    @coro
+    def allred_flat(self, sec):
+        i = self.thisIndex
+        return self.allreduce(i if isinstance(i, int) else i[0], Reducer.sum, section=sec).get()
+
     def not_member(self, sec, fut):
         try:
             self.contribute(1, Reducer.sum, fut, section=sec)
@@ -109,6 +125,20 @@ class M(Chare):
             assert "not a section proxy" in str(e), str(e)
             return "raised"
         return "no error"
+
+
+class N(M):
+    """combined: a second class among a Combined's members."""
+
+    def ident(self):
+        return ("N", self.thisIndex)
+
+
+class U(Chare):
+    """combined: a class without the method called."""
+
+    def other(self):
+        pass
 
 
 class Driver(Chare):
@@ -341,13 +371,25 @@ class Main(Chare):
                 raise AssertionError(f"slicing an {what} proxy did not raise")
         sp = Array(M, ndims=1)
         sp.ckInsert(0)
+        for key, exc, text in ((slice(0, 1), ValueError, "ckDoneInserting"),):
+            try:
+                sp[key]
+            except exc as e:
+                assert text in str(e), str(e)
+            else:
+                raise AssertionError(f"slicing a sparse array before its insertions were done "
+                                     "did not raise")
         sp.ckDoneInserting()
-        try:
-            sp[0:1]
-        except TypeError as e:
-            assert "sparse" in str(e), str(e)
-        else:
-            raise AssertionError("slicing a sparse array did not raise")
+        for key, exc, text in ((slice(-2, None), IndexError, "from its end"),
+                               (slice(0, 5, -1), IndexError, "positive steps"),
+                               ((slice(0, 2), 1), IndexError, "1 dimensions"),
+                               (slice(1, 5), ValueError, "no inserted member")):
+            try:
+                sp[key]
+            except exc as e:
+                assert text in str(e), (key, str(e))
+            else:
+                raise AssertionError(f"sp[{key!r}] did not raise")
         try:
             sec.nosuch()
         except AttributeError as e:
@@ -361,13 +403,143 @@ class Main(Chare):
                 assert "either section_func or elems" in str(e), str(e)
             else:
                 raise AssertionError(f"split with {kw} did not raise")
-        b = Array(M, 3)
+
+    def mode_sparse(self, P):
+        # Slices of sparse arrays: the members inserted whose indices fall in
+        # them, known once ckDoneInserting is done (the slice waits for it).
+        ids = sorted({0, 3, 5, 7, 10, 11, 15, 2 * P + 20})
+        sp = Array(M, ndims=1)
+        for k, i in enumerate(ids):
+            sp.ckInsert(i, onPE=k % P)
+        sp.ckDoneInserting()
+        hits = {i: 0 for i in ids}
+        for key, want in ((slice(0, 10), [i for i in ids if i < 10]),
+                          (slice(None, None, 5), [i for i in ids if i % 5 == 0]),
+                          (slice(4, None, 3), [i for i in ids if i >= 4 and (i - 4) % 3 == 0])):
+            sec = sp[key]
+            assert len(sec) == len(want), (key, len(sec), want)
+            sec.hit(awaitable=True).get()
+            for i in want:
+                hits[i] += 1
+            assert sec.ident(ret=True).get() == [(i,) for i in want]
+            f = Future()
+            sec.red(sec, "gather", f, "s")
+            assert f.get() == [(i, "s") for i in want]
+            assert sp.count(ret=True).get() == [hits[i] for i in ids], (key, hits)
+        sp2 = Array(M, ndims=2)
+        cells = [(i, j) for i in range(3) for j in range(0, 2 * P + 2, 2)]
+        for k, c in enumerate(cells):
+            sp2.ckInsert(c, onPE=(k * 7) % P)
+        sp2.ckDoneInserting()
+        row = sp2[1, :]
+        assert row.ident(ret=True).get() == [c for c in cells if c[0] == 1]
+        block = sp2[0:2, 2:]
+        assert block.ident(ret=True).get() == [c for c in cells if c[0] < 2 and c[1] >= 2]
+        # The whole sparse array in a Combined, beside a dense one.
+        a = Array(M, 3)
+        charm.awaitCreation(a)
+        comb = charm.combine(sp, a)
+        assert comb.ident(ret=True).get() == [(i,) for i in ids] + [(0,), (1,), (2,)]
+        f = Future()
+        comb.red(comb, "sum", f)
+        assert f.get() == sum(ids) + 3
+
+    def mode_combined(self, P):
+        n = 2 * P + 3
+        a = Array(M, n)
+        g = Group(N)
+        b = Array(M, (2, 3))
+        other = Group(M)
+        for c in (a, g, b, other):
+            charm.awaitCreation(c)
+        comb = charm.combine(a[0:3], g, b[1, :], a[n - 1:n], a[1:2])
+        want_ids = ([(0,), (1,), (2,), (n - 1,)] + [("N", p) for p in range(P)]
+                    + [(1, j) for j in range(3)])
+        flats = [0, 1, 2, n - 1] + list(range(P)) + [1, 1, 1]
+        assert len(comb) == len(want_ids) and len(comb.parts) == 3, (len(comb), comb)
+        assert comb.pes == tuple(sorted(set().union(*(q.pes for q in comb.parts))))
+        hits_a, hits_b = [0] * n, [0] * 6
+        for r in range(3):
+            if r:   # members move between rounds: calls and reductions follow them
+                for i in (0, 2, n - 1):
+                    a[i].move((i + r) % P)
+                b[1, 1].move(r % P)
+                charm.sleep(0.05)
+            comb.hit(awaitable=True).get()
+            hits_a = [h + (i in (0, 1, 2, n - 1)) for i, h in enumerate(hits_a)]
+            hits_b = [h + (k >= 3) for k, h in enumerate(hits_b)]
+            assert a.count(ret=True).get() == hits_a, (r, a.count(ret=True).get(), hits_a)
+            assert g.count(ret=True).get() == [r + 1] * P
+            assert b.count(ret=True).get() == hits_b
+            assert other.count(ret=True).get() == [0] * P
+            assert comb.ident(ret=True).get() == want_ids
+            f = Future()
+            comb.red(comb, "gather", f, r)
+            assert f.get() == [(x, r) for x in flats], (r, f.get())
+        # Every reducer over members of three collections of two classes.
+
+        def one(kind):
+            f = Future()
+            comb.red(comb, kind, f)
+            return f.get()
+        assert one("sum") == sum(flats)
+        assert one("max") == max(x * 7 % 11 for x in flats)
+        assert one("custom") == sorted(flats)
+        assert one("list") == [sum(flats), len(flats), 2 * sum(flats)]
+        assert np.array_equal(one("numpy"), np.arange(4, dtype=np.float64) * sum(flats))
+        assert one("nop") is None
+        tf = Future()
+        t = Chare(Target, args=[tf], onPE=P - 1)
+        charm.awaitCreation(t)
+        comb.red(comb, "sum", t.done)
+        assert tf.get() == (sum(flats),)
+        assert comb.allred_flat(comb, ret=True).get() == [sum(flats)] * len(flats)
+        # Concurrent reductions over it, the array and a section of the array.
+        for r in range(3):
+            fs = []
+            for s, want in ((comb, [(x, r) for x in flats]), (a[:], [(i, r) for i in range(n)]),
+                            (a[0:3], [(i, r) for i in range(3)])):
+                f = Future()
+                s.red(s, "gather", f, r)
+                fs.append((f, want))
+            for f, want in fs:
+                assert f.get() == want, (r, f.get(), want)
+        # A value: equal by members whatever the order, a dict key, an argument.
+        again = charm.combine(b[1, :], a[0:3], a[n - 1:n], g)
+        assert again == comb and hash(again) == hash(comb) and comb != charm.combine(a[0:3], g)
+        assert len({comb: 1, again: 2}) == 1
+        d = Chare(Driver, onPE=P - 1)
+        assert d.use(comb, sum(flats), ret=True).get() == "ok"
+        hits_a = [h + (i in (0, 1, 2, n - 1)) for i, h in enumerate(hits_a)]   # use() hit
+        assert a.count(ret=True).get() == hits_a
+        # Of one collection, combine is a plain section; a Combined flattens.
+        assert charm.combine(a[0:2], a[1:3]) == a[0:3]
+        assert len(charm.combine(comb, other)) == len(flats) + P
+        # Errors: all or nothing, members only, no split of it, no sparse proxy.
+        u = Group(U)
+        charm.awaitCreation(u)
         try:
-            charm.combine(sec, b[0:1])
-        except NotImplementedError as e:
-            assert "different collections" in str(e), str(e)
+            charm.combine(a[0:1], u).hit()
+        except AttributeError as e:
+            assert "'hit'" in str(e) and "U" in str(e), str(e)
         else:
-            raise AssertionError("combine of two collections did not raise")
+            raise AssertionError("a call that one collection lacks did not raise")
+        assert a.count(ret=True).get() == hits_a   # nothing was sent
+        assert a[3].not_member(comb, Future(), ret=True).get() == "raised"
+        assert other[0].not_member(comb, Future(), ret=True).get() == "raised"
+        try:
+            charm.split(comb, 2, elems=[[0], [1]])
+        except TypeError as e:
+            assert "several collections" in str(e), str(e)
+        else:
+            raise AssertionError("split of a Combined did not raise")
+        for bad in (5, a[0]):
+            try:
+                charm.combine(a, bad)
+            except TypeError as e:
+                assert "sections are of groups and arrays" in str(e), str(e)
+            else:
+                raise AssertionError(f"combine with {bad!r} did not raise")
 
 
 if len(sys.argv) < 2:
