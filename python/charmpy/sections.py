@@ -19,6 +19,18 @@ GROUP = 1
 SECT = 1 << 62      # reduction.py: a section's stream is SECT | its id's low bits
 
 
+_streams = {}
+
+
+def _stream(sid):
+    """A section's reduction stream, one int object a section however many
+    copies of its proxy arrive (each message brings one): the dicts it is a
+    key of find it by identity, without comparing (ints past 2**30 have
+    three digits to compare)."""
+    s = SECT | (sid & (SECT - 1))
+    return _streams.setdefault(s, s)
+
+
 class Section:
     """A section proxy: broadcasts (`sec.method(...)`, ret= and awaitable=
     as for any call) and reduces (`contribute(..., section=sec)`) over its
@@ -36,7 +48,7 @@ class Section:
         self.sid = int.from_bytes(hashlib.blake2b(desc, digest_size=8).digest(), "little")
         self.pes = pes            # the members' home PEs, ascending
         self.n = n                # members
-        self.stream = SECT | (self.sid & (SECT - 1))   # its reductions' (reduction.py)
+        self.stream = _stream(self.sid)   # its reductions' (reduction.py)
         self._keys = keys
         self._keyset = None
         # Where its reductions count (reduction.py): the root PE, how many
@@ -83,10 +95,25 @@ class Section:
         return hash((self.coll, self.n, k[0], k[-1]))
 
     def __reduce__(self):
-        return (Section, (self.proxy, self.desc, self.pes, self.n))
+        return (_received_section, (self.proxy, self.desc, self.pes, self.n))
 
     def __repr__(self):
         return f"<Section of {self.proxy!r}: {self.n} members on PEs {list(self.pes)}>"
+
+
+_received = {}      # desc -> the Section its copies that arrive here become (_KNOWN_MAX)
+
+
+def _received_section(proxy, desc, pes, n):
+    """A section proxy that arrived in a message: one object a section on
+    this PE (no hashing of its descriptor, no enumeration, a copy a call)."""
+    got = _received.get(desc)
+    if got is None or got.pes != pes or got.n != n:
+        got = Section(proxy, desc, pes, n)
+        if len(_received) >= _KNOWN_MAX:
+            _received.pop(next(iter(_received)))
+        _received[desc] = got
+    return got
 
 
 class _Caller:
@@ -122,7 +149,7 @@ class Combined:
         self.sid = int.from_bytes(hashlib.blake2b(self.desc, digest_size=8).digest(), "little")
         self.pes = tuple(sorted(set().union(*(p.pes for p in parts))))
         self.n = sum(p.n for p in parts)
-        self.stream = SECT | (self.sid & (SECT - 1))
+        self.stream = _stream(self.sid)
         root = self.pes[0]
         rcoll = next(p.coll for p in parts if root in p.pes)   # it exists at the root
         own = []

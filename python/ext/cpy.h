@@ -255,6 +255,8 @@ typedef struct cpy_state {
     int chan_moving;          /* chares are pickled to move or be saved (chan_moving) */
     uint64_t chan_next;       /* the next channel end's id (low bits) */
     PyObject *sect_cache;     /* section.c: section id -> keys of its members homed here */
+    PyObject *sect_objs;      /* section.c: section id -> those members' chares (None:
+                                 not here), emptied whenever members change on this PE */
     PyObject *sect_slice, *sect_local; /* sections.py: proxy[slice], a section's local keys */
 } cpy_state;
 
@@ -449,6 +451,13 @@ void cpy_sect_clear(cpy_state *st);
 /* The keys of the members of msg's section whose home is this PE (a
  * borrowed list, cached per section), or NULL with an exception. */
 PyObject *cpy_sect_keys(cpy_state *st, cp_msg *msg);
+/* The chares of those keys in members (None for a key not here), a
+ * borrowed list cached per section until members change on this PE (see
+ * cpy_sect_forget), or NULL with an exception. */
+PyObject *cpy_sect_objs(cpy_state *st, cp_msg *msg, PyObject *members, PyObject *keys);
+/* Members were added to or removed from a collection on this PE: the
+ * sections' cached chares are forgotten. */
+void cpy_sect_forget(cpy_state *st);
 /* Where the arguments of a section's message start. */
 size_t cpy_sect_args_off(const cp_msg *msg);
 /* proxy[key] with slices in key: a section (sections.py). New reference. */

@@ -371,7 +371,7 @@ static int section_copy(cpy_state *st, const em_hdr *bh, PyObject *key, PyObject
 
 static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int method,
                          PyObject *args, PyObject *kwargs, PyObject *reply, long ncopies,
-                         PyObject *keys, const em_hdr *bh) {
+                         PyObject *keys, PyObject *objs, const em_hdr *bh) {
     PyObject *collect = reply != Py_None ? PyList_New(0) : NULL;
     if (reply != Py_None && !collect)
         return -1;
@@ -387,18 +387,19 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
     bc_cache bc = {0};
     st->in_bcast++;
     if (keys) {
-        /* A section: the members whose home this PE is. */
+        /* A section: the members whose home this PE is (objs: their
+         * chares, None where not here). */
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
             k = PyList_GET_ITEM(keys, i);
-            v = PyDict_GetItemWithError(members, k);
-            if (v) {
+            v = PyList_GET_ITEM(objs, i);
+            if (v != Py_None) {
                 Py_INCREF(v);
                 invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater,
                        &bc);
                 Py_DECREF(v);
                 continue;
             }
-            if (PyErr_Occurred() || section_copy(st, bh, k, NULL, args, kwargs) < 0) {
+            if (section_copy(st, bh, k, NULL, args, kwargs) < 0) {
                 bc_done(&bc);
                 st->in_bcast--;
                 Py_XDECREF(collect);
@@ -435,24 +436,29 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members);
 __attribute__((noinline)) static void deliver_section(cpy_state *st, cp_msg *msg,
                                                      PyObject *members) {
     em_hdr h = *(em_hdr *)cp_msg_data(msg);
-    PyObject *keys = cpy_sect_keys(st, msg), *reply = NULL, *args = NULL, *kwargs = NULL;
-    if (keys)
+    PyObject *keys = cpy_sect_keys(st, msg), *objs = NULL, *reply = NULL, *args = NULL,
+             *kwargs = NULL;
+    if (keys) {
         Py_INCREF(keys);
-    if (!keys || !(reply = cpy_reply_of(&h))) {
+        objs = Py_XNewRef(cpy_sect_objs(st, msg, members, keys));
+    }
+    if (!objs || !(reply = cpy_reply_of(&h))) {
         cpy_discard(st, msg);
         goto error;
     }
     if (cpy_take_args(st, msg, cpy_sect_args_off(msg), &args, &kwargs) < 0)
         goto error;
-    if (deliver_bcast(st, h.coll, members, h.method, args, kwargs, reply, 0, keys, &h) < 0)
+    if (deliver_bcast(st, h.coll, members, h.method, args, kwargs, reply, 0, keys, objs, &h) < 0)
         goto error;
     Py_DECREF(keys);
+    Py_DECREF(objs);
     Py_DECREF(reply);
     Py_DECREF(args);
     Py_XDECREF(kwargs);
     return;
 error:
     Py_XDECREF(keys);
+    Py_XDECREF(objs);
     Py_XDECREF(reply);
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
@@ -560,7 +566,8 @@ static void deliver1(cpy_state *st, cp_msg *msg, PyObject *members) {
     if (rc < 0)
         goto error;
     if (bcast) {
-        if (deliver_bcast(st, coll, members, method, args, kwargs, reply, ncopies, NULL, NULL) < 0)
+        if (deliver_bcast(st, coll, members, method, args, kwargs, reply, ncopies, NULL, NULL,
+                          NULL) < 0)
             goto error;
     } else {
         invoke(st, obj, key, method, args, kwargs, reply == Py_None ? NULL : reply, NULL, NULL,

@@ -195,6 +195,7 @@ static void clear_coll(cpy_state *st, cpy_coll *c) {
     if (c->members)
         PyDict_Clear(c->members); /* chares may refer to their proxies */
     Py_CLEAR(c->members);
+    cpy_sect_forget(st);
 }
 
 void cpy_loc_clear(cpy_state *st) {
@@ -1500,6 +1501,7 @@ static PyObject *mod_loc_register(PyObject *module, PyObject *args) {
         return PyErr_Format(PyExc_RuntimeError, "collection %llx registered twice on PE %d",
                             (unsigned long long)coll, st->ctx ? cp_my_pe(st->ctx) : 0);
     c->members = Py_NewRef(members);
+    cpy_sect_forget(st);
     if (release)
         release_early(st, c);
     Py_RETURN_NONE;
@@ -1538,6 +1540,7 @@ static PyObject *mod_loc_add(PyObject *module, PyObject *args) {
     cpy_coll *c = registered(st, id, "loc_add");
     if (!c || PyDict_SetItem(c->members, key, obj) < 0)
         return NULL;
+    cpy_sect_forget(st);
     Py_RETURN_NONE;
 }
 
@@ -1681,6 +1684,7 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         Py_XDECREF(order);
         return NULL;
     }
+    cpy_sect_forget(st);
     mark_moved(st, c);
     if (born == me && PyDict_GetItem(c->born, key) != Py_True) {
         if (PyDict_SetItem(c->born, key, Py_True) < 0) {
@@ -1767,6 +1771,7 @@ static PyObject *mod_loc_arrived(PyObject *module, PyObject *args) {
     int me = cp_my_pe(st->ctx), home = home_of_key(st, c, key);
     if (home < 0 || PyDict_SetItem(c->members, key, obj) < 0)
         return NULL;
+    cpy_sect_forget(st);
     mark_moved(st, c);
     if (c->departed && PyDict_Contains(c->departed, key) == 1 &&
         PyDict_DelItem(c->departed, key) < 0)

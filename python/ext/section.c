@@ -59,6 +59,38 @@ PyObject *cpy_sect_keys(cpy_state *st, cp_msg *msg) {
     return rc < 0 ? NULL : keys; /* borrowed from the cache */
 }
 
+PyObject *cpy_sect_objs(cpy_state *st, cp_msg *msg, PyObject *members, PyObject *keys) {
+    const sect_hdr *s = (const sect_hdr *)((em_hdr *)cp_msg_data(msg) + 1);
+    PyObject *id = PyLong_FromUnsignedLongLong(s->sid);
+    if (!id)
+        return NULL;
+    PyObject *objs = PyDict_GetItemWithError(st->sect_objs, id);
+    if (objs || PyErr_Occurred()) {
+        Py_DECREF(id);
+        return objs;
+    }
+    /* Looked up once while the members stay (a tuple key's hash and
+     * comparison cost more than the rest of a member's delivery). */
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    objs = PyList_New(n);
+    for (Py_ssize_t i = 0; objs && i < n; i++) {
+        PyObject *v = PyDict_GetItemWithError(members, PyList_GET_ITEM(keys, i));
+        if (!v && PyErr_Occurred())
+            Py_CLEAR(objs);
+        else
+            PyList_SET_ITEM(objs, i, Py_NewRef(v ? v : Py_None));
+    }
+    int rc = objs ? PyDict_SetItem(st->sect_objs, id, objs) : -1;
+    Py_DECREF(id);
+    Py_XDECREF(objs);
+    return rc < 0 ? NULL : objs; /* borrowed from the cache */
+}
+
+void cpy_sect_forget(cpy_state *st) {
+    if (st->sect_objs && PyDict_GET_SIZE(st->sect_objs))
+        PyDict_Clear(st->sect_objs);
+}
+
 PyObject *cpy_sect_slice(cpy_state *st, PyObject *proxy, PyObject *key) {
     if (!st->sect_slice)
         return PyErr_Format(PyExc_RuntimeError, "charmpy sections are not set up");
@@ -291,13 +323,15 @@ static PyMethodDef sect_methods[] = {
 
 int cpy_sect_init(PyObject *module, cpy_state *st) {
     st->sect_cache = PyDict_New();
-    if (!st->sect_cache || PyModule_AddFunctions(module, sect_methods) < 0)
+    st->sect_objs = PyDict_New();
+    if (!st->sect_cache || !st->sect_objs || PyModule_AddFunctions(module, sect_methods) < 0)
         return -1;
     return 0;
 }
 
 int cpy_sect_traverse(cpy_state *st, visitproc visit, void *arg) {
     Py_VISIT(st->sect_cache);
+    Py_VISIT(st->sect_objs);
     Py_VISIT(st->sect_slice);
     Py_VISIT(st->sect_local);
     return 0;
@@ -305,6 +339,7 @@ int cpy_sect_traverse(cpy_state *st, visitproc visit, void *arg) {
 
 void cpy_sect_clear(cpy_state *st) {
     Py_CLEAR(st->sect_cache);
+    Py_CLEAR(st->sect_objs);
     Py_CLEAR(st->sect_slice);
     Py_CLEAR(st->sect_local);
 }
