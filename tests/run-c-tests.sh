@@ -336,6 +336,8 @@ run_pe() {
         expect_ok among "$p" "OK among P=$p" among
         expect_ok "heapfull (64 MiB heaps)" "$p" "OK heapfull P=$p" heapfull
         expect_ok rununtil "$p" "OK rununtil P=$p" rununtil
+        expect_ok "pollfor (a handler waiting for its next message in place)" "$p" \
+            "OK pollfor P=$p" pollfor
         expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" qd
         expect_ok "qdx (exclusive quiescence requests)" "$p" "OK qdx P=$p" qdx
         expect_ok "extract (calls taken out of a PE's own queue)" "$p" "OK extract P=$p" extract

@@ -398,6 +398,20 @@ int cp_run_until(cp_ctx *ctx, int (*cond)(void *arg), void *arg);
  * never blocks. Returns the number of messages and timers handled. */
 int cp_run_once(cp_ctx *ctx);
 
+/*
+ * From a handler that waits for one message (a coroutine a handler runs,
+ * say): poll the machine layer for up to `secs` seconds, while nothing
+ * else waits on this PE (no message held, queued to itself or left in the
+ * scheduler's batch, no timer or quiescence wave due by then, the job not
+ * exiting) and its host is not oversubscribed. The first message that
+ * arrives is dispatched now, from here, when want(msg, arg) is non-zero
+ * (returns 1); any other is held, to be the scheduler's next (returns 0).
+ * Returns 0 too when it did not poll or nothing came in time. Only plain
+ * messages (cp_send) are offered to want.
+ */
+int cp_poll_for(cp_ctx *ctx, double secs, int (*want)(const cp_msg *msg, void *arg),
+                void *arg);
+
 /* ---- ending the job ----------------------------------------------------- */
 
 /*

@@ -66,6 +66,7 @@ typedef struct {
     int opened;       /* this end's open went (Channel() made or claimed it) */
     int paired;       /* the peer's open arrived */
     long k;           /* its ordinal among this chare's ends towards the peer */
+    uint64_t peer;    /* the peer end's id once paired (0: not yet) */
 } ChannelObject;
 
 static cpy_state *state_of(PyObject *self) { return cpy_state_of_type(Py_TYPE(self)); }
@@ -146,6 +147,7 @@ static ChannelObject *new_end(cpy_state *st, PyObject *remote, PyObject *local) 
     ch->waiter = ch->multi = NULL;
     ch->opened = ch->paired = 0;
     ch->k = 0;
+    ch->peer = 0;
     PyObject_GC_Track(ch);
     return ch;
 }
@@ -414,6 +416,7 @@ static int on_open(cpy_state *st, PyObject *obj, PyObject *dict, uint64_t id, lo
             goto done;
     }
     ch->paired = 1;
+    ch->peer = id;
     if (PyDict_SetItem(chans, key, (PyObject *)ch) < 0 || take_early(st, dict, key, ch) < 0)
         goto done;
     rc = wake(st, ch, obj); /* data came first, and a coroutine waits for it */
@@ -486,6 +489,33 @@ static PyObject *ch_send(ChannelObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* recv() without leaving the coroutine. A hop of a channel ping-pong
+ * would switch from the scheduler into the receiving coroutine and back
+ * (two greenlet switches, most of what a hop costs above an entry-method
+ * call). While nothing else waits on this PE, the coroutine polls for its
+ * next value itself for up to CHAN_SPIN_SECONDS (cp_poll_for): when that
+ * is the message that comes, it is dispatched from here as the scheduler
+ * would, finds no waiter to switch to, and recv() returns it; anything
+ * else is the scheduler's next message, and the coroutine switches out as
+ * before. Only messages that need nothing of the location service (no
+ * reordering after a migration) are taken this way. */
+#define CHAN_SPIN_SECONDS 5e-5
+
+typedef struct {
+    cpy_state *st;
+    uint64_t peer;
+} chan_want;
+
+static int want_data(const cp_msg *msg, void *arg) {
+    const chan_want *w = arg;
+    if (msg->handler != (uint32_t)w->st->h_entry || msg->tag || w->st->nmoved ||
+        msg->size < sizeof(em_hdr))
+        return 0;
+    const em_hdr *h = cp_msg_data((cp_msg *)msg);
+    return h->method == CPY_M_CHAN && h->fut_id == w->peer && !h->seq &&
+           !(h->flags & (EM_ROUTE | EM_BCAST | EM_SECT | EM_BCOPY));
+}
+
 static PyObject *ch_recv(ChannelObject *self, PyObject *noargs) {
     (void)noargs;
     cpy_state *st = state_of((PyObject *)self);
@@ -509,6 +539,14 @@ static PyObject *ch_recv(ChannelObject *self, PyObject *noargs) {
             return PyErr_Format(PyExc_RuntimeError,
                                 "Channel.recv() blocks, so it can only be called in a "
                                 "coroutine: decorate the entry method with @coro");
+        }
+        if (self->peer && st->ctx) {
+            chan_want w = {st, self->peer};
+            if (cp_poll_for(st->ctx, CHAN_SPIN_SECONDS, want_data, &w)) {
+                Py_DECREF(parent);
+                Py_DECREF(g);
+                continue; /* it came (the ring says whether it is the next) */
+            }
         }
         self->waiter = g; /* the reference goes to whoever resumes it */
         PyObject *r = PyObject_CallMethodNoArgs(parent, st->str_switch);
@@ -560,10 +598,11 @@ static PyObject *ch_reduce(ChannelObject *self, PyObject *noargs) {
     }
     if (!vals)
         return NULL;
-    PyObject *r = Py_BuildValue("O(KOOIIOiil)", st->chan_rebuild, (unsigned long long)self->id,
-                                self->remote, self->local ? self->local : Py_None,
-                                (unsigned)self->sent, (unsigned)self->taken, vals,
-                                self->opened, self->paired, self->k);
+    PyObject *r = Py_BuildValue("O(KOOIIOiilK)", st->chan_rebuild,
+                                (unsigned long long)self->id, self->remote,
+                                self->local ? self->local : Py_None, (unsigned)self->sent,
+                                (unsigned)self->taken, vals, self->opened, self->paired,
+                                self->k, (unsigned long long)self->peer);
     Py_DECREF(vals);
     return r;
 }
@@ -685,8 +724,9 @@ static PyObject *mod_chan_rebuild(PyObject *module, PyObject *args) {
     PyObject *remote, *local, *vals;
     int opened, paired;
     long k;
-    if (!PyArg_ParseTuple(args, "KOOIIO!iil", &id, &remote, &local, &sent, &taken, &PyList_Type,
-                          &vals, &opened, &paired, &k))
+    unsigned long long peer = 0; /* (not in pickles made before it was kept) */
+    if (!PyArg_ParseTuple(args, "KOOIIO!iil|K", &id, &remote, &local, &sent, &taken,
+                          &PyList_Type, &vals, &opened, &paired, &k, &peer))
         return NULL;
     ChannelObject *ch = new_end(st, remote, local == Py_None ? NULL : local);
     if (!ch)
@@ -697,6 +737,7 @@ static PyObject *mod_chan_rebuild(PyObject *module, PyObject *args) {
     ch->opened = opened;
     ch->paired = paired;
     ch->k = k;
+    ch->peer = peer;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vals); i++) {
         unsigned s;
         PyObject *v;

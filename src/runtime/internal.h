@@ -124,6 +124,8 @@ struct cp_ctx {
     cp_ring local;       /* messages this PE sent itself */
     cp_ring held;        /* received, not yet dispatched (run_until stopped
                             mid-batch); they go before anything polled later */
+    int pass_left;       /* messages of the scheduler's batch after the one
+                            being dispatched (cp_poll_for waits for them) */
 
     cp_timer *timers;    /* binary min-heap */
     int ntimers, captimers;

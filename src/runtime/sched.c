@@ -46,8 +46,11 @@ static int pass(cp_ctx *ctx, int (*cond)(void *), void *arg) {
         batch[n++] = cpM_ring_pop(&ctx->held);
     if (n == 0)
         n = ctx->ops->poll(ctx->m, batch, CP_POLL_BATCH);
+    int outer = ctx->pass_left; /* a pass run from a handler's */
     for (int i = 0; i < n; i++) {
+        ctx->pass_left = outer + n - i - 1;
         cpS_dispatch(ctx, batch[i]);
+        ctx->pass_left = outer;
         if (ctx->exiting || (cond && cond(arg))) {
             /* Keep the rest, in order, ahead of anything polled later. */
             for (int j = n - 1; j > i; j--)
@@ -68,6 +71,34 @@ static int pass(cp_ctx *ctx, int (*cond)(void *), void *arg) {
             break;
     }
     return done;
+}
+
+int cp_poll_for(cp_ctx *ctx, double secs, int (*want)(const cp_msg *, void *), void *arg) {
+    if (ctx->info.oversubscribed || ctx->pass_left || ctx->held.count || ctx->local.count ||
+        cp_exiting(ctx))
+        return 0;
+    double end = cp_wall_time() + secs;
+    double next = cpTm_next_deadline(ctx), wave = cpQ_next_wave(ctx);
+    if (wave >= 0 && (next < 0 || wave < next))
+        next = wave;
+    if (next >= 0 && next < end)
+        end = next; /* the scheduler runs it on time */
+    for (;;) {
+        cp_msg *m;
+        if (ctx->ops->poll(ctx->m, &m, 1) == 1) {
+            if (m->kind == CP_KIND_PLAIN && m->handler < (uint32_t)ctx->nhandlers &&
+                want(m, arg)) {
+                cpS_dispatch(ctx, m);
+                return 1;
+            }
+            /* held was empty: the scheduler's next message, in order */
+            if (cpM_ring_unshift(&ctx->held, m))
+                cp_abort(ctx, "out of memory holding a received message");
+            return 0;
+        }
+        if (ctx->local.count || cp_exiting(ctx) || cp_wall_time() >= end)
+            return 0;
+    }
 }
 
 int cp_run_once(cp_ctx *ctx) {
