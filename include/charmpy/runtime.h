@@ -113,6 +113,9 @@ const char *cp_transport(const cp_ctx *ctx);
 int cp_num_hosts(const cp_ctx *ctx);
 int cp_my_host(const cp_ctx *ctx);
 int cp_host_of(const cp_ctx *ctx, int pe);
+/* Non-zero when this host runs more of the job's PEs than it offers cores
+ * (idle PEs then yield at once, and cp_poll_for does not poll). */
+int cp_oversubscribed(const cp_ctx *ctx);
 /* Seconds since an arbitrary fixed point (monotonic clock). */
 double cp_wall_time(void);
 

@@ -189,6 +189,8 @@ int cp_num_hosts(const cp_ctx *ctx) {
 
 int cp_my_host(const cp_ctx *ctx) { return ctx->info.my_host; }
 
+int cp_oversubscribed(const cp_ctx *ctx) { return ctx->info.oversubscribed; }
+
 int cp_host_of(const cp_ctx *ctx, int pe) {
     if (pe < 0 || pe >= ctx->npes)
         return CP_ERANGE;
