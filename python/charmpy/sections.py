@@ -37,26 +37,46 @@ class Section:
     members. A value: equal and hashable by collection and members, and
     sent as an argument like any proxy."""
 
-    __slots__ = ("proxy", "coll", "desc", "sid", "pes", "n", "stream", "_keys", "_keyset",
-                 "rroot", "rn", "rcoll", "gno")
+    __slots__ = ("proxy", "coll", "desc", "sid", "_pes", "n", "stream", "_keys", "_keyset",
+                 "rn", "gno", "_owner", "_pk")
     issec = True
 
     def __init__(self, proxy, desc, pes, n, keys=None):
+        """pes: the members' home PEs, or None to find them when needed (a
+        section saved by a run on another number of PEs)."""
         self.proxy = proxy        # the collection's proxy
         self.coll = proxy.coll
         self.desc = desc          # bytes: (coll, kind, what), pickled
         self.sid = int.from_bytes(hashlib.blake2b(desc, digest_size=8).digest(), "little")
-        self.pes = pes            # the members' home PEs, ascending
+        self._pes = pes           # the members' home PEs, ascending (self.pes)
         self.n = n                # members
         self.stream = _stream(self.sid)   # its reductions' (reduction.py)
         self._keys = keys
         self._keyset = None
-        # Where its reductions count (reduction.py): the root PE, how many
-        # contributions, the collection whose state holds them there, and
-        # gather's sort prefix (None: the index alone). A Combined's part
-        # has the Combined's.
-        self.rroot, self.rn, self.rcoll, self.gno = pes[0], n, self.coll, None
+        # How its reductions count (reduction.py): how many contributions
+        # and gather's sort prefix (None: the index alone); a Combined's
+        # part has the Combined's count, its number, and the Combined as
+        # _owner (whose root and collection there it takes: rroot, rcoll).
+        self.rn, self.gno, self._owner = n, None, None
+        self._pk = None           # the proxy pickled, once (__reduce__)
 
+    @property
+    def pes(self):
+        """The members' home PEs, ascending."""
+        p = self._pes
+        if p is None:
+            p = self._pes = _charmpy.section_homes(self.proxy, list(self.keys()))
+        return p
+
+    @property
+    def rroot(self):
+        """The PE where its reductions are done: its lowest home PE."""
+        return self.pes[0] if self._owner is None else self._owner.pes[0]
+
+    @property
+    def rcoll(self):
+        """The collection whose state holds its reductions at rroot."""
+        return self.coll if self._owner is None else self._owner.rcoll
     def keyset(self):
         """The members' indices, as a frozenset."""
         if self._keyset is None:
@@ -95,7 +115,11 @@ class Section:
         return hash((self.coll, self.n, k[0], k[-1]))
 
     def __reduce__(self):
-        return (_received_section, (self.proxy, self.desc, self.pes, self.n))
+        # The proxy goes pickled once (by its class's name: slow to pickle,
+        # and to unpickle, which a PE that knows the section does not do).
+        if self._pk is None:
+            self._pk = pickle.dumps(self.proxy, 5)
+        return (_received_section, (self._pk, self.desc, self.pes, self.n, charm._npes))
 
     def __repr__(self):
         return f"<Section of {self.proxy!r}: {self.n} members on PEs {list(self.pes)}>"
@@ -104,12 +128,22 @@ class Section:
 _received = {}      # desc -> the Section its copies that arrive here become (_KNOWN_MAX)
 
 
-def _received_section(proxy, desc, pes, n):
+def _received_section(proxy, desc, pes, n, npes=None):
     """A section proxy that arrived in a message: one object a section on
-    this PE (no hashing of its descriptor, no enumeration, a copy a call)."""
+    this PE (no hashing of its descriptor, no enumeration, a copy a call).
+    proxy: the collection's proxy, pickled (or itself); npes: the number of
+    PEs of the run that pickled it (another: a restart, where the members'
+    homes are found again)."""
+    if npes is not None and npes != charm._npes:
+        pk = proxy if isinstance(proxy, bytes) else None
+        got = Section(pickle.loads(proxy) if pk is not None else proxy, desc, None, n)
+        got._pk = pk
+        return got
     got = _received.get(desc)
-    if got is None or got.pes != pes or got.n != n:
-        got = Section(proxy, desc, pes, n)
+    if got is None or got._pes != pes or got.n != n:
+        pk = proxy if isinstance(proxy, bytes) else None
+        got = Section(pickle.loads(proxy) if pk is not None else proxy, desc, pes, n)
+        got._pk = pk
         if len(_received) >= _KNOWN_MAX:
             _received.pop(next(iter(_received)))
         _received[desc] = got
@@ -140,25 +174,39 @@ class Combined:
     index order). A value, like Section: equal and hashable by members,
     sent as an argument."""
 
-    __slots__ = ("parts", "desc", "sid", "pes", "n", "stream", "_bycoll")
+    __slots__ = ("parts", "desc", "sid", "_pes", "n", "stream", "_bycoll", "_rcoll")
     issec = True
 
     def __init__(self, parts):
         parts = tuple(parts)
         self.desc = pickle.dumps(("combined", tuple(p.desc for p in parts)), 5)
         self.sid = int.from_bytes(hashlib.blake2b(self.desc, digest_size=8).digest(), "little")
-        self.pes = tuple(sorted(set().union(*(p.pes for p in parts))))
+        self._pes = self._rcoll = None   # found when needed (pes, rcoll)
         self.n = sum(p.n for p in parts)
         self.stream = _stream(self.sid)
-        root = self.pes[0]
-        rcoll = next(p.coll for p in parts if root in p.pes)   # it exists at the root
         own = []
         for i, p in enumerate(parts):
-            q = Section(p.proxy, p.desc, p.pes, p.n, p._keys)
-            q.stream, q.rroot, q.rn, q.rcoll, q.gno = self.stream, root, self.n, rcoll, i
+            q = Section(p.proxy, p.desc, p._pes, p.n, p._keys)
+            q._pk = p._pk
+            q.stream, q.rn, q.gno, q._owner = self.stream, self.n, i, self
             own.append(q)
         self.parts = tuple(own)
         self._bycoll = {q.coll: q for q in own}
+
+    @property
+    def pes(self):
+        """Its members' home PEs, ascending."""
+        if self._pes is None:
+            self._pes = tuple(sorted(set().union(*(q.pes for q in self.parts))))
+        return self._pes
+
+    @property
+    def rcoll(self):
+        """A collection with a member homed at the root (so known there)."""
+        if self._rcoll is None:
+            root = self.pes[0]
+            self._rcoll = next(q.coll for q in self.parts if root in q.pes)
+        return self._rcoll
 
     def part_for(self, coll):
         """The part of collection coll (None: no members of it)."""
@@ -182,7 +230,8 @@ class Combined:
 
     def __reduce__(self):
         # The parts travel as plain sections; __init__ makes them parts again.
-        return (Combined, (tuple(Section(q.proxy, q.desc, q.pes, q.n) for q in self.parts),))
+        return (Combined, (tuple(_received_section(q.proxy, q.desc, q.pes, q.n)
+                                 for q in self.parts),))
 
     def __repr__(self):
         return (f"<Section combining {len(self.parts)} collections "

@@ -21,3 +21,14 @@ def test_sections(mode, npes_):
 @pytest.mark.parametrize("npes_", (3, 4), ids=lambda n: f"P{n}")
 def test_sections_again(mode, npes_):
     run_ok("sect_modes", npes_, mode, timeout=120)
+
+
+def test_checkpoint_restart_with_sections(tmp_path):
+    # Section proxies (a slice, a split section, a Combined) in a chare's
+    # state, restarted on fewer and more PEs: the members' homes are those
+    # of the new run (they were the old run's: a multicast to PEs that no
+    # longer exist, or members silently missed).
+    ck = str(tmp_path / "ck")
+    run_ok("sect_ckpt", 3, ck, timeout=60)
+    for p in (1, 2, 4, 3):
+        run_ok("sect_ckpt", p, ck, "+restart", ck, timeout=60)
