@@ -32,8 +32,9 @@ typedef struct red_fast {
     PyObject *sect_type; /* sections.Section */
     PyObject *s_red, *s_pre, *s_proxy, *s_index, *s_redk, *s_section, *zero;
     PyObject *nopre;   /* the last reducer seen without a `pre` (kept alive) */
-    uint64_t last_coll; /* the last collection contributed to, and its id as an int */
+    uint64_t last_coll; /* the last collection contributed to, its id as an int and */
     PyObject *last_collo;
+    PyObject *last_info; /* its Collection (charm._colls never replaces an entry) */
     PyObject *c_info, *c_stream, *c_st; /* the last stream contributed to: its RedState */
 } red_fast;
 
@@ -412,11 +413,17 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
         if (!(collo = PyLong_FromUnsignedLongLong(coll)))
             goto fail;
         Py_XSETREF(R.last_collo, Py_NewRef(collo));
+        Py_CLEAR(R.last_info);
         R.last_coll = coll;
     }
-    info = Py_XNewRef(PyDict_GetItemWithError(R.colls, collo));
-    if (!info)
-        goto check;
+    if (R.last_info) {
+        info = Py_NewRef(R.last_info);
+    } else {
+        info = Py_XNewRef(PyDict_GetItemWithError(R.colls, collo));
+        if (!info)
+            goto check;
+        R.last_info = Py_NewRef(info);
+    }
     PyObject *zero = R.zero;
     if (section) {
         if ((PyObject *)Py_TYPE(section) != R.sect_type)
