@@ -410,7 +410,8 @@ int cp_run_once(cp_ctx *ctx);
  * arrives is dispatched now, from here, when want(msg, arg) is non-zero
  * (returns 1); any other is held, to be the scheduler's next (returns 0).
  * Returns 0 too when it did not poll or nothing came in time. Only plain
- * messages (cp_send) are offered to want.
+ * messages (cp_send) are offered to want. The time it polls counts as idle
+ * (cp_counters.idle_secs), as the scheduler's waits do.
  */
 int cp_poll_for(cp_ctx *ctx, double secs, int (*want)(const cp_msg *msg, void *arg),
                 void *arg);

@@ -498,7 +498,9 @@ static PyObject *ch_send(ChannelObject *self, PyObject *args) {
  * would, finds no waiter to switch to, and recv() returns it; anything
  * else is the scheduler's next message, and the coroutine switches out as
  * before. Only messages that need nothing of the location service (no
- * reordering after a migration) are taken this way. */
+ * reordering after a migration) are taken this way, and only while no
+ * balancer measures loads and no profile times methods (the time waited
+ * would count as the chare's). */
 #define CHAN_SPIN_SECONDS 5e-5
 
 typedef struct {
@@ -540,7 +542,9 @@ static PyObject *ch_recv(ChannelObject *self, PyObject *noargs) {
                                 "Channel.recv() blocks, so it can only be called in a "
                                 "coroutine: decorate the entry method with @coro");
         }
-        if (self->peer && st->ctx) {
+        /* Not while loads or entry times are measured: they would count
+         * the wait. */
+        if (self->peer && st->ctx && !st->lb_on && !st->profiling) {
             chan_want w = {st, self->peer};
             if (cp_poll_for(st->ctx, CHAN_SPIN_SECONDS, want_data, &w)) {
                 Py_DECREF(parent);

@@ -77,7 +77,7 @@ int cp_poll_for(cp_ctx *ctx, double secs, int (*want)(const cp_msg *, void *), v
     if (ctx->info.oversubscribed || ctx->pass_left || ctx->held.count || ctx->local.count ||
         cp_exiting(ctx))
         return 0;
-    double end = cp_wall_time() + secs;
+    double t0 = cp_wall_time(), end = t0 + secs;
     double next = cpTm_next_deadline(ctx), wave = cpQ_next_wave(ctx);
     if (wave >= 0 && (next < 0 || wave < next))
         next = wave;
@@ -86,6 +86,7 @@ int cp_poll_for(cp_ctx *ctx, double secs, int (*want)(const cp_msg *, void *), v
     for (;;) {
         cp_msg *m;
         if (ctx->ops->poll(ctx->m, &m, 1) == 1) {
+            ctx->counters.idle_secs += cp_wall_time() - t0; /* waited, as in cp_run_until */
             if (m->kind == CP_KIND_PLAIN && m->handler < (uint32_t)ctx->nhandlers &&
                 want(m, arg)) {
                 cpS_dispatch(ctx, m);
@@ -96,8 +97,11 @@ int cp_poll_for(cp_ctx *ctx, double secs, int (*want)(const cp_msg *, void *), v
                 cp_abort(ctx, "out of memory holding a received message");
             return 0;
         }
-        if (ctx->local.count || cp_exiting(ctx) || cp_wall_time() >= end)
+        double now = cp_wall_time();
+        if (ctx->local.count || cp_exiting(ctx) || now >= end) {
+            ctx->counters.idle_secs += now - t0;
             return 0;
+        }
     }
 }
 

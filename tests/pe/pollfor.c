@@ -8,7 +8,8 @@
  * its ping; pings taken by cp_poll_for only when the host is not
  * oversubscribed, and some taken then (a partner answers in microseconds,
  * the wait is 50 ms); with a message queued to itself cp_poll_for returns 0
- * at once; a timer due soon ends the wait by its deadline.
+ * at once; a timer due soon ends the wait by its deadline, and the wait
+ * counts as idle time.
  */
 
 #include "pe_test.h"
@@ -166,11 +167,18 @@ int main(int argc, char **argv) {
         PT_CHECK(ctx, got == 0, "cp_poll_for returned %d", got);
         cp_run_once(ctx); /* it is dispatched now */
         PT_CHECK(ctx, s.selfs == 1, "the message to itself ran %d times", s.selfs);
+        cp_counters c0, c1;
+        cp_get_counters(ctx, &c0);
         t0 = cp_wall_time();
         got = cp_poll_for(ctx, 2.0, want_ping, &s);
-        PT_CHECK(ctx, got == 0 && cp_wall_time() - t0 < 1.0,
-                 "cp_poll_for past a timer due in 20 ms: %d after %.3f s", got,
-                 cp_wall_time() - t0);
+        double waited = cp_wall_time() - t0;
+        PT_CHECK(ctx, got == 0 && waited < 1.0,
+                 "cp_poll_for past a timer due in 20 ms: %d after %.3f s", got, waited);
+        cp_get_counters(ctx, &c1);
+        if (!cp_oversubscribed(ctx)) /* (oversubscribed, it does not poll) */
+            PT_CHECK(ctx, waited > 0.005 && c1.idle_secs - c0.idle_secs > 0.5 * waited,
+                     "cp_poll_for waited %.4f s for a timer due in 20 ms, %.4f s of it idle",
+                     waited, c1.idle_secs - c0.idle_secs);
         send_int(ctx, s.partner, s.h_ping, 0);
     }
     return pt_run_and_finalize(ctx, "pollfor");
