@@ -36,6 +36,8 @@ typedef struct red_fast {
     PyObject *last_collo;
     PyObject *last_info; /* its Collection (charm._colls never replaces an entry) */
     PyObject *c_info, *c_stream, *c_st; /* the last stream contributed to: its RedState */
+    PyObject *cur_obj;  /* the member a broadcast runs a method of (borrowed: the caller */
+    uint64_t cur_coll;  /* holds it), and its collection: cpy_red_current */
 } red_fast;
 
 static red_fast R;
@@ -396,16 +398,22 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
     PyObject *info = NULL, *red = NULL, *st = NULL, *rec = NULL, *rreducer = NULL,
              *values = NULL, *pre = NULL, *collo = NULL, *kobj = NULL, *k1 = NULL, *val = NULL,
              *stream = NULL, *allfuts = NULL;
-    PyObject *proxy = PyDict_GetItemWithError(d, R.s_proxy);
     PyObject *counters = PyDict_GetItemWithError(d, R.s_redk); /* made below if missing */
-    if (!proxy || (counters && !PyDict_CheckExact(counters)) || !R.colls || PyErr_Occurred())
+    if ((counters && !PyDict_CheckExact(counters)) || !R.colls || PyErr_Occurred())
         goto out;
-    cpy_state *cs = cpy_state_of_type(Py_TYPE(proxy));
-    cpy_place place;
     uint64_t coll;
-    if (!cs || cpy_proxy_place(cs, proxy, &place, &coll) < 0) {
-        PyErr_Clear();
-        goto out;
+    if (self == R.cur_obj) {
+        coll = R.cur_coll; /* a broadcast's member: dispatch.c said which collection */
+    } else {
+        PyObject *proxy = PyDict_GetItemWithError(d, R.s_proxy);
+        if (!proxy)
+            goto check;
+        cpy_state *cs = cpy_state_of_type(Py_TYPE(proxy));
+        cpy_place place;
+        if (!cs || cpy_proxy_place(cs, proxy, &place, &coll) < 0) {
+            PyErr_Clear();
+            goto out;
+        }
     }
     if (coll == R.last_coll && R.last_collo) {  /* the collection's id as an int, made once */
         collo = Py_NewRef(R.last_collo);
@@ -560,6 +568,11 @@ out:
     Py_XDECREF(stream);
     Py_XDECREF(allfuts);
     return rc;
+}
+
+void cpy_red_current(PyObject *obj, uint64_t coll) {
+    R.cur_obj = obj;
+    R.cur_coll = coll;
 }
 
 /* contribute(self, data, reducer, target, section=None) */

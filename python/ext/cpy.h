@@ -443,6 +443,13 @@ void cpy_chan_clear(cpy_state *st);
 void cpy_chan_deliver(cpy_state *st, PyObject *obj, int method, uint64_t id, uint32_t seq,
                       PyObject *args);
 
+/* ---- contrib.c ------------------------------------------------------------ */
+
+/* A broadcast is about to run a method of member obj of collection coll
+ * (NULL after it): contribute finds the collection without looking up the
+ * chare's proxy. obj stays alive meanwhile (the caller holds it). */
+void cpy_red_current(PyObject *obj, uint64_t coll);
+
 /* ---- section.c ------------------------------------------------------------ */
 
 int cpy_sect_init(PyObject *module, cpy_state *st);

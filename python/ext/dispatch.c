@@ -394,8 +394,10 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
             v = PyList_GET_ITEM(objs, i);
             if (v != Py_None) {
                 Py_INCREF(v);
+                cpy_red_current(v, coll);
                 invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater,
                        &bc);
+                cpy_red_current(NULL, 0);
                 Py_DECREF(v);
                 continue;
             }
@@ -410,9 +412,12 @@ static int deliver_bcast(cpy_state *st, uint64_t coll, PyObject *members, int me
         }
     } else {
         while (PyDict_Next(members, &pos, &k, &v))
-            if (!viahome || PySet_Contains(viahome, k) != 1)
+            if (!viahome || PySet_Contains(viahome, k) != 1) {
+                cpy_red_current(v, coll); /* (members holds v) */
                 invoke(st, v, k, method, args, kwargs, collect ? reply : NULL, collect, &nlater,
                        &bc);
+                cpy_red_current(NULL, 0);
+            }
     }
     bc_done(&bc);
     st->in_bcast--;
