@@ -77,6 +77,7 @@ class Section:
     def rcoll(self):
         """The collection whose state holds its reductions at rroot."""
         return self.coll if self._owner is None else self._owner.rcoll
+
     def keyset(self):
         """The members' indices, as a frozenset."""
         if self._keyset is None:
@@ -135,18 +136,20 @@ def _received_section(proxy, desc, pes, n, npes=None):
     PEs of the run that pickled it (another: a restart, where the members'
     homes are found again)."""
     if npes is not None and npes != charm._npes:
-        pk = proxy if isinstance(proxy, bytes) else None
-        got = Section(pickle.loads(proxy) if pk is not None else proxy, desc, None, n)
-        got._pk = pk
-        return got
+        return _section_of(proxy, desc, None, n)
     got = _received.get(desc)
     if got is None or got._pes != pes or got.n != n:
-        pk = proxy if isinstance(proxy, bytes) else None
-        got = Section(pickle.loads(proxy) if pk is not None else proxy, desc, pes, n)
-        got._pk = pk
+        got = _section_of(proxy, desc, pes, n)
         if len(_received) >= _KNOWN_MAX:
             _received.pop(next(iter(_received)))
         _received[desc] = got
+    return got
+
+
+def _section_of(proxy, desc, pes, n):
+    pk = proxy if isinstance(proxy, bytes) else None
+    got = Section(pickle.loads(proxy) if pk is not None else proxy, desc, pes, n)
+    got._pk = pk
     return got
 
 
