@@ -144,7 +144,8 @@ def add_reducer(func, pre=None, post=None):
 # A collection reduces in streams of its own: stream 0 for contribute and
 # allreduce, SYNC for AtSync (lb.py), so that the two never mix their
 # numbering. Every member numbers its contributions to a stream (its
-# counter travels with it when it migrates); this PE combines the
+# `_charmpy_redk`: stream -> RedCount, a number stepped in place by C; it
+# travels with the member when it migrates); this PE combines the
 # contributions to reduction k of its members once no member here still
 # has to make one (a histogram of the members' next numbers says so).
 #
@@ -182,7 +183,14 @@ class _Redn:
 
 
 def _counter(obj, stream):
-    return obj.__dict__.get("_charmpy_redk", {}).get(stream, 0)
+    # getattr, not obj.__dict__: asking for an instance's __dict__ makes one
+    # (3.11+), which slows every later attribute read on it (cpy.h
+    # cpy_attr_or_null)
+    c = getattr(obj, "_charmpy_redk", _NO_COUNTERS).get(stream)
+    return 0 if c is None else c.k
+
+
+_NO_COUNTERS = {}
 
 
 def _state(info, stream, section=None):
@@ -264,9 +272,15 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
         raise TypeError(f"{reducer!r} is not a reducer: use Reducer.sum, ... or "
                         "Reducer.addReducer(func)")
     st = _state(info, stream, section)
-    counters = obj.__dict__.setdefault("_charmpy_redk", {})
-    k = counters.get(stream, 0)
-    counters[stream] = k + 1
+    counters = getattr(obj, "_charmpy_redk", None)  # as in _counter
+    if counters is None:
+        counters = {}
+        object.__setattr__(obj, "_charmpy_redk", counters)
+    c = counters.get(stream)
+    if c is None:
+        c = counters[stream] = _charmpy.RedCount()
+    k = c.k
+    c.k = k + 1
     st.move(k, -1)
     st.move(k + 1, 1)
     rec = st.pending.get(k)

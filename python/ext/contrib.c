@@ -85,6 +85,72 @@ static PyObject *slot_get(const slot *s, PyObject *o) {
     return PyObject_GetAttr(o, s->name);
 }
 
+/* ---- RedCount: a member's next reduction number in one stream ------------------ */
+
+/* The values of a member's _charmpy_redk (stream -> RedCount): a number
+ * that its contribution steps in place, so that the step writes no dict
+ * and makes no int. Pickled as RedCount(k) (it travels with a migrating
+ * chare, in its __dict__). */
+typedef struct RedCount {
+    PyObject_HEAD
+    long long k;
+} RedCount;
+
+static PyTypeObject *RedCount_T;
+
+static PyObject *rc_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
+    long long k = 0;
+    static char *kws[] = {"k", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:RedCount", kws, &k))
+        return NULL;
+    RedCount *c = (RedCount *)tp->tp_alloc(tp, 0);
+    if (c)
+        c->k = k;
+    return (PyObject *)c;
+}
+
+static void rc_dealloc(RedCount *c) {
+    PyTypeObject *tp = Py_TYPE(c);
+    tp->tp_free(c);
+    Py_DECREF(tp);
+}
+
+static PyObject *rc_reduce(RedCount *c, PyObject *unused) {
+    (void)unused;
+    return Py_BuildValue("O(L)", (PyObject *)Py_TYPE(c), c->k);
+}
+
+static PyObject *rc_repr(RedCount *c) {
+    return PyUnicode_FromFormat("RedCount(%lld)", c->k);
+}
+
+static PyMethodDef rc_methods[] = {
+    {"__reduce__", (PyCFunction)rc_reduce, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef rc_members[] = {
+    {"k", T_LONGLONG, offsetof(RedCount, k), 0, "the member's next reduction number"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot rc_slots[] = {
+    {Py_tp_new, rc_new},
+    {Py_tp_dealloc, rc_dealloc},
+    {Py_tp_repr, rc_repr},
+    {Py_tp_methods, rc_methods},
+    {Py_tp_members, rc_members},
+    {Py_tp_doc, "RedCount(k=0): a member's next reduction number in one stream."},
+    {0, NULL},
+};
+
+static PyType_Spec rc_spec = {
+    .name = "charmpy._charmpy.RedCount",
+    .basicsize = sizeof(RedCount),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = rc_slots,
+};
+
 /* ---- RedState: one stream's reductions on this PE ------------------------------ */
 
 /* The histogram's entries, sorted by r, counts != 0 (reduction.py's _move
@@ -162,6 +228,18 @@ static int h_move(RedState *s, long long r, PyObject *robj, Py_ssize_t delta, Py
     if (out)
         *out = Py_NewRef(o);
     return 0;
+}
+
+/* A member's step from k to k + 1: hist[k] -= 1, hist[k + 1] += 1. In a
+ * round, after its first member, both entries are there and the first
+ * stays: two counts change in place. */
+static int h_step(RedState *s, long long k) {
+    if (s->hn > 1 && s->h[0].r == k && s->h[0].n > 1 && s->h[1].r == k + 1) {
+        s->h[0].n--;
+        s->h[1].n++;
+        return 0;
+    }
+    return h_move(s, k, NULL, -1, NULL) < 0 || h_move(s, k + 1, NULL, 1, NULL) < 0 ? -1 : 0;
 }
 
 static void h_clear(RedState *s) {
@@ -391,26 +469,28 @@ static PyObject *mod_red_coll_type(PyObject *module, PyObject *type) {
  * (nothing changed), -1 error. */
 static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *allfut,
                 PyObject *section) {
-    PyObject *d = PyObject_GenericGetDict(self, NULL);
-    if (!d)
-        return -1;
     int rc = 0;
     PyObject *info = NULL, *red = NULL, *st = NULL, *rec = NULL, *rreducer = NULL,
-             *values = NULL, *pre = NULL, *collo = NULL, *kobj = NULL, *k1 = NULL, *val = NULL,
-             *stream = NULL, *allfuts = NULL;
-    PyObject *counters = PyDict_GetItemWithError(d, R.s_redk); /* made below if missing */
+             *values = NULL, *pre = NULL, *collo = NULL, *kobj = NULL, *val = NULL,
+             *stream = NULL, *allfuts = NULL, *idx = NULL;
+    PyObject *kcell = NULL; /* counters[stream], borrowed (counters holds it), or NULL */
+    /* The member's counters (made below if missing), read without making
+     * its __dict__ (cpy_attr_or_null). */
+    PyObject *counters = cpy_attr_or_null(self, R.s_redk);
     if ((counters && !PyDict_CheckExact(counters)) || !R.colls || PyErr_Occurred())
         goto out;
     uint64_t coll;
     if (self == R.cur_obj) {
         coll = R.cur_coll; /* a broadcast's member: dispatch.c said which collection */
     } else {
-        PyObject *proxy = PyDict_GetItemWithError(d, R.s_proxy);
+        PyObject *proxy = cpy_attr_or_null(self, R.s_proxy);
         if (!proxy)
             goto check;
         cpy_state *cs = cpy_state_of_type(Py_TYPE(proxy));
         cpy_place place;
-        if (!cs || cpy_proxy_place(cs, proxy, &place, &coll) < 0) {
+        int bad = !cs || cpy_proxy_place(cs, proxy, &place, &coll) < 0;
+        Py_DECREF(proxy);
+        if (bad) {
             PyErr_Clear();
             goto out;
         }
@@ -440,14 +520,13 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
             goto fail;
         /* A member that contributed to this stream before was checked then
          * (the stream names the section's members and collection). */
-        kobj = counters ? Py_XNewRef(PyDict_GetItemWithError(counters, stream)) : NULL;
-        if (!kobj) {
+        kcell = counters ? PyDict_GetItemWithError(counters, stream) : NULL;
+        if (!kcell) {
             /* A member of the section, of this collection. */
             if (PyErr_Occurred())
                 goto fail;
-            PyObject *ks = slot_get(&S_sec_keyset, section), *idx;
-            int in = ks && PyFrozenSet_CheckExact(ks) &&
-                             (idx = PyDict_GetItemWithError(d, R.s_index))
+            PyObject *ks = slot_get(&S_sec_keyset, section);
+            int in = ks && PyFrozenSet_CheckExact(ks) && (idx = cpy_attr_or_null(self, R.s_index))
                          ? PySet_Contains(ks, idx) : 0;
             Py_XDECREF(ks);
             if (in <= 0)
@@ -460,13 +539,11 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
         }
     } else {
         stream = Py_NewRef(zero);
-        kobj = counters ? Py_XNewRef(PyDict_GetItemWithError(counters, stream)) : NULL;
+        kcell = counters ? PyDict_GetItemWithError(counters, stream) : NULL;
     }
-    if (!kobj) {
-        if (PyErr_Occurred())
-            goto fail;
-        kobj = Py_NewRef(zero);
-    }
+    if (kcell ? !Py_IS_TYPE(kcell, RedCount_T) : PyErr_Occurred() != NULL)
+        goto check;
+    long long k = kcell ? ((RedCount *)kcell)->k : 0;
     if (info == R.c_info && stream == R.c_stream) {
         /* The stream contributed to last (a collection's streams are never
          * replaced: reduction._state makes each once). */
@@ -486,12 +563,11 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
     RedState *rs = (RedState *)st;
     if ((rs->section == Py_None) != (section == NULL) || !PyDict_CheckExact(rs->pending))
         goto out;
-    long long k = PyLong_AsLongLong(kobj);
-    if (k == -1 && PyErr_Occurred())
-        goto fail;
     if (rs->crec && rs->ck == k) {  /* the reduction contributed to last */
         rec = Py_NewRef(rs->crec);
     } else {
+        if (!(kobj = PyLong_FromLongLong(k)))
+            goto fail;
         if (!(rec = Py_XNewRef(PyDict_GetItemWithError(rs->pending, kobj))))
             goto check;
         Py_XSETREF(rs->crec, Py_NewRef(rec));
@@ -515,8 +591,7 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
     if (allfut && (!(allfuts = slot_get(&S_rn_allfuts, rec)) || !PyList_CheckExact(allfuts)))
         goto check;
     if (reducer == R.gather) {
-        PyObject *idx = PyDict_GetItemWithError(d, R.s_index);
-        if (!idx)
+        if (!idx && !(idx = cpy_attr_or_null(self, R.s_index)))
             goto check;
         if (!(val = PyTuple_Pack(2, idx, data)))
             goto fail;
@@ -526,19 +601,24 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
     /* Every check passed: the contribution counts. */
     rc = 1;
     if (!counters) {    /* the member's first contribution: its counters */
-        PyObject *c = PyDict_New();
-        if (!c || PyDict_SetItem(d, R.s_redk, c) < 0) {
-            Py_XDECREF(c);
+        if (!(counters = PyDict_New()) || PyObject_GenericSetAttr(self, R.s_redk, counters) < 0)
             goto fail;
-        }
-        counters = c;   /* borrowed from d from here on */
-        Py_DECREF(c);
     }
-    if (h_move(rs, k, kobj, -1, NULL) < 0 || h_move(rs, k + 1, NULL, 1, &k1) < 0 ||
-        PyDict_SetItem(counters, stream, k1) < 0 || PyList_Append(values, val) < 0 ||
+    if (!kcell) {       /* its first to this stream */
+        PyObject *c = PyObject_CallNoArgs((PyObject *)RedCount_T);
+        int bad = !c || PyDict_SetItem(counters, stream, c) < 0;
+        Py_XDECREF(c);
+        if (bad)
+            goto fail;
+        kcell = c;      /* counters holds it */
+    }
+    if (h_step(rs, k) < 0 || PyList_Append(values, val) < 0 ||
         (allfut && PyList_Append(allfuts, allfut) < 0))
         goto fail;
+    ((RedCount *)kcell)->k = k + 1;
     if (!(rs->hn && rs->h[0].r <= k)) { /* no member here still owes reduction k */
+        if (!kobj && !(kobj = PyLong_FromLongLong(k)))
+            goto fail;
         PyObject *a[4] = {collo, info, stream, kobj};
         PyObject *r = PyObject_Vectorcall(R.maybe, a, 4, NULL);
         if (!r)
@@ -553,7 +633,8 @@ check:
 fail:
     rc = -1;
 out:
-    Py_DECREF(d);
+    Py_XDECREF(counters);
+    Py_XDECREF(idx);
     Py_XDECREF(info);
     Py_XDECREF(red);
     Py_XDECREF(st);
@@ -563,7 +644,6 @@ out:
     Py_XDECREF(pre);
     Py_XDECREF(collo);
     Py_XDECREF(kobj);
-    Py_XDECREF(k1);
     Py_XDECREF(val);
     Py_XDECREF(stream);
     Py_XDECREF(allfuts);
@@ -733,6 +813,11 @@ int cpy_contrib_init(PyObject *module) {
         !(RedState_T = (PyTypeObject *)PyType_FromModuleAndSpec(module, &rs_spec, NULL)))
         return -1;
     if (PyModule_AddObjectRef(module, "RedState", (PyObject *)RedState_T) < 0)
+        return -1;
+    if (!RedCount_T &&
+        !(RedCount_T = (PyTypeObject *)PyType_FromModuleAndSpec(module, &rc_spec, NULL)))
+        return -1;
+    if (PyModule_AddObjectRef(module, "RedCount", (PyObject *)RedCount_T) < 0)
         return -1;
     return 0;
 }

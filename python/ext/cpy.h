@@ -31,6 +31,22 @@
 
 #define CPY_MAXDIMS 6
 
+/* obj.name (name an interned str) by the generic lookup (the class, then
+ * the instance's attributes): a new reference, or NULL, with an exception
+ * only when the lookup failed otherwise than by a missing attribute. It
+ * makes no __dict__: on 3.11 and later an instance keeps its attributes in
+ * place until something asks for its __dict__, and the interpreter's quick
+ * reads and method calls on it (self.thisIndex, self.contribute) work only
+ * while it has none, so that the hot paths never ask. */
+static inline PyObject *cpy_attr_or_null(PyObject *obj, PyObject *name) {
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *v = NULL;
+    return PyObject_GetOptionalAttr(obj, name, &v) < 0 ? NULL : v;
+#else
+    return _PyObject_GenericGetAttrWithDict(obj, name, NULL, 1);
+#endif
+}
+
 /* Collection kinds (also in python/charmpy/chare.py). */
 enum { CPY_CHARE = 0, CPY_GROUP = 1, CPY_ARRAY = 2 };
 

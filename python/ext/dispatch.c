@@ -153,34 +153,23 @@ static void run_migrations(cpy_state *st) {
 }
 
 /* What a broadcast's loop looks up once for its members' class rather than
- * once a member: the class's entry table and the method's function (a plain
- * Python function, or NULL: looked up on every member). Strong references,
- * dropped by bc_done. */
+ * once a member: the class's entry table. Strong references, dropped by
+ * bc_done. (The method itself is looked up on each member, as obj.name is:
+ * the class's function unless the member holds an attribute of that name;
+ * a check in the member's __dict__ would make one, which slows every later
+ * attribute read on it: cpy.h cpy_attr_or_null.) */
 typedef struct bc_cache {
     PyTypeObject *tp;
-    PyObject *ent, *func;
-    int method;
-    unsigned int version; /* tp's version tag then: it changes if the class does */
+    PyObject *ent;
 } bc_cache;
 
 static void bc_done(bc_cache *bc) {
     Py_CLEAR(bc->tp);
     Py_CLEAR(bc->ent);
-    Py_CLEAR(bc->func);
 }
 
-/* The class's function for entry method `name`, when calling it is what
- * obj.name(...) does for every instance that does not hold an attribute of
- * that name: a plain function found on the class. NULL otherwise. */
-static PyObject *class_function(PyTypeObject *tp, PyObject *name) {
-    PyObject *f = _PyType_Lookup(tp, name); /* borrowed */
-    return f && PyFunction_Check(f) ? Py_NewRef(f) : NULL;
-}
-
-/* obj.name(*args, **kwargs); new reference or NULL with an exception. func:
- * a broadcast's bc_cache function for name on obj's class, or NULL. */
-static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args, PyObject *kwargs,
-                             PyObject *func) {
+/* obj.name(*args, **kwargs); new reference or NULL with an exception. */
+static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args, PyObject *kwargs) {
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     if (!kwargs && nargs < 8) {
         /* The common case: no bound-method object. */
@@ -188,14 +177,6 @@ static PyObject *call_method(PyObject *obj, PyObject *name, PyObject *args, PyOb
         stack[0] = obj;
         for (Py_ssize_t i = 0; i < nargs; i++)
             stack[i + 1] = PyTuple_GET_ITEM(args, i);
-        if (func) { /* a broadcast's: the class's function, unless obj holds the name */
-            PyObject **dp = _PyObject_GetDictPtr(obj);
-            PyObject *own = dp && *dp ? PyDict_GetItemWithError(*dp, name) : NULL;
-            if (!own && !PyErr_Occurred())
-                return PyObject_Vectorcall(func, stack, (size_t)(nargs + 1), NULL);
-            if (!own)
-                return NULL;
-        }
         return PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), NULL);
     }
     PyObject *meth = PyObject_GetAttr(obj, name);
@@ -250,25 +231,15 @@ static void add_time(PyObject *ent, int method, double secs) {
 static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyObject *args,
                    PyObject *kwargs, PyObject *reply, PyObject *collect, long *nlater,
                    bc_cache *bc) {
-    PyObject *ent, *func = NULL;
-    if (bc && bc->tp == Py_TYPE(obj) && bc->method == method &&
-        bc->version == bc->tp->tp_version_tag) {
+    PyObject *ent;
+    if (bc && bc->tp == Py_TYPE(obj)) {
         ent = bc->ent;
-        func = bc->func;
     } else {
         ent = cpy_entries(st, (PyObject *)Py_TYPE(obj));
         if (bc && ent) {
             bc_done(bc);
             bc->tp = (PyTypeObject *)Py_NewRef(Py_TYPE(obj));
             bc->ent = Py_NewRef(ent);
-            bc->method = method;
-            PyObject *names = PyTuple_GET_ITEM(ent, 1);
-            if (method < PyTuple_GET_SIZE(names))
-                bc->func = class_function(bc->tp, PyTuple_GET_ITEM(names, method));
-            bc->version = bc->tp->tp_version_tag;
-            if (!PyType_HasFeature(bc->tp, Py_TPFLAGS_VALID_VERSION_TAG))
-                Py_CLEAR(bc->func); /* no tag to see a change by: looked up every time */
-            func = bc->func;
         }
     }
     PyObject *name = NULL, *r = NULL;
@@ -307,7 +278,7 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
             goto error;
         Py_CLEAR(r);
     } else {
-        r = call_method(obj, name, args, kwargs, func);
+        r = call_method(obj, name, args, kwargs);
         if (reply) {
             if (answer(st, obj, key, name, r, reply, collect) < 0)
                 goto error;
