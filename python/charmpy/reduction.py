@@ -144,7 +144,7 @@ def add_reducer(func, pre=None, post=None):
 # A collection reduces in streams of its own: stream 0 for contribute and
 # allreduce, SYNC for AtSync (lb.py), so that the two never mix their
 # numbering. Every member numbers its contributions to a stream (its
-# `_charmpy_redk`: stream -> RedCount, a number stepped in place by C; it
+# `_charmpy_redk`, a RedCounters: stream -> number, stepped in place; it
 # travels with the member when it migrates); this PE combines the
 # contributions to reduction k of its members once no member here still
 # has to make one (a histogram of the members' next numbers says so).
@@ -186,11 +186,8 @@ def _counter(obj, stream):
     # getattr, not obj.__dict__: asking for an instance's __dict__ makes one
     # (3.11+), which slows every later attribute read on it (cpy.h
     # cpy_attr_or_null)
-    c = getattr(obj, "_charmpy_redk", _NO_COUNTERS).get(stream)
-    return 0 if c is None else c.k
-
-
-_NO_COUNTERS = {}
+    c = getattr(obj, "_charmpy_redk", None)
+    return 0 if c is None else c.get(stream)
 
 
 def _state(info, stream, section=None):
@@ -274,13 +271,9 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
     st = _state(info, stream, section)
     counters = getattr(obj, "_charmpy_redk", None)  # as in _counter
     if counters is None:
-        counters = {}
+        counters = _charmpy.RedCounters()
         object.__setattr__(obj, "_charmpy_redk", counters)
-    c = counters.get(stream)
-    if c is None:
-        c = counters[stream] = _charmpy.RedCount()
-    k = c.k
-    c.k = k + 1
+    k = counters.step(stream)
     st.move(k, -1)
     st.move(k + 1, 1)
     rec = st.pending.get(k)
@@ -656,4 +649,4 @@ from . import lb, sections  # noqa: E402  (lb reduces through this module)
 _Section = sections.Section
 _Combined = sections.Combined
 _charmpy.red_setup(charm._colls, _contribute_method, _maybe_reduce, Reducer.gather,
-                   _allreduce_slow, _Section, _Redn)
+                   _allreduce_slow, _Section, _Redn, _watch, _arm)

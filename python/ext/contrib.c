@@ -7,14 +7,16 @@
  * contributions of the members here so far; the histogram of the members'
  * next reduction numbers, in C: how many members here are at each, so that
  * a member's step from k to k+1 and "does a member here still owe k?" touch
- * no dict and make no int). The first contribution of a PE to a reduction makes its _Redn
- * in Python (and a member's first contribution its counter); every other
- * one takes this path, which does what reduction.contribute does on the
- * same objects: the member's counter, the histogram, the value appended,
- * and, once no member here still has to contribute, reduction.py's
- * _maybe_reduce, which sends the PE's part on. Sections, allreduce,
- * reducers with a `pre` function, keyword arguments and every error go to
- * reduction.py (red_setup's `slow`), which checks and explains.
+ * no dict and make no int). A contribution takes this path once its
+ * stream has a RedState here (reduction.py makes it at the stream's first
+ * contribution on this PE), and does what reduction.contribute does on the
+ * same objects: the member's counters (a RedCounters, made at its first
+ * contribution), the histogram, the reduction's _Redn (made by the PE's
+ * first contribution to it), the value appended, and, once no member here
+ * still has to contribute, reduction.py's _maybe_reduce, which sends the
+ * PE's part on. Reducers with a `pre` function, keyword arguments, a
+ * section whose key set is not made yet, a Combined section and every
+ * error go to reduction.py (red_setup's `slow`), which checks and explains.
  *
  * typed_reduce(op, values): the contributions of a PE's members to a C
  * reducer combined into one typed vector (reducers.c) without a bytes
@@ -30,6 +32,9 @@ typedef struct red_fast {
     PyObject *gather;  /* Reducer.gather: contributions travel as (index, value) */
     PyObject *slow_all; /* reduction._allreduce_slow(self, data, reducer, fut, section) */
     PyObject *sect_type; /* sections.Section */
+    PyObject *rn_type;  /* reduction._Redn(reducer, target) */
+    PyObject *watch, *arm; /* reduction._watch, whose "armed" _arm() sets */
+    PyObject *s_armed;
     PyObject *s_red, *s_pre, *s_proxy, *s_index, *s_redk, *s_section, *zero;
     PyObject *nopre;   /* the last reducer seen without a `pre` (kept alive) */
     uint64_t last_coll; /* the last collection contributed to, its id as an int and */
@@ -85,53 +90,155 @@ static PyObject *slot_get(const slot *s, PyObject *o) {
     return PyObject_GetAttr(o, s->name);
 }
 
-/* ---- RedCount: a member's next reduction number in one stream ------------------ */
+/* ---- RedCounters: a member's next reduction number in each stream ------------- */
 
-/* The values of a member's _charmpy_redk (stream -> RedCount): a number
- * that its contribution steps in place, so that the step writes no dict
- * and makes no int. Pickled as RedCount(k) (it travels with a migrating
- * chare, in its __dict__). */
-typedef struct RedCount {
-    PyObject_HEAD
+/* A member's _charmpy_redk: stream -> the number of its next contribution
+ * to that stream (0 for streams it has not contributed to), a few pairs
+ * in place, so that a contribution's step reads no dict and writes none.
+ * Python: get(stream), step(stream) -> the number before. Pickled as
+ * RedCounters(((stream, k), ...)): it travels with a migrating chare, in
+ * its __dict__. */
+typedef struct rc_pair {
+    uint64_t stream;
     long long k;
-} RedCount;
+} rc_pair;
 
-static PyTypeObject *RedCount_T;
+typedef struct RedCounters {
+    PyObject_HEAD
+    rc_pair *p;
+    Py_ssize_t n, cap;
+    rc_pair small[2];   /* p while n <= 2 (streams 0 and SYNC, or a section) */
+} RedCounters;
 
-static PyObject *rc_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
-    long long k = 0;
-    static char *kws[] = {"k", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|L:RedCount", kws, &k))
-        return NULL;
-    RedCount *c = (RedCount *)tp->tp_alloc(tp, 0);
-    if (c)
-        c->k = k;
-    return (PyObject *)c;
+static PyTypeObject *RedCounters_T;
+
+static rc_pair *rc_find(RedCounters *c, uint64_t stream) {
+    for (Py_ssize_t i = 0; i < c->n; i++)
+        if (c->p[i].stream == stream)
+            return &c->p[i];
+    return NULL;
 }
 
-static void rc_dealloc(RedCount *c) {
+/* The pair of stream, made (k 0) if missing; NULL with MemoryError. */
+static rc_pair *rc_pair_of(RedCounters *c, uint64_t stream) {
+    rc_pair *found = rc_find(c, stream);
+    if (found)
+        return found;
+    if (c->n == c->cap) {
+        Py_ssize_t cap = c->cap * 2;
+        rc_pair *p = c->p == c->small ? PyMem_Malloc((size_t)cap * sizeof *p)
+                                      : PyMem_Realloc(c->p, (size_t)cap * sizeof *p);
+        if (!p)
+            return PyErr_NoMemory(), NULL;
+        if (c->p == c->small)
+            memcpy(p, c->small, sizeof c->small);
+        c->p = p;
+        c->cap = cap;
+    }
+    c->p[c->n] = (rc_pair){stream, 0};
+    return &c->p[c->n++];
+}
+
+static long long rc_get(RedCounters *c, uint64_t stream) {
+    rc_pair *p = rc_find(c, stream);
+    return p ? p->k : 0;
+}
+
+static int rc_stream(PyObject *o, uint64_t *stream) {
+    *stream = PyLong_AsUnsignedLongLong(o);
+    return *stream == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *rc_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
+    PyObject *pairs = NULL;
+    static char *kws[] = {"pairs", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:RedCounters", kws, &pairs))
+        return NULL;
+    RedCounters *c = (RedCounters *)tp->tp_alloc(tp, 0);
+    if (!c)
+        return NULL;
+    c->p = c->small;
+    c->cap = 2;
+    PyObject *seq = pairs ? PySequence_Fast(pairs, "RedCounters(pairs): pairs is a sequence of "
+                                                   "(stream, k)") : NULL;
+    if (pairs && !seq)
+        goto fail;
+    for (Py_ssize_t i = 0; seq && i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *it = PySequence_Fast_GET_ITEM(seq, i);
+        uint64_t stream;
+        long long k;
+        rc_pair *pr;
+        if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 2) {
+            PyErr_Format(PyExc_TypeError, "RedCounters(pairs): %R is not a (stream, k) pair", it);
+            goto fail;
+        }
+        if (rc_stream(PyTuple_GET_ITEM(it, 0), &stream) < 0 ||
+            ((k = PyLong_AsLongLong(PyTuple_GET_ITEM(it, 1))) == -1 && PyErr_Occurred()) ||
+            !(pr = rc_pair_of(c, stream)))
+            goto fail;
+        pr->k = k;
+    }
+    Py_XDECREF(seq);
+    return (PyObject *)c;
+fail:
+    Py_XDECREF(seq);
+    Py_DECREF(c);
+    return NULL;
+}
+
+static void rc_dealloc(RedCounters *c) {
     PyTypeObject *tp = Py_TYPE(c);
+    if (c->p != c->small)
+        PyMem_Free(c->p);
     tp->tp_free(c);
     Py_DECREF(tp);
 }
 
-static PyObject *rc_reduce(RedCount *c, PyObject *unused) {
-    (void)unused;
-    return Py_BuildValue("O(L)", (PyObject *)Py_TYPE(c), c->k);
+static PyObject *rc_pairs(RedCounters *c) {
+    PyObject *t = PyTuple_New(c->n);
+    for (Py_ssize_t i = 0; t && i < c->n; i++) {
+        PyObject *pr = Py_BuildValue("(KL)", (unsigned long long)c->p[i].stream, c->p[i].k);
+        if (!pr) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, pr);
+    }
+    return t;
 }
 
-static PyObject *rc_repr(RedCount *c) {
-    return PyUnicode_FromFormat("RedCount(%lld)", c->k);
+static PyObject *rc_reduce(RedCounters *c, PyObject *unused) {
+    (void)unused;
+    PyObject *pairs = rc_pairs(c);
+    return pairs ? Py_BuildValue("O(N)", (PyObject *)Py_TYPE(c), pairs) : NULL;
+}
+
+static PyObject *rc_repr(RedCounters *c) {
+    PyObject *pairs = rc_pairs(c);
+    PyObject *r = pairs ? PyUnicode_FromFormat("RedCounters(%R)", pairs) : NULL;
+    Py_XDECREF(pairs);
+    return r;
+}
+
+static PyObject *rc_get_m(RedCounters *c, PyObject *o) {
+    uint64_t stream;
+    return rc_stream(o, &stream) < 0 ? NULL : PyLong_FromLongLong(rc_get(c, stream));
+}
+
+static PyObject *rc_step_m(RedCounters *c, PyObject *o) {
+    uint64_t stream;
+    rc_pair *pr;
+    if (rc_stream(o, &stream) < 0 || !(pr = rc_pair_of(c, stream)))
+        return NULL;
+    return PyLong_FromLongLong(pr->k++);
 }
 
 static PyMethodDef rc_methods[] = {
     {"__reduce__", (PyCFunction)rc_reduce, METH_NOARGS, NULL},
+    {"get", (PyCFunction)rc_get_m, METH_O, "get(stream): the number of the next contribution"},
+    {"step", (PyCFunction)rc_step_m, METH_O,
+     "step(stream): the number of this contribution (the next one's is one more)"},
     {NULL, NULL, 0, NULL},
-};
-
-static PyMemberDef rc_members[] = {
-    {"k", T_LONGLONG, offsetof(RedCount, k), 0, "the member's next reduction number"},
-    {NULL, 0, 0, 0, NULL},
 };
 
 static PyType_Slot rc_slots[] = {
@@ -139,14 +246,13 @@ static PyType_Slot rc_slots[] = {
     {Py_tp_dealloc, rc_dealloc},
     {Py_tp_repr, rc_repr},
     {Py_tp_methods, rc_methods},
-    {Py_tp_members, rc_members},
-    {Py_tp_doc, "RedCount(k=0): a member's next reduction number in one stream."},
+    {Py_tp_doc, "RedCounters(pairs=()): a member's next reduction number in each stream."},
     {0, NULL},
 };
 
 static PyType_Spec rc_spec = {
-    .name = "charmpy._charmpy.RedCount",
-    .basicsize = sizeof(RedCount),
+    .name = "charmpy._charmpy.RedCounters",
+    .basicsize = sizeof(RedCounters),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = rc_slots,
 };
@@ -419,12 +525,12 @@ static PyType_Spec rs_spec = {
     .slots = rs_slots,
 };
 
-/* red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _Redn) */
+/* red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _Redn, _watch, _arm) */
 static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *colls, *slow, *maybe, *gather, *slow_all, *sect_type, *rn_type;
-    if (!PyArg_ParseTuple(args, "O!OOOOOO", &PyDict_Type, &colls, &slow, &maybe, &gather,
-                          &slow_all, &sect_type, &rn_type))
+    PyObject *colls, *slow, *maybe, *gather, *slow_all, *sect_type, *rn_type, *watch, *arm;
+    if (!PyArg_ParseTuple(args, "O!OOOOOOO!O", &PyDict_Type, &colls, &slow, &maybe, &gather,
+                          &slow_all, &sect_type, &rn_type, &PyDict_Type, &watch, &arm))
         return NULL;
     if (slot_init(&S_sec_keyset, sect_type, "_keyset") < 0 ||
         slot_init(&S_sec_coll, sect_type, "coll") < 0 ||
@@ -434,6 +540,9 @@ static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
         slot_init(&S_rn_allfuts, rn_type, "allfuts") < 0)
         return NULL;
     Py_XSETREF(R.slow_all, Py_NewRef(slow_all));
+    Py_XSETREF(R.rn_type, Py_NewRef(rn_type));
+    Py_XSETREF(R.watch, Py_NewRef(watch));
+    Py_XSETREF(R.arm, Py_NewRef(arm));
     Py_XSETREF(R.sect_type, Py_NewRef(sect_type));
     Py_XSETREF(R.colls, Py_NewRef(colls));
     Py_XSETREF(R.slow, Py_NewRef(slow));
@@ -448,6 +557,7 @@ static PyObject *mod_red_setup(PyObject *module, PyObject *args) {
     INTERN(s_index, "thisIndex")
     INTERN(s_redk, "_charmpy_redk")
     INTERN(s_section, "section")
+    INTERN(s_armed, "armed")
 #undef INTERN
     if (!S_co_red.name)
         S_co_red.name = Py_NewRef(R.s_red);
@@ -466,18 +576,19 @@ static PyObject *mod_red_coll_type(PyObject *module, PyObject *type) {
 
 /* The fast path of reduction.contribute(self, data, reducer, target, allfut,
  * section=section) (allfut, section: NULL when None); 1 done, 0 not taken
- * (nothing changed), -1 error. */
-static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *allfut,
-                PyObject *section) {
+ * (nothing changed but what reduction.py would do the same way first: the
+ * reduction's _Redn made), -1 error. */
+static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *target,
+                PyObject *allfut, PyObject *section) {
     int rc = 0;
     PyObject *info = NULL, *red = NULL, *st = NULL, *rec = NULL, *rreducer = NULL,
              *values = NULL, *pre = NULL, *collo = NULL, *kobj = NULL, *val = NULL,
              *stream = NULL, *allfuts = NULL, *idx = NULL;
-    PyObject *kcell = NULL; /* counters[stream], borrowed (counters holds it), or NULL */
+    uint64_t sid = 0;   /* the stream as a number */
     /* The member's counters (made below if missing), read without making
      * its __dict__ (cpy_attr_or_null). */
     PyObject *counters = cpy_attr_or_null(self, R.s_redk);
-    if ((counters && !PyDict_CheckExact(counters)) || !R.colls || PyErr_Occurred())
+    if ((counters && !Py_IS_TYPE(counters, RedCounters_T)) || !R.colls || PyErr_Occurred())
         goto out;
     uint64_t coll;
     if (self == R.cur_obj) {
@@ -520,8 +631,9 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
             goto fail;
         /* A member that contributed to this stream before was checked then
          * (the stream names the section's members and collection). */
-        kcell = counters ? PyDict_GetItemWithError(counters, stream) : NULL;
-        if (!kcell) {
+        if (rc_stream(stream, &sid) < 0)
+            goto fail;
+        if (!counters || !rc_get((RedCounters *)counters, sid)) {
             /* A member of the section, of this collection. */
             if (PyErr_Occurred())
                 goto fail;
@@ -539,11 +651,9 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
         }
     } else {
         stream = Py_NewRef(zero);
-        kcell = counters ? PyDict_GetItemWithError(counters, stream) : NULL;
     }
-    if (kcell ? !Py_IS_TYPE(kcell, RedCount_T) : PyErr_Occurred() != NULL)
-        goto check;
-    long long k = kcell ? ((RedCount *)kcell)->k : 0;
+    rc_pair *pr = counters ? rc_find((RedCounters *)counters, sid) : NULL;
+    long long k = pr ? pr->k : 0;
     if (info == R.c_info && stream == R.c_stream) {
         /* The stream contributed to last (a collection's streams are never
          * replaced: reduction._state makes each once). */
@@ -568,8 +678,24 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
     } else {
         if (!(kobj = PyLong_FromLongLong(k)))
             goto fail;
-        if (!(rec = Py_XNewRef(PyDict_GetItemWithError(rs->pending, kobj))))
-            goto check;
+        if (!(rec = Py_XNewRef(PyDict_GetItemWithError(rs->pending, kobj)))) {
+            /* This PE's first contribution to reduction k: its _Redn, made
+             * as reduction.py makes it, the reducer being one (of the class
+             * of Reducer.gather; reduction.py checks and explains others). */
+            if (PyErr_Occurred() || !Py_IS_TYPE(reducer, Py_TYPE(R.gather)))
+                goto check;
+            PyObject *a[2] = {reducer, target}, *armed;
+            if (!(rec = PyObject_Vectorcall(R.rn_type, a, 2, NULL)) ||
+                PyDict_SetItem(rs->pending, kobj, rec) < 0)
+                goto fail;
+            /* the watch over reductions that never complete */
+            int on = (armed = PyDict_GetItemWithError(R.watch, R.s_armed)) ? PyObject_IsTrue(armed)
+                     : PyErr_Occurred() ? -1 : 0;
+            PyObject *r = on ? NULL : PyObject_CallNoArgs(R.arm);
+            if (on < 0 || (!on && !r))
+                goto fail;
+            Py_XDECREF(r);
+        }
         Py_XSETREF(rs->crec, Py_NewRef(rec));
         rs->ck = k;
     }
@@ -600,22 +726,16 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *all
     }
     /* Every check passed: the contribution counts. */
     rc = 1;
-    if (!counters) {    /* the member's first contribution: its counters */
-        if (!(counters = PyDict_New()) || PyObject_GenericSetAttr(self, R.s_redk, counters) < 0)
-            goto fail;
-    }
-    if (!kcell) {       /* its first to this stream */
-        PyObject *c = PyObject_CallNoArgs((PyObject *)RedCount_T);
-        int bad = !c || PyDict_SetItem(counters, stream, c) < 0;
-        Py_XDECREF(c);
-        if (bad)
-            goto fail;
-        kcell = c;      /* counters holds it */
-    }
-    if (h_step(rs, k) < 0 || PyList_Append(values, val) < 0 ||
+    if (!counters &&    /* the member's first contribution: its counters */
+        (!(counters = PyObject_CallNoArgs((PyObject *)RedCounters_T)) ||
+         PyObject_GenericSetAttr(self, R.s_redk, counters) < 0))
+        goto fail;
+    if (!pr)            /* its first to this stream (nothing ran since rc_find that adds one) */
+        pr = rc_pair_of((RedCounters *)counters, sid);
+    if (!pr || h_step(rs, k) < 0 || PyList_Append(values, val) < 0 ||
         (allfut && PyList_Append(allfuts, allfut) < 0))
         goto fail;
-    ((RedCount *)kcell)->k = k + 1;
+    pr->k = k + 1;
     if (!(rs->hn && rs->h[0].r <= k)) { /* no member here still owes reduction k */
         if (!kobj && !(kobj = PyLong_FromLongLong(k)))
             goto fail;
@@ -672,7 +792,7 @@ static PyObject *mod_contribute(PyObject *module, PyObject *const *args, Py_ssiz
         section = args[4] == Py_None ? NULL : args[4];
     }
     if (plain) {
-        int rc = fast(args[0], args[1], args[2], NULL, section);
+        int rc = fast(args[0], args[1], args[2], args[3], NULL, section);
         if (rc < 0)
             return NULL;
         if (rc)
@@ -687,6 +807,11 @@ static PyObject *mod_contribute(PyObject *module, PyObject *const *args, Py_ssiz
 static PyObject *meth_contribute(PyObject *self, PyObject *const *args, Py_ssize_t nargsf,
                                  PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs == 3 && !kwnames && R.slow) { /* the common call: straight to fast() */
+        int rc = fast(self, args[0], args[1], args[2], NULL, NULL);
+        if (rc)
+            return rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
     Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
     PyObject *small[8], **stack = n < 8 ? small : PyMem_Malloc((size_t)(n + 1) * sizeof *stack);
     if (!stack)
@@ -730,7 +855,8 @@ static PyObject *mod_allreduce_into(PyObject *module, PyObject *const *args, Py_
         return PyErr_Format(PyExc_RuntimeError, "charmpy is not initialised");
     if (nargs != 5)
         return PyErr_Format(PyExc_TypeError, "allreduce_into takes 5 arguments");
-    int rc = fast(args[0], args[1], args[2], args[3], args[4] == Py_None ? NULL : args[4]);
+    int rc = fast(args[0], args[1], args[2], Py_None, args[3],
+                  args[4] == Py_None ? NULL : args[4]);
     if (rc < 0)
         return NULL;
     if (rc)
@@ -761,6 +887,8 @@ static PyObject *mod_typed_reduce(PyObject *module, PyObject *args) {
             return NULL;
     }
     for (Py_ssize_t i = 1; i < n; i++) {
+        if ((i = cpy_typed_scalar_run(acc, values, i)) == n)
+            break;
         PyObject *v = PyList_GET_ITEM(values, i);
         int rc = cpy_typed_scalar_into(acc, v);
         if (rc == 2) {  /* beyond int64: Python's exact ints */
@@ -795,7 +923,7 @@ static PyMethodDef contrib_methods[] = {
     {"red_coll_type", mod_red_coll_type, METH_O,
      "red_coll_type(Collection): the class of charm._colls' values"},
     {"red_setup", mod_red_setup, METH_VARARGS,
-     "red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _Redn): "
+     "red_setup(colls, slow, maybe_reduce, gather, slow_all, Section, _Redn, _watch, _arm): "
      "reduction.py's"},
     {"allreduce_into", (PyCFunction)(void (*)(void))mod_allreduce_into, METH_FASTCALL,
      "allreduce_into(self, data, reducer, fut, section): Chare.allreduce's contribution"},
@@ -814,10 +942,10 @@ int cpy_contrib_init(PyObject *module) {
         return -1;
     if (PyModule_AddObjectRef(module, "RedState", (PyObject *)RedState_T) < 0)
         return -1;
-    if (!RedCount_T &&
-        !(RedCount_T = (PyTypeObject *)PyType_FromModuleAndSpec(module, &rc_spec, NULL)))
+    if (!RedCounters_T &&
+        !(RedCounters_T = (PyTypeObject *)PyType_FromModuleAndSpec(module, &rc_spec, NULL)))
         return -1;
-    if (PyModule_AddObjectRef(module, "RedCount", (PyObject *)RedCount_T) < 0)
+    if (PyModule_AddObjectRef(module, "RedCounters", (PyObject *)RedCounters_T) < 0)
         return -1;
     return 0;
 }

@@ -556,6 +556,11 @@ int cpy_typed_combine_into(PyObject *acc, PyObject *b);
  * 1 done, 0 not that case, 2 when an int sum or product leaves int64, -1
  * with an exception. */
 int cpy_typed_scalar_into(PyObject *acc, PyObject *v);
+/* Folds values[from:] (a list) into acc while the run is of what a scalar
+ * int64 sum, min or max, or a float64 sum, takes in place: one check of
+ * acc's header for the run. The index of the first value not taken (it
+ * goes through cpy_typed_scalar_into, which says why). */
+Py_ssize_t cpy_typed_scalar_run(PyObject *acc, PyObject *values, Py_ssize_t from);
 
 /* ---- contrib.c: Chare.contribute in C (the common case) ------------------ */
 int cpy_contrib_init(PyObject *module);

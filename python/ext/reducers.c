@@ -290,6 +290,45 @@ int cpy_typed_scalar_into(PyObject *acc, PyObject *v) {
     return 0;
 }
 
+Py_ssize_t cpy_typed_scalar_run(PyObject *acc, PyObject *values, Py_ssize_t from) {
+    tred_hdr h;
+    memcpy(&h, PyBytes_AS_STRING(acc), sizeof h);
+    char *data = PyBytes_AS_STRING(acc) + sizeof h;
+    Py_ssize_t i = from, n = PyList_GET_SIZE(values);
+    if (h.count != 1)
+        return i;
+    if (h.type == CP_T_INT64 && (h.pykind == PK_INT || h.pykind == PK_BOOL) &&
+        (h.op == CP_OP_SUM || h.op == CP_OP_MIN || h.op == CP_OP_MAX)) {
+        int64_t a;
+        memcpy(&a, data, 8);
+        for (; i < n; i++) {
+            PyObject *v = PyList_GET_ITEM(values, i);
+            int overflow;
+            long long x;
+            if (!PyLong_CheckExact(v) ||
+                ((x = PyLong_AsLongLongAndOverflow(v, &overflow)) == -1 && overflow))
+                break;
+            int64_t in = x;
+            int64_t r;
+            if (h.op == CP_OP_SUM) {
+                if (__builtin_add_overflow(a, in, &r))
+                    break;  /* a as it was: the caller's path says what to do */
+                a = r;
+            } else if (h.op == CP_OP_MIN ? in < a : in > a) {
+                a = in;
+            }
+        }
+        memcpy(data, &a, 8);
+    } else if (h.type == CP_T_FLOAT64 && h.pykind == PK_FLOAT && h.op == CP_OP_SUM) {
+        double a;
+        memcpy(&a, data, 8);
+        for (; i < n && PyFloat_CheckExact(PyList_GET_ITEM(values, i)); i++)
+            a += PyFloat_AS_DOUBLE(PyList_GET_ITEM(values, i));
+        memcpy(data, &a, 8);
+    }
+    return i;
+}
+
 int cpy_typed_combine_msgs(cp_msg *const *parts, int n) {
     /* Into a copy: Python ints that would overflow leave parts[0] as it
      * was, for Python to combine them all. */

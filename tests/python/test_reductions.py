@@ -45,6 +45,37 @@ def test_contribute_reducer_mismatch_on_a_later_member(pes):
     assert "max" in err and "sum" in err and "reduction 1" in err, err[-3000:]
 
 
+def test_redcounters():
+    """A member's next reduction number in each stream (contrib.c's
+    RedCounters): stepped in place, grown past its two pairs in place,
+    pickled with the member when it migrates."""
+    import pickle
+    from charmpy import _charmpy
+    c = _charmpy.RedCounters()
+    assert c.get(0) == 0 and c.step(0) == 0 and c.step(0) == 1 and c.get(0) == 2
+    sync, sect = 1 << 63, (1 << 62) | 12345
+    streams = [0, sync, sect] + [(1 << 62) | i for i in range(20)]
+    for i, s in enumerate(streams):     # past the two pairs held in place
+        for _ in range(i):
+            c.step(s)
+    assert [c.get(s) for s in streams] == [2] + list(range(1, len(streams)))
+    d = pickle.loads(pickle.dumps(c, 5))
+    assert type(d) is _charmpy.RedCounters and d is not c
+    assert [d.get(s) for s in streams] == [c.get(s) for s in streams]
+    d.step(sync)
+    assert d.get(sync) == c.get(sync) + 1       # a copy: c unchanged
+    assert _charmpy.RedCounters([(7, 40)]).get(7) == 40
+    assert "RedCounters(((0, 2)," in repr(c)
+    for bad in ([(1,)], [1], 5, [("a", 1)], [(1, "b")]):
+        with pytest.raises(TypeError):
+            _charmpy.RedCounters(bad)
+    for bad in (-1, 1 << 64):
+        with pytest.raises(OverflowError):
+            c.step(bad)
+    with pytest.raises(TypeError):
+        c.get("0")
+
+
 def test_redstate_histogram():
     """The C histogram of a stream's members' next reduction numbers
     (contrib.c's RedState): what reduction.py's dict did, entry for entry."""
