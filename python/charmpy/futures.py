@@ -281,3 +281,7 @@ def iwait(objs):
 
 charm.on_message("F", on_future)
 charm.on_message("M", on_many)
+# A future that goes as an argument (the common way to ask for a reply) is
+# encoded natively (codec.c T_REDUCE): (pe, fid, num_vals), not a pickle.
+_charmpy.codec_reducible(Future, _future_ref)
+_charmpy.codec_reducible(_FutureRef, _future_ref)

@@ -549,3 +549,6 @@ def combine(*proxies):
 
 _charmpy.sect_setup(slice_hook, local_keys_hook)
 charm.on_message("Z", _on_split, coll=True)
+# A section that goes as an argument is encoded natively (codec.c T_REDUCE):
+# its __reduce__'s arguments, not a pickle.
+_charmpy.codec_reducible(Section, _received_section)

@@ -18,6 +18,10 @@
  *   p  pickle:data nbuf:varint data*
  *                         a pickle and its out-of-band buffers (none
  *                         below protocol 5)
+ *   R  id:u8 args         an instance of a class registered with
+ *                         codec_reducible(cls, rebuild) (the id-th): the
+ *                         arguments of its __reduce__ (a tuple record);
+ *                         decoded as rebuild(*args)
  * where `data` is varint h followed, when h is even, by h/2 inline bytes,
  * and when h is odd by a u64 offset: the h/2 bytes lie that many bytes
  * after the offset field (out of band, past the inline stream).
@@ -58,6 +62,7 @@ enum {
     T_ARRAY = 'r',
     T_MVIEW = 'v',
     T_PICKLE = 'p',
+    T_REDUCE = 'R',
 };
 
 enum { ND_FORTRAN = 1, ND_READONLY = 2 };
@@ -638,6 +643,33 @@ static int enc_array(cpy_enc *e, PyObject *obj) {
     return put_view(e, &v, 0);
 }
 
+static int enc_value(cpy_enc *e, PyObject *obj);
+
+/* An instance of the id-th codec_reducible class: its __reduce__'s
+ * arguments, when it returns (rebuild, args) as registered; else pickled. */
+static int enc_reduce(cpy_enc *e, PyObject *obj, int id) {
+    cpy_codec_cache *c = &e->st->codec;
+    if (!c->s_reduce && !(c->s_reduce = PyUnicode_InternFromString("__reduce__")))
+        return -1;
+    PyObject *r = PyObject_CallMethodNoArgs(obj, c->s_reduce);
+    if (!r)
+        return -1;
+    int rc;
+    if (PyTuple_CheckExact(r) && PyTuple_GET_SIZE(r) == 2 &&
+        PyTuple_GET_ITEM(r, 0) == c->red_funcs[id] && PyTuple_CheckExact(PyTuple_GET_ITEM(r, 1))) {
+        rc = reserve(e, 2);
+        if (rc == 0) {
+            put_u8(e, T_REDUCE);
+            put_u8(e, id);
+            rc = enc_value(e, PyTuple_GET_ITEM(r, 1));
+        }
+    } else {
+        rc = enc_pickle(e, obj);
+    }
+    Py_DECREF(r);
+    return rc;
+}
+
 /* Returns 0, -1 with an exception, or ENC_DEEP. */
 static int enc_value(cpy_enc *e, PyObject *obj) {
     PyTypeObject *tp = Py_TYPE(obj);
@@ -683,6 +715,9 @@ static int enc_value(cpy_enc *e, PyObject *obj) {
     }
     if (tp == &PyMemoryView_Type)
         return enc_mview(e, obj);
+    for (int i = 0; i < e->st->codec.nred; i++)
+        if ((PyObject *)tp == e->st->codec.red_types[i])
+            return enc_reduce(e, obj, i);
     int rc = ENC_DECLINE;
     if (is_type(tp, &e->st->codec.ndarray, "numpy.ndarray", "numpy", "ndarray"))
         rc = enc_ndarray(e, obj);
@@ -1241,6 +1276,21 @@ done:
     return res;
 }
 
+static PyObject *dec_reduce(dec *d, int depth) {
+    int id = 0;
+    if (get_u8(d, &id) < 0)
+        return NULL;
+    if (id >= d->st->codec.nred)
+        return corrupt("unknown reducible class (does every PE run the same program?)");
+    PyObject *args = dec_value(d, depth + 1);
+    if (!args)
+        return NULL;
+    PyObject *r = PyTuple_CheckExact(args) ? PyObject_Call(d->st->codec.red_funcs[id], args, NULL)
+                                           : corrupt("a reducible's arguments are not a tuple");
+    Py_DECREF(args);
+    return r;
+}
+
 static PyObject *dec_value(dec *d, int depth) {
     if (d->p >= d->end)
         return corrupt("truncated");
@@ -1311,6 +1361,7 @@ static PyObject *dec_value(dec *d, int depth) {
     case T_ARRAY: return dec_array(d);
     case T_MVIEW: return dec_mview(d);
     case T_PICKLE: return dec_pickle(d);
+    case T_REDUCE: return dec_reduce(d, depth);
     default: return corrupt("unknown tag");
     }
 }
@@ -1352,6 +1403,27 @@ static PyObject *decode(PyObject *module, PyObject *buf, int zerocopy) {
     return r;
 }
 
+/* codec_reducible(cls, rebuild) */
+static PyObject *codec_reducible(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyType_Check(args[0]) || !PyCallable_Check(args[1]))
+        return PyErr_Format(PyExc_TypeError, "codec_reducible(cls, rebuild) takes a class and "
+                                             "the callable its __reduce__ returns");
+    cpy_codec_cache *c = &((cpy_state *)PyModule_GetState(module))->codec;
+    for (int i = 0; i < c->nred; i++)
+        if (c->red_types[i] == args[0]) {
+            if (c->red_funcs[i] != args[1])
+                return PyErr_Format(PyExc_ValueError, "codec_reducible: %R is registered with "
+                                                      "another rebuild function", args[0]);
+            Py_RETURN_NONE;
+        }
+    if (c->nred == CPY_CODEC_NRED)
+        return PyErr_Format(PyExc_ValueError, "codec_reducible: at most %d classes",
+                            CPY_CODEC_NRED);
+    c->red_types[c->nred] = Py_NewRef(args[0]);
+    c->red_funcs[c->nred++] = Py_NewRef(args[1]);
+    Py_RETURN_NONE;
+}
+
 static PyObject *codec_decode(PyObject *module, PyObject *buf) {
     return decode(module, buf, 0);
 }
@@ -1368,6 +1440,10 @@ PyMethodDef cpy_codec_methods[] = {
     {"decode_zerocopy", codec_decode_zerocopy, METH_O,
      "decode_zerocopy(bytes_like) -> obj: like decode(), but numpy arrays, memoryviews "
      "and pickle buffers sent out of band are views onto bytes_like"},
+    {"codec_reducible", (PyCFunction)(void (*)(void))codec_reducible, METH_FASTCALL,
+     "codec_reducible(cls, rebuild): instances of cls (exactly) travel as the arguments of "
+     "their __reduce__, which returns (rebuild, args), encoded natively (not pickled); "
+     "register in the same order on every PE"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1379,6 +1455,12 @@ void cpy_codec_clear(cpy_codec_cache *c) {
     Py_CLEAR(c->unpickling_error);
     Py_CLEAR(c->kw_callback);
     Py_CLEAR(c->kw_buffers);
+    for (int i = 0; i < c->nred; i++) {
+        Py_CLEAR(c->red_types[i]);
+        Py_CLEAR(c->red_funcs[i]);
+    }
+    c->nred = 0;
+    Py_CLEAR(c->s_reduce);
 }
 
 int cpy_codec_traverse(cpy_codec_cache *c, visitproc visit, void *arg) {
@@ -1389,5 +1471,9 @@ int cpy_codec_traverse(cpy_codec_cache *c, visitproc visit, void *arg) {
     Py_VISIT(c->unpickling_error);
     Py_VISIT(c->kw_callback);
     Py_VISIT(c->kw_buffers);
+    for (int i = 0; i < c->nred; i++) {
+        Py_VISIT(c->red_types[i]);
+        Py_VISIT(c->red_funcs[i]);
+    }
     return 0;
 }

@@ -35,6 +35,8 @@ typedef struct red_fast {
     PyObject *rn_type;  /* reduction._Redn(reducer, target) */
     PyObject *watch, *arm; /* reduction._watch, whose "armed" _arm() sets */
     PyObject *s_armed;
+    PyObject *sid_obj;  /* the last section stream contributed to, and as a number */
+    uint64_t sid;
     PyObject *s_red, *s_pre, *s_proxy, *s_index, *s_redk, *s_section, *zero;
     PyObject *nopre;   /* the last reducer seen without a `pre` (kept alive) */
     uint64_t last_coll; /* the last collection contributed to, its id as an int and */
@@ -631,8 +633,14 @@ static int fast(PyObject *self, PyObject *data, PyObject *reducer, PyObject *tar
             goto fail;
         /* A member that contributed to this stream before was checked then
          * (the stream names the section's members and collection). */
-        if (rc_stream(stream, &sid) < 0)
-            goto fail;
+        if (stream == R.sid_obj) {  /* the stream contributed to last (a big int: slow to read) */
+            sid = R.sid;
+        } else {
+            if (rc_stream(stream, &sid) < 0)
+                goto fail;
+            Py_XSETREF(R.sid_obj, Py_NewRef(stream));
+            R.sid = sid;
+        }
         if (!counters || !rc_get((RedCounters *)counters, sid)) {
             /* A member of the section, of this collection. */
             if (PyErr_Occurred())
@@ -807,8 +815,14 @@ static PyObject *mod_contribute(PyObject *module, PyObject *const *args, Py_ssiz
 static PyObject *meth_contribute(PyObject *self, PyObject *const *args, Py_ssize_t nargsf,
                                  PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == 3 && !kwnames && R.slow) { /* the common call: straight to fast() */
-        int rc = fast(self, args[0], args[1], args[2], NULL, NULL);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    /* The common calls, straight to fast(): (data, reducer, target) and
+     * the same with section= or a fourth argument. */
+    if (R.slow && nargs >= 3 && nargs + nkw <= 4 &&
+        (!nkw || PyTuple_GET_ITEM(kwnames, 0) == R.s_section /* interned, as the compiler's
+                                                                names are */)) {
+        PyObject *section = nargs + nkw == 4 && args[3] != Py_None ? args[3] : NULL;
+        int rc = fast(self, args[0], args[1], args[2], NULL, section);
         if (rc)
             return rc < 0 ? NULL : Py_NewRef(Py_None);
     }

@@ -202,6 +202,7 @@ typedef struct cpy_colls cpy_colls; /* location.c: the collections on this PE */
 
 /* Types and functions of modules looked up the first time they are needed
  * (codec.c): numpy is imported only to decode an array, never to encode. */
+#define CPY_CODEC_NRED 8
 typedef struct cpy_codec_cache {
     PyObject *ndarray;          /* numpy.ndarray */
     PyObject *frombuffer;       /* numpy.frombuffer */
@@ -210,6 +211,13 @@ typedef struct cpy_codec_cache {
     PyObject *unpickling_error; /* pickle.UnpicklingError */
     PyObject *kw_callback;      /* ("buffer_callback",) */
     PyObject *kw_buffers;       /* ("buffers",) */
+    /* codec_reducible(cls, rebuild): instances of these classes (exactly)
+     * travel as rebuild's number and the arguments of their __reduce__,
+     * encoded natively rather than pickled (futures, sections). Numbered
+     * in the order of registration, which is the same on every PE. */
+    PyObject *red_types[CPY_CODEC_NRED], *red_funcs[CPY_CODEC_NRED];
+    int nred;
+    PyObject *s_reduce;         /* "__reduce__" */
 } cpy_codec_cache;
 
 /* The load database: seconds of entry methods per chare since the last

@@ -361,6 +361,71 @@ def test_malformed_input(data):
         decode(data)
 
 
+def _make_point(x, y):
+    return _Point(x, y)
+
+
+class _Point:
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __reduce__(self):
+        return (_make_point, (self.x, self.y))
+
+
+class _SubPoint(_Point):
+    pass
+
+
+class _OtherReduce(_Point):
+    def __reduce__(self):
+        return (_Point, (self.x, self.y))
+
+
+def test_reducible_classes_travel_natively():
+    """codec_reducible(cls, rebuild): an instance of cls goes as the
+    arguments of its __reduce__ (record R), not as a pickle; futures do."""
+    from charmpy.futures import _FutureRef
+    _charmpy.codec_reducible(_Point, _make_point)
+    _charmpy.codec_reducible(_Point, _make_point)       # again: no change
+    _charmpy.codec_reducible(_OtherReduce, _make_point)  # its __reduce__ says otherwise
+    b = encode(_Point(3, "four"))
+    assert b[:1] == b"R" and b"four" in b and b"_Point" not in b
+    p = decode(b)
+    assert type(p) is _Point and (p.x, p.y) == (3, "four")
+    inner = decode(encode([1, (_Point(1.5, [2]), None)]))
+    assert type(inner[1][0]) is _Point and inner[1][0].y == [2]
+    # Only the exact class; a __reduce__ with another function: a pickle.
+    for obj in (_SubPoint(1, 2), _OtherReduce(1, 2)):
+        b = encode(obj)
+        assert b[:1] == b"p", b
+        assert type(decode(b)) in (_SubPoint, _Point)
+    f = decode(encode(_FutureRef(5, 77, 2)))
+    assert encode(_FutureRef(5, 77, 2))[:1] == b"R"
+    assert type(f) is _FutureRef and (f.pe, f.fid, f.num_vals) == (5, 77, 2)
+    with pytest.raises(TypeError, match="takes a class"):
+        _charmpy.codec_reducible(_Point(1, 2), _make_point)
+    with pytest.raises(ValueError, match="another rebuild"):
+        _charmpy.codec_reducible(_Point, _Point)
+    with pytest.raises(ValueError, match="corrupt message.*unknown reducible"):
+        decode(b"R\x07t\x00")
+    with pytest.raises(ValueError, match="corrupt message.*not a tuple"):
+        decode(b"R\x00N")
+
+
+def test_reducible_classes_are_bounded():
+    code = ("from charmpy import _charmpy\n"
+            "import pytest\n"
+            "classes = [type(f'C{i}', (), {}) for i in range(8)]\n"
+            "with pytest.raises(ValueError, match='at most 8 classes'):\n"
+            "    for c in classes:\n"
+            "        _charmpy.codec_reducible(c, c)\n"
+            "print('bounded')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "bounded" in r.stdout, r.stderr
+
+
 def test_decode_accepts_any_bytes_like():
     data = encode((1, "two", [3.0]))
     for buf in (data, bytearray(data), memoryview(data)):
