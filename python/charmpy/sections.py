@@ -7,6 +7,7 @@ tree over the members' home PEs, all in C (python/ext/section.c); here:
 the descriptor of a section (what it names), its id, its home PEs, and
 turning a descriptor into the keys of the members homed on this PE (once
 per section and PE). Reductions over a section: reduction.py."""
+import functools
 import hashlib
 import itertools
 import pickle
@@ -101,6 +102,11 @@ class Section:
     def __getattr__(self, name):
         if name.startswith("_"):
             raise AttributeError(name)
+        # Every Section comes here for this name (it is none of the class's
+        # attributes): a property of the class from now on, found by the
+        # lookup itself (no AttributeError raised and caught on each call).
+        if not hasattr(Section, name):  # (an unset slot comes here too: kept)
+            setattr(Section, name, property(functools.partial(_Caller, name=name)))
         return _Caller(self, name)
 
     def __eq__(self, other):
