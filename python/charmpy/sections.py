@@ -39,7 +39,7 @@ class Section:
     sent as an argument like any proxy."""
 
     __slots__ = ("proxy", "coll", "desc", "sid", "_pes", "n", "stream", "_keys", "_keyset",
-                 "rn", "gno", "_owner", "_pk")
+                 "rn", "gno", "_owner", "_pk", "_rd")
     issec = True
 
     def __init__(self, proxy, desc, pes, n, keys=None):
@@ -60,6 +60,7 @@ class Section:
         # _owner (whose root and collection there it takes: rroot, rcoll).
         self.rn, self.gno, self._owner = n, None, None
         self._pk = None           # the proxy pickled, once (__reduce__)
+        self._rd = None           # what __reduce__ returns, once
 
     @property
     def pes(self):
@@ -126,7 +127,9 @@ class Section:
         # and to unpickle, which a PE that knows the section does not do).
         if self._pk is None:
             self._pk = pickle.dumps(self.proxy, 5)
-        return (_received_section, (self._pk, self.desc, self.pes, self.n, charm._npes))
+        if self._rd is None:    # made once: every argument is fixed for the section
+            self._rd = (_received_section, (self._pk, self.desc, self.pes, self.n, charm._npes))
+        return self._rd
 
     def __repr__(self):
         return f"<Section of {self.proxy!r}: {self.n} members on PEs {list(self.pes)}>"
