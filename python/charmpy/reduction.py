@@ -182,11 +182,23 @@ class _Redn:
         self.allfuts = []
 
 
+def _counters(obj):
+    """The member's RedCounters, or None. Read by object.__getattribute__,
+    not through obj.__dict__ (asking for an instance's __dict__ makes one on
+    3.11+, which slows every later attribute read on it: cpy.h
+    cpy_attr_or_null) nor getattr (a class's own __getattr__ may answer for
+    any name)."""
+    try:
+        return _getattribute(obj, "_charmpy_redk")
+    except AttributeError:
+        return None
+
+
+_getattribute = object.__getattribute__
+
+
 def _counter(obj, stream):
-    # getattr, not obj.__dict__: asking for an instance's __dict__ makes one
-    # (3.11+), which slows every later attribute read on it (cpy.h
-    # cpy_attr_or_null)
-    c = getattr(obj, "_charmpy_redk", None)
+    c = _counters(obj)
     return 0 if c is None else c.get(stream)
 
 
@@ -269,7 +281,7 @@ def contribute(obj, data, reducer, target, allfut, stream=0, section=None):
         raise TypeError(f"{reducer!r} is not a reducer: use Reducer.sum, ... or "
                         "Reducer.addReducer(func)")
     st = _state(info, stream, section)
-    counters = getattr(obj, "_charmpy_redk", None)  # as in _counter
+    counters = _counters(obj)
     if counters is None:
         counters = _charmpy.RedCounters()
         object.__setattr__(obj, "_charmpy_redk", counters)

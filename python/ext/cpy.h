@@ -32,16 +32,20 @@
 #define CPY_MAXDIMS 6
 
 /* obj.name (name an interned str) by the generic lookup (the class, then
- * the instance's attributes): a new reference, or NULL, with an exception
- * only when the lookup failed otherwise than by a missing attribute. It
- * makes no __dict__: on 3.11 and later an instance keeps its attributes in
- * place until something asks for its __dict__, and the interpreter's quick
- * reads and method calls on it (self.thisIndex, self.contribute) work only
- * while it has none, so that the hot paths never ask. */
+ * the instance's attributes; never the class's own __getattr__ or
+ * __getattribute__, which may answer for any name): a new reference, or
+ * NULL, with an exception only when the lookup failed otherwise than by a
+ * missing attribute. It makes no __dict__: on 3.11 and later an instance
+ * keeps its attributes in place until something asks for its __dict__,
+ * and the interpreter's quick reads and method calls on it (self.thisIndex,
+ * self.contribute) work only while it has none, so that the hot paths
+ * never ask. */
 static inline PyObject *cpy_attr_or_null(PyObject *obj, PyObject *name) {
 #if PY_VERSION_HEX >= 0x030D0000
-    PyObject *v = NULL;
-    return PyObject_GetOptionalAttr(obj, name, &v) < 0 ? NULL : v;
+    PyObject *v = PyObject_GenericGetAttr(obj, name);
+    if (!v && PyErr_ExceptionMatches(PyExc_AttributeError))
+        PyErr_Clear();
+    return v;
 #else
     return _PyObject_GenericGetAttrWithDict(obj, name, NULL, 1);
 #endif

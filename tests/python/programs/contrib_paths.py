@@ -6,6 +6,7 @@ reduction.py: the same results whichever way a contribution goes.
 - Python ints whose sum or product leaves int64 (within one PE's part and
   across PEs) are exact, as Python's are; numpy int64 arrays wrap, as numpy's do;
 - a member's counters made by the C path travel when it migrates;
+- a class whose __getattr__ answers for any name reduces as any other;
 - a reducer that differs on a later member (not the PE's first) is an error
   that names both reducers (mode `mismatch`)."""
 import sys
@@ -61,6 +62,22 @@ class M(Chare):
         self.contribute(1, Reducer.max if self.thisIndex[0] == N - 1 else Reducer.sum, f)
 
 
+class Answers(Chare):
+    """A class whose __getattr__ answers for any name: charmpy's own
+    attributes on its members (the reduction counters) must not ask it."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):   # (pickle's protocol is its own)
+            raise AttributeError(name)
+        return 42
+
+    def plain(self, r, f):
+        self.contribute(self.thisIndex[0] + r, Reducer.sum, f)
+
+    def move(self, pe):
+        self.migrate(pe)
+
+
 def run(proxy, method, *args):
     f = Future()
     getattr(proxy, method)(*args, f)
@@ -111,6 +128,14 @@ def main(args):
     for r in range(3):
         assert run(a, "plain", r) == sum(range(N)) + N * r
         assert run(sec, "positional", sec) == sum(odd)
+    b = Array(Answers, N)
+    charm.awaitCreation(b)
+    for r in range(3):
+        assert run(b, "plain", r) == sum(range(N)) + N * r, "a class with __getattr__"
+    for i in range(N):
+        b[i].move((i + 1) % P)
+    charm.waitQD()
+    assert run(b, "plain", 5) == sum(range(N)) + N * 5, "a class with __getattr__, moved"
     print("contrib_paths ok on", P, "PEs")
     print("OK contrib_paths")
 
