@@ -1417,8 +1417,11 @@ static PyObject *codec_reducible(PyObject *module, PyObject *const *args, Py_ssi
             Py_RETURN_NONE;
         }
     if (c->nred == CPY_CODEC_NRED)
-        return PyErr_Format(PyExc_ValueError, "codec_reducible: at most %d classes",
-                            CPY_CODEC_NRED);
+        return PyErr_Format(PyExc_ValueError,
+                            "codec_reducible: at most %d classes travel by their __reduce__ "
+                            "in the codec (%R is one too many): leave %R to pickle, or raise "
+                            "CPY_CODEC_NRED in python/ext/codec.h",
+                            CPY_CODEC_NRED, args[0], args[0]);
     c->red_types[c->nred] = Py_NewRef(args[0]);
     c->red_funcs[c->nred++] = Py_NewRef(args[1]);
     Py_RETURN_NONE;
