@@ -338,6 +338,10 @@ run_pe() {
         expect_ok rununtil "$p" "OK rununtil P=$p" rununtil
         expect_ok "pollfor (a handler waiting for its next message in place)" "$p" \
             "OK pollfor P=$p" pollfor
+        expect_ok "profcount (send and receive times, exact message counts)" "$p" \
+            "OK profcount P=$p" profcount
+        expect_ok "profcount +stats (profiling from the start)" "$p" "OK profcount P=$p" \
+            profcount stats +stats
         expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" qd
         expect_ok "qdx (exclusive quiescence requests)" "$p" "OK qdx P=$p" qdx
         expect_ok "extract (calls taken out of a PE's own queue)" "$p" "OK extract P=$p" extract

@@ -312,6 +312,8 @@ run_btl() {
         expect_ok among "$p" "OK among P=$p" -- "$PEBIN/among"
         expect_ok rununtil "$p" "OK rununtil P=$p" -- "$PEBIN/rununtil"
         expect_ok pollfor "$p" "OK pollfor P=$p" -- "$PEBIN/pollfor"
+        expect_ok profcount "$p" "OK profcount P=$p" -- "$PEBIN/profcount"
+        expect_ok "profcount +stats" "$p" "OK profcount P=$p" -- "$PEBIN/profcount" stats +stats
         expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" -- "$PEBIN/qd"
         expect_ok qdx "$p" "OK qdx P=$p" -- "$PEBIN/qdx"
         expect_ok extract "$p" "OK extract P=$p" -- "$PEBIN/extract"

@@ -452,9 +452,17 @@ typedef struct cp_counters {
     uint64_t bytes_processed; /* payload bytes of the messages processed */
     double idle_secs;         /* wall time spent waiting for work in
                                  cp_run_until (the machine layer's wait) */
+    /* With profiling on (cp_set_profiling, or the +stats flag); 0 otherwise: */
+    double send_secs;         /* in the machine layer's send calls */
+    double recv_secs;         /* taking messages off the machine layer (its poll) */
 } cp_counters;
 
 void cp_get_counters(const cp_ctx *ctx, cp_counters *out);
+
+/* Time sends and receives into cp_counters (send_secs, recv_secs): two
+ * clock reads a message while on, one branch while off. On from the start
+ * when the job's flags hold +stats. */
+void cp_set_profiling(cp_ctx *ctx, int on);
 
 #ifdef __cplusplus
 }

@@ -38,6 +38,7 @@ class Coroutine(greenlet):
         super().__init__(run, parent=charm._sched)
         self.chare = chare
         self.method = method
+        self.main = False       # the program's main function (its time: printStats' "main")
 
 
 def in_coroutine():
@@ -80,7 +81,14 @@ def start(fn, args, kwargs, reply, obj):
     g = Coroutine(body, obj, getattr(fn, "__name__", None))
     if obj is not None:
         obj.__dict__["_charmpy_ncoro"] = obj.__dict__.get("_charmpy_ncoro", 0) + 1
-    g.switch()
+        g.switch()
+    elif charm._profiling:
+        g.main = True
+        t0 = time.perf_counter()
+        g.switch()
+        _charmpy.stats_add(None, None, time.perf_counter() - t0)   # main's time
+    else:
+        g.switch()
     _after_run(g)
 
 
@@ -128,6 +136,8 @@ def _run_timed(g, value=None):
         _charmpy.lb_add(obj, dt)   # its load, when loads are measured
         if charm._profiling and g.method:
             _charmpy.stats_add(type(obj), g.method, dt)
+    elif g.main and charm._profiling:
+        _charmpy.stats_add(None, None, dt)     # main's
 
 
 def resume_waiting(g):

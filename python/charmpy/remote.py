@@ -32,6 +32,11 @@ class CharmRemote(Chare):
     def printStats(self):
         charm.printStats()
 
+    def getStats(self):
+        """This PE's figures of printStats, as a dict (stats.local)."""
+        from . import stats
+        return stats.local()
+
     def LBTurnInstrumentOn(self):
         charm.LBTurnInstrumentOn()
 

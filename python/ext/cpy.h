@@ -257,6 +257,8 @@ typedef struct cpy_state {
     PyObject *str_mig;       /* "_charmpy_mig" */
     int local_optim;         /* same-PE arguments by reference (the default) */
     int profiling;           /* time entry methods (options.profiling, +stats) */
+    double t_start;          /* cp_wall_time() at init: printStats' time is since then */
+    double main_secs;        /* profiling: the time main (the program's coroutine) ran */
     int in_bcast;            /* delivering a broadcast: migrations wait until after */
     int lb_on;               /* measure chares' loads (a balancer is in use) */
     double lb_chare_secs;    /* the loads measured on this PE, every chare's */

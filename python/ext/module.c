@@ -307,6 +307,9 @@ static PyObject *mod_init(PyObject *module, PyObject *args) {
         return NULL;
     }
     st->profiling = profiling || cp_flag(st->ctx, "+stats") != NULL;
+    cp_set_profiling(st->ctx, st->profiling); /* the runtime times sends and receives */
+    st->t_start = cp_wall_time();
+    st->main_secs = 0;
     return Py_BuildValue("iiNN", cp_my_pe(st->ctx), cp_num_pes(st->ctx), kept, flags);
 }
 
@@ -409,7 +412,9 @@ static PyObject *mod_wall_time(PyObject *module, PyObject *noargs) {
 }
 
 /* stats() -> (counters dict, profiling, [(class, method, calls, total, max)])
- * for this PE; the list holds the entry methods that ran (profiling on). */
+ * for this PE; the list holds the entry methods that ran (profiling on).
+ * The dict: cp_counters' message counts and times (send_secs and recv_secs
+ * 0 with profiling off), wall_secs since init and main_secs. */
 static PyObject *mod_stats(PyObject *module, PyObject *noargs) {
     (void)noargs;
     cpy_state *st = PyModule_GetState(module);
@@ -437,22 +442,29 @@ static PyObject *mod_stats(PyObject *module, PyObject *noargs) {
     }
     if (!list)
         return NULL;
-    return Py_BuildValue("{sKsKsKsKsK}O N", "msgs_created", (unsigned long long)c.msgs_created,
-                         "msgs_sent", (unsigned long long)c.msgs_sent, "msgs_processed",
+    return Py_BuildValue("{sKsKsKsKsKsdsdsdsdsd}O N", "msgs_created",
+                         (unsigned long long)c.msgs_created, "msgs_sent",
+                         (unsigned long long)c.msgs_sent, "msgs_processed",
                          (unsigned long long)c.msgs_processed, "bytes_sent",
                          (unsigned long long)c.bytes_sent, "bytes_processed",
-                         (unsigned long long)c.bytes_processed,
+                         (unsigned long long)c.bytes_processed, "wall_secs",
+                         cp_wall_time() - st->t_start, "idle_secs", c.idle_secs, "send_secs",
+                         c.send_secs, "recv_secs", c.recv_secs, "main_secs", st->main_secs,
                          st->profiling ? Py_True : Py_False, list);
 }
 
 /* stats_add(cls, method_name, seconds): time a coroutine spent running
- * after it resumed (profiling on). */
+ * after it resumed (profiling on); cls None: main's. */
 static PyObject *mod_stats_add(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     PyObject *cls, *name;
     double secs;
     if (!PyArg_ParseTuple(args, "OOd", &cls, &name, &secs))
         return NULL;
+    if (cls == Py_None) {   /* main's */
+        st->main_secs += secs;
+        Py_RETURN_NONE;
+    }
     PyObject *ent = cpy_entries(st, cls);
     PyObject *code = ent ? PyDict_GetItemWithError(PyTuple_GET_ITEM(ent, 0), name) : NULL;
     if (!code)

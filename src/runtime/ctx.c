@@ -152,6 +152,7 @@ int cp_init(cp_ctx **out, int *argc, char ***argv) {
         free(ctx);
         return rc;
     }
+    ctx->profiling = cp_flag(ctx, "+stats") != NULL;
     *out = ctx;
     return 0;
 }
@@ -250,3 +251,5 @@ void cp_abort(cp_ctx *ctx, const char *fmt, ...) {
 int cp_barrier(cp_ctx *ctx) { return ctx->ops->barrier(ctx->m); }
 
 void cp_get_counters(const cp_ctx *ctx, cp_counters *out) { *out = ctx->counters; }
+
+void cp_set_profiling(cp_ctx *ctx, int on) { ctx->profiling = on != 0; }

@@ -144,6 +144,7 @@ struct cp_ctx {
     int exiting;
     int exit_code;
     cp_counters counters;
+    int profiling;               /* cp_set_profiling: time sends and polls */
 };
 
 /* msg.c */

@@ -44,8 +44,12 @@ static int pass(cp_ctx *ctx, int (*cond)(void *), void *arg) {
     int n = 0;
     while (n < CP_POLL_BATCH && ctx->held.count)
         batch[n++] = cpM_ring_pop(&ctx->held);
-    if (n == 0)
+    if (n == 0) {
+        double t0 = ctx->profiling ? cp_wall_time() : 0;
         n = ctx->ops->poll(ctx->m, batch, CP_POLL_BATCH);
+        if (ctx->profiling)
+            ctx->counters.recv_secs += cp_wall_time() - t0;
+    }
     int outer = ctx->pass_left; /* a pass run from a handler's */
     for (int i = 0; i < n; i++) {
         ctx->pass_left = outer + n - i - 1;
