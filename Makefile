@@ -140,7 +140,7 @@ $(PY):
 	python3 -m venv $(VENV)
 
 $(VENV)/.deps: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check wheel "setuptools>=61" greenlet cloudpickle tqdm numpy pytest
+	$(PY) -m pip install -q --disable-pip-version-check wheel "setuptools>=61" greenlet cloudpickle tqdm numpy matplotlib pytest
 	touch $@
 
 # The package: the runtime, the launcher and the extension, built by pip.
@@ -204,6 +204,7 @@ bench: all venv
 	bench/py/lb_run.sh
 	bench/py/pool_run.sh
 	bench/py/chansec_run.py
+	python3 bench/py/trace_run.py
 
 # The flags a program linking the library needs (bench/run.sh uses them).
 print-ldlibs:

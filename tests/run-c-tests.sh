@@ -95,6 +95,34 @@ pe_job() {
     common_checks
 }
 
+# A job traced with +trace FILE: FILE is one Chrome trace-event JSON with a
+# named track a PE, a slice on every PE, every flow's end after its start
+# and no part files left.
+trace_case() {
+    local p=$1 prog=$2 okline=$3
+    rm -f "$TMP"/trace.json*
+    pe_job "$p" 60 "$prog" +trace "$TMP/trace.json"
+    [ "$RC" = 0 ] || reason "exit status $RC, expected 0"
+    grep -qF -- "$okline" "$TMP/out" || reason "no \"$okline\" on stdout"
+    ls "$TMP"/trace.json.*.part >/dev/null 2>&1 && reason "part files left"
+    local why
+    why=$(python3 - "$TMP/trace.json" "$p" <<'PY' 2>&1
+import json, sys
+tr = json.load(open(sys.argv[1]))
+p = int(sys.argv[2])
+ev = tr["traceEvents"]
+names = {e["pid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "process_name"}
+assert names == {pe: f"PE {pe}" for pe in range(p)}, names
+assert {e["pid"] for e in ev if e["ph"] == "X"} == set(range(p)), "a PE without slices"
+s = {e["id"]: e["ts"] for e in ev if e["ph"] == "s"}
+f = {e["id"]: e["ts"] for e in ev if e["ph"] == "f"}
+assert s and set(s) == set(f), "unmatched flows"
+assert all(f[i] >= s[i] for i in f), "a flow ends before it starts"
+PY
+    ) || reason "trace: ${why##*$'\n'}"
+    report "trace ($prog +trace) P=$p"
+}
+
 # ---- unit tests -------------------------------------------------------------
 
 run_unit() {
@@ -342,12 +370,13 @@ run_pe() {
             "OK profcount P=$p" profcount
         expect_ok "profcount +stats (profiling from the start)" "$p" "OK profcount P=$p" \
             profcount stats +stats
+        trace_case "$p" bcast "OK bcast P=$p"
         expect_ok "qd (quiescence detection)" "$p" "OK qd P=$p" qd
         expect_ok "qdx (exclusive quiescence requests)" "$p" "OK qdx P=$p" qdx
         expect_ok "extract (calls taken out of a PE's own queue)" "$p" "OK extract P=$p" extract
         expect_ok "bgtimer (background timers and quiescence)" "$p" "OK bgtimer P=$p" bgtimer
         expect_ok "flags (runtime flags kept, removed from argv)" "$p" "OK flags P=$p" flags \
-            a +balancer GreedyLB b +LBDebug 1 +stats ++quiet +trace t.json +p3x c +LBPeriod
+            a +balancer GreedyLB b +LBDebug 1 +stats ++quiet +trace "$TMP/t.json" +p3x c +LBPeriod
         exitcode_case "$p" 3
         exitcode_case "$p" 0
         fault_abort "$p" 1 idle

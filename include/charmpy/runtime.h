@@ -63,7 +63,7 @@ typedef struct cp_msg {
     uint64_t size;         /* payload bytes */
     uint32_t kind;         /* runtime-internal: plain, broadcast, reduction */
     uint32_t root;         /* broadcast or reduction root PE */
-    uint32_t reducer;      /* reduction: reducer index */
+    uint32_t reducer;      /* reduction: reducer index; other kinds: the trace's flow */
     uint32_t red_handler;  /* reduction: handler that receives the result */
     uint64_t seq;          /* reduction: sequence number */
     union {
@@ -463,6 +463,43 @@ void cp_get_counters(const cp_ctx *ctx, cp_counters *out);
  * clock reads a message while on, one branch while off. On from the start
  * when the job's flags hold +stats. */
 void cp_set_profiling(cp_ctx *ctx, int on);
+
+/* ---- tracing ------------------------------------------------------------- */
+/*
+ * A timeline of the job in the Chrome trace-event format (Perfetto and
+ * chrome://tracing open it). Each PE records into a buffer of at most
+ * max_events events (0: 200,000; later events are counted as dropped) and
+ * writes it to <path>.<pe>.part at cp_finalize, cp_abort and SIGTERM; PE 0
+ * then joins the parts into <path> (cp_trace_merge). The +trace FILE flag
+ * opens it at cp_init. The runtime records a slice for every message's
+ * handler, a flow from each send to its dispatch, and the queue length;
+ * the layer above adds slices (cp_trace_slice) and instants.
+ */
+int cp_trace_open(cp_ctx *ctx, const char *path, size_t max_events);
+int cp_tracing(const cp_ctx *ctx);
+const char *cp_trace_path(const cp_ctx *ctx);   /* NULL when not tracing */
+/* An id for the string s in this PE's trace (0: none, or not tracing). */
+uint32_t cp_trace_string(cp_ctx *ctx, const char *s);
+/* The name of handler h's slices (default "handler N"). */
+void cp_trace_handler_name(cp_ctx *ctx, int handler, const char *name);
+/* A slice from t0 to t1 (cp_wall_time) with name and category ids, the
+ * index of what ran (nidx <= 3 numbers) and the bytes it received
+ * (CP_TRACE_MSG_BYTES: the payload of the message being dispatched). */
+#define CP_TRACE_MSG_BYTES UINT64_MAX
+void cp_trace_slice(cp_ctx *ctx, double t0, double t1, uint32_t name, uint32_t cat,
+                    const int64_t *idx, int nidx, uint64_t bytes);
+void cp_trace_instant(cp_ctx *ctx, uint32_t name, uint32_t cat, const int64_t *idx, int nidx,
+                      double value);
+void cp_trace_counter(cp_ctx *ctx, uint32_t name, double value);
+/* Measure this PE's clock offset to PE 0 (a few round trips, running the
+ * scheduler meanwhile); needed only across hosts. */
+int cp_trace_sync(cp_ctx *ctx);
+double cp_trace_offset(const cp_ctx *ctx);
+/* Write this PE's part now (once; later calls do nothing). */
+int cp_trace_flush(cp_ctx *ctx);
+/* Join <path>.<pe>.part for pe < npes into <path>, waiting up to wait_secs
+ * for parts to appear, and remove them; *missing: the PEs without one. */
+int cp_trace_merge(const char *path, int npes, double wait_secs, int *missing);
 
 #ifdef __cplusplus
 }

@@ -85,7 +85,7 @@ class _Charm:
         o = self.options
         self._pe, self._npes, argv, self._flags = _charmpy.init(
             _hooks(), list(sys.argv), bool(o.local_msg_optim), bool(o.profiling),
-            int(o.pickle_protocol))
+            int(o.pickle_protocol), _trace_path(o.trace))
         sys.argv[:] = argv
         self._profiling = bool(o.profiling) or "+stats" in self._flags
         if "++quiet" in self._flags:
@@ -208,6 +208,22 @@ class _Charm:
             raise ValueError(f"root PE {root_pe} is not among the PEs given")
         pes.remove(root_pe)
         return [root_pe] + pes
+
+
+def _trace_path(trace):
+    """charm.options.trace: a file name (str or os.PathLike), or None."""
+    if trace is None:
+        return None
+    import os
+    try:
+        path = os.fspath(trace)
+    except TypeError:
+        raise TypeError(f"charm.options.trace = {trace!r}: give the file the timeline is "
+                        "written to (a str or path), or None") from None
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"charm.options.trace = {trace!r}: give a file name, such as "
+                         "'trace.json'")
+    return path
 
 
 def _check_entry(entry):

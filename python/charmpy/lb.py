@@ -220,6 +220,7 @@ def _on_reply(coll, pe, items, bg):
     at = {o[1]: i for i, o in enumerate(st.objs)}
     edges = [(i, at[k], m, b) for i, o in enumerate(st.objs) for k, m, b in o[4] if k in at]
     st.edges = len(edges)
+    _charmpy.trace_instant("load balancing step", st.n)
     places, st.figures = _charmpy.lb_place(balancer(), table, charm._npes, st.bg, seed=st.n,
                                            edges=edges or None)
     moves = {}
@@ -280,6 +281,7 @@ def _finish(coll):
            "background": st.bg, "edges": st.edges}
     rec["periodic"] = st.periodic
     _stats.append(rec)
+    _charmpy.trace_instant("load balancing done", st.n)
     if _debug():
         avg = rec["avg"] or 1.0
         sys.stdout.flush()

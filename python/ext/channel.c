@@ -542,9 +542,9 @@ static PyObject *ch_recv(ChannelObject *self, PyObject *noargs) {
                                 "Channel.recv() blocks, so it can only be called in a "
                                 "coroutine: decorate the entry method with @coro");
         }
-        /* Not while loads or entry times are measured: they would count
-         * the wait. */
-        if (self->peer && st->ctx && !st->lb_on && !st->profiling) {
+        /* Not while loads or entry times are measured, nor traced: they
+         * would count the wait as work. */
+        if (self->peer && st->ctx && !st->lb_on && !st->profiling && !st->tracing) {
             chan_want w = {st, self->peer};
             if (cp_poll_for(st->ctx, CHAN_SPIN_SECONDS, want_data, &w)) {
                 Py_DECREF(parent);

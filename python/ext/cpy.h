@@ -200,6 +200,7 @@ enum {
 typedef struct cpy_emstat {
     uint64_t calls;
     double total, max; /* seconds */
+    uint32_t trace_name; /* tracing: the id of "Class.method" (0 until its first call) */
 } cpy_emstat;
 
 typedef struct cpy_colls cpy_colls; /* location.c: the collections on this PE */
@@ -258,6 +259,8 @@ typedef struct cpy_state {
     int local_optim;         /* same-PE arguments by reference (the default) */
     int profiling;           /* time entry methods (options.profiling, +stats) */
     double t_start;          /* cp_wall_time() at init: printStats' time is since then */
+    int tracing;             /* cp_tracing: entry methods, migrations add to the trace */
+    uint32_t tr_entry, tr_event; /* trace categories "entry", "event" */
     double main_secs;        /* profiling: the time main (the program's coroutine) ran */
     int in_bcast;            /* delivering a broadcast: migrations wait until after */
     int lb_on;               /* measure chares' loads (a balancer is in use) */
@@ -289,6 +292,12 @@ typedef struct cpy_state {
                                  not here), emptied whenever members change on this PE */
     PyObject *sect_slice, *sect_local; /* sections.py: proxy[slice], a section's local keys */
 } cpy_state;
+
+/* Tracing (module.c): an instant named `what` for the chare of index key
+ * (or NULL), e.g. a migration; nothing when not tracing. */
+void cpy_trace_instant(cpy_state *st, const char *what, PyObject *key, double value);
+/* A chare's index as at most 3 numbers for the trace; returns how many. */
+int cpy_trace_index(PyObject *key, int64_t idx[3]);
 
 /* ---- module.c ------------------------------------------------------------- */
 

@@ -224,6 +224,24 @@ static void add_time(PyObject *ent, int method, double secs) {
         s->max = secs;
 }
 
+/* The entry method's slice in the trace: "Class.method", the chare's index. */
+static void trace_entry(cpy_state *st, PyObject *obj, PyObject *key, PyObject *ent,
+                        PyObject *name, int method, double t0) {
+    double t1 = cp_wall_time();
+    cpy_emstat *s = (cpy_emstat *)PyByteArray_AS_STRING(PyTuple_GET_ITEM(ent, 3)) + method;
+    if (!s->trace_name) {
+        const char *m = PyUnicode_AsUTF8(name);
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s.%s", _PyType_Name(Py_TYPE(obj)), m ? m : "?");
+        if (!m)
+            PyErr_Clear();
+        s->trace_name = cp_trace_string(st->ctx, buf);
+    }
+    int64_t idx[3];
+    int n = cpy_trace_index(key, idx);
+    cp_trace_slice(st->ctx, t0, t1, s->trace_name, st->tr_entry, idx, n, CP_TRACE_MSG_BYTES);
+}
+
 /* Run entry method number `method` of `obj`. `reply` (borrowed, or NULL)
  * is the future to fulfil: (fut_pe, fut_id, flags); in a broadcast,
  * `collect` (or NULL) gathers the results of plain methods on this PE and
@@ -243,7 +261,7 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
         }
     }
     PyObject *name = NULL, *r = NULL;
-    double t0 = st->profiling | st->lb_on ? cp_wall_time() : 0;
+    double t0 = st->profiling | st->lb_on | st->tracing ? cp_wall_time() : 0;
     int comm = st->lb_comm; /* lb_comm: obj is the caller of what it sends */
     PyObject *was_cur = NULL;
     if (comm) {
@@ -290,6 +308,8 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
     }
     if (comm)
         st->lb_cur = was_cur;
+    if (st->tracing)
+        trace_entry(st, obj, key, ent, name, method, t0);
     if (st->profiling | st->lb_on) {
         double secs = cp_wall_time() - t0;
         if (st->profiling)
@@ -309,6 +329,8 @@ error: {
     PyObject *nm = name ? Py_NewRef(name) : PyUnicode_FromFormat("#%d", method);
     describe_target(where, sizeof where, obj, key, nm, cp_my_pe(st->ctx));
     Py_XDECREF(nm);
+    if (st->tracing && ent && name) /* the slice of the method that raised */
+        trace_entry(st, obj, key, ent, name, method, t0);
     cpy_restore_exception(exc);
     cpy_report_error(st, where);
 }

@@ -949,6 +949,7 @@ void cpy_loc_missing(cpy_state *st, uint64_t coll, PyObject *key, cp_msg *msg) {
         return;
     }
     if (h->method == CPY_M_ARRIVE) {
+        cpy_trace_instant(st, "migration in", key, (double)h->aux);
         run_arrive(st, c, key, msg);
         return;
     }
@@ -1639,6 +1640,7 @@ static PyObject *mod_loc_depart(PyObject *module, PyObject *args) {
         return NULL;
     unsigned long long expected = order ? PyLong_AsUnsignedLongLong(PyList_GET_ITEM(order, 0)) : 1;
     Py_XINCREF(order);
+    cpy_trace_instant(st, "migration out", key, to);
     em_hdr h = {.coll = c->id, .ndims = (uint16_t)key_ndims(c, key), .method = CPY_M_ARRIVE,
                 .fut_id = mig, .aux = me};
     /* The PE that copies broadcasts to it once it moved: -1 (its home) but

@@ -258,14 +258,81 @@ static int register_handlers(cpy_state *st) {
     return 0;
 }
 
-/* init(hooks, argv, local_optim, profiling, pickle_protocol) ->
+/* The names of the runtime's slices for this extension's handlers. */
+static void name_handlers(cpy_state *st) {
+    cp_ctx *c = st->ctx;
+    cp_trace_handler_name(c, st->h_entry, "entry-method message");
+    cp_trace_handler_name(c, st->h_create, "creation");
+    cp_trace_handler_name(c, st->h_call, "call soon");
+    cp_trace_handler_name(c, st->h_py, "runtime message");
+    cp_trace_handler_name(c, st->h_redres, "reduction result");
+    cp_trace_handler_name(c, st->h_loc, "location");
+    cp_trace_handler_name(c, st->h_pool_task, "pool task");
+    cp_trace_handler_name(c, st->h_pool_res, "pool results");
+    st->tr_entry = cp_trace_string(c, "entry");
+    st->tr_event = cp_trace_string(c, "event");
+}
+
+/* Tracing from options.trace (the +trace flag opened it in cp_init). */
+static int start_trace(cpy_state *st, const char *trace) {
+    if (trace && *trace && !cp_tracing(st->ctx)) {
+        int rc = cp_trace_open(st->ctx, trace, 0);
+        if (rc) {
+            PyErr_Format(PyExc_RuntimeError, "charm.options.trace = '%s': %s", trace,
+                         rc == CP_ESYS ? "cannot write there (give a file in a directory that "
+                                         "exists and can be written)"
+                         : rc == CP_EINVAL ? "CHARMPY_TRACE_EVENTS must be a whole number of "
+                                             "events, at least 1"
+                                           : cp_strerror(rc));
+            return -1;
+        }
+    }
+    st->tracing = cp_tracing(st->ctx);
+    if (st->tracing)
+        name_handlers(st);
+    return 0;
+}
+
+int cpy_trace_index(PyObject *key, int64_t idx[3]) {
+    if (!key)
+        return 0;
+    if (PyLong_Check(key)) {
+        int overflow;
+        idx[0] = PyLong_AsLongLongAndOverflow(key, &overflow);
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        return overflow ? 0 : 1;
+    }
+    if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) > 3)
+        return 0;
+    int n = (int)PyTuple_GET_SIZE(key);
+    for (int i = 0; i < n; i++) {
+        PyObject *v = PyTuple_GET_ITEM(key, i);
+        int overflow;
+        idx[i] = PyLong_Check(v) ? PyLong_AsLongLongAndOverflow(v, &overflow) : 0;
+        if (PyErr_Occurred())
+            PyErr_Clear();
+    }
+    return n;
+}
+
+void cpy_trace_instant(cpy_state *st, const char *what, PyObject *key, double value) {
+    if (!st->tracing || !st->ctx)
+        return;
+    int64_t idx[3];
+    int n = cpy_trace_index(key, idx);
+    cp_trace_instant(st->ctx, cp_trace_string(st->ctx, what), st->tr_event, idx, n, value);
+}
+
+/* init(hooks, argv, local_optim, profiling, pickle_protocol, trace) ->
  * (pe, npes, argv without runtime flags, {flag: value}) */
 static PyObject *mod_init(PyObject *module, PyObject *args) {
     cpy_state *st = PyModule_GetState(module);
     PyObject *hooks, *argv;
     int local_optim = 1, profiling = 0, protocol = 5;
-    if (!PyArg_ParseTuple(args, "O!O!|ppi", &PyDict_Type, &hooks, &PyList_Type, &argv,
-                          &local_optim, &profiling, &protocol))
+    const char *trace = NULL;
+    if (!PyArg_ParseTuple(args, "O!O!|ppiz", &PyDict_Type, &hooks, &PyList_Type, &argv,
+                          &local_optim, &profiling, &protocol, &trace))
         return NULL;
     if (st->ctx)
         return PyErr_Format(PyExc_RuntimeError, "charm.start() was already called in this "
@@ -310,6 +377,11 @@ static PyObject *mod_init(PyObject *module, PyObject *args) {
     cp_set_profiling(st->ctx, st->profiling); /* the runtime times sends and receives */
     st->t_start = cp_wall_time();
     st->main_secs = 0;
+    if (start_trace(st, trace) < 0) {
+        Py_XDECREF(kept);
+        Py_XDECREF(flags);
+        return NULL;
+    }
     return Py_BuildValue("iiNN", cp_my_pe(st->ctx), cp_num_pes(st->ctx), kept, flags);
 }
 
@@ -325,7 +397,14 @@ static PyObject *mod_run(PyObject *module, PyObject *noargs) {
     cpy_state *st = PyModule_GetState(module);
     if (cpy_need_runtime(st))
         return NULL;
-    int rc = cp_run(st->ctx);
+    int rc = 0;
+    /* One clock on a host; across hosts, each PE's offset to PE 0
+     * (CHARMPY_TRACE_SYNC=1 measures it on one host too). */
+    const char *sync = getenv("CHARMPY_TRACE_SYNC");
+    if (st->tracing && (cp_num_hosts(st->ctx) > 1 || (sync && strcmp(sync, "1") == 0)))
+        rc = cp_trace_sync(st->ctx);
+    if (rc == 0 && !PyErr_Occurred())
+        rc = cp_run(st->ctx);
     if (PyErr_Occurred())
         return NULL;
     cpy_loc_clear(st);
@@ -403,6 +482,48 @@ static PyObject *mod_host_table(PyObject *module, PyObject *noargs) {
     if (!t)
         return NULL;
     return Py_BuildValue("iiN", cp_my_host(st->ctx), cp_num_hosts(st->ctx), t);
+}
+
+/* trace_instant(what, value=0.0): an instant event on this PE's track
+ * (load-balancing steps); nothing when not tracing. */
+static PyObject *mod_trace_instant(PyObject *module, PyObject *args) {
+    cpy_state *st = PyModule_GetState(module);
+    const char *what;
+    double value = 0;
+    if (!PyArg_ParseTuple(args, "s|d", &what, &value))
+        return NULL;
+    cpy_trace_instant(st, what, NULL, value);
+    Py_RETURN_NONE;
+}
+
+/* trace_merge(path, npes, wait_secs) -> how many PEs had no part: join
+ * <path>.<pe>.part into <path> (python -m charmpy.trace). */
+static PyObject *mod_trace_merge(PyObject *module, PyObject *args) {
+    (void)module;
+    const char *path;
+    int npes;
+    double wait = 0;
+    if (!PyArg_ParseTuple(args, "si|d", &path, &npes, &wait))
+        return NULL;
+    if (npes < 1)
+        return PyErr_Format(PyExc_ValueError, "trace_merge: npes must be at least 1");
+    int missing = 0, rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cp_trace_merge(path, npes, wait, &missing);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    return PyLong_FromLong(missing);
+}
+
+/* tracing() -> the trace's path, or None */
+static PyObject *mod_tracing(PyObject *module, PyObject *noargs) {
+    (void)noargs;
+    cpy_state *st = PyModule_GetState(module);
+    const char *p = st->ctx ? cp_trace_path(st->ctx) : NULL;
+    if (!p)
+        Py_RETURN_NONE;
+    return PyUnicode_FromString(p);
 }
 
 static PyObject *mod_wall_time(PyObject *module, PyObject *noargs) {
@@ -710,6 +831,11 @@ static PyMethodDef mod_methods[] = {
     {"my_pe", mod_my_pe, METH_NOARGS, NULL},
     {"num_pes", mod_num_pes, METH_NOARGS, NULL},
     {"wall_time", mod_wall_time, METH_NOARGS, NULL},
+    {"trace_instant", mod_trace_instant, METH_VARARGS,
+     "trace_instant(what, value=0.0): an instant event in this PE's trace"},
+    {"trace_merge", mod_trace_merge, METH_VARARGS,
+     "trace_merge(path, npes, wait_secs=0) -> PEs without a part: join the parts"},
+    {"tracing", mod_tracing, METH_NOARGS, "tracing() -> the trace's path, or None"},
     {"host_table", mod_host_table, METH_NOARGS, "(my_host, num_hosts, host of each PE)"},
     {"transport", mod_transport, METH_NOARGS, "the machine layer in use: shm or mpi"},
     {"stats", mod_stats, METH_NOARGS, "(counters, profiling, per-method rows) of this PE"},

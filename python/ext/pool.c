@@ -237,7 +237,13 @@ static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject 
             return -1;
         }
     }
-    pool_hdr back = {h->jid, h->start, now() - t0, cp_my_pe(st->ctx), 0};
+    double t1 = now();
+    if (st->tracing) { /* the chunk's slice: its owner, job and first item */
+        int64_t idx[3] = {h->pe, (int64_t)h->jid, h->start};
+        cp_trace_slice(st->ctx, t0, t1, cp_trace_string(st->ctx, "charm.pool chunk"),
+                       st->tr_entry, idx, 3, CP_TRACE_MSG_BYTES);
+    }
+    pool_hdr back = {h->jid, h->start, t1 - t0, cp_my_pe(st->ctx), 0};
     int rc = pool_send(st, h->pe, st->h_pool_res, back, out);
     Py_DECREF(out);
     if (rc == 0)

@@ -566,6 +566,41 @@ static int job_result(const job *j) {
     return 0;
 }
 
+/* A job that ended early leaves its trace in parts (FILE.<pe>.part): joined
+ * here when the command line asked for one (+trace FILE; PE 0 joins them
+ * itself at a normal end, and a trace asked for by charm.options.trace is
+ * joined by python -m charmpy.trace). */
+static void join_trace(const job *j, char **prog) {
+    const char *path = NULL;
+    for (int i = 1; prog[i]; i++) {
+        if (strcmp(prog[i], "--") == 0)
+            break;
+        if (strcmp(prog[i], "+trace") == 0 && prog[i + 1])
+            path = prog[i + 1];
+        else if (strncmp(prog[i], "+trace", 6) == 0 && prog[i][6])
+            path = prog[i] + 6;
+    }
+    if (!path)
+        return;
+    char part[4096];
+    int any = 0;
+    for (int pe = 0; pe < j->npes && !any; pe++) {
+        snprintf(part, sizeof part, "%s.%d.part", path, pe);
+        any = access(part, F_OK) == 0;
+    }
+    if (!any)
+        return;
+    int missing = 0;
+    if (cp_trace_merge(path, j->npes, 0.0, &missing) != 0) {
+        fprintf(stderr, "charmrun: cannot join the trace's parts into %s: %s\n", path,
+                strerror(errno));
+        return;
+    }
+    if (!j->quiet)
+        fprintf(stderr, "charmrun: the job ended early: joined what its PEs recorded into %s%s\n",
+                path, missing ? " (some PEs left no part)" : "");
+}
+
 int cp_launcher_main(int argc, char **argv) {
     job j = {.npes = 1, .early_pe = -1};
     launch l;
@@ -613,6 +648,7 @@ int cp_launcher_main(int argc, char **argv) {
     start_pes(&j, &l, fd);
     run_job(&j, sfd);
     result = job_result(&j);
+    join_trace(&j, prog);
 
 cleanup:
     if (sfd >= 0)

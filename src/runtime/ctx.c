@@ -153,14 +153,49 @@ int cp_init(cp_ctx **out, int *argc, char ***argv) {
         return rc;
     }
     ctx->profiling = cp_flag(ctx, "+stats") != NULL;
+    const char *trace = cp_flag(ctx, "+trace");
+    if (trace && (rc = cp_trace_open(ctx, trace, 0)) != 0) {
+        fprintf(stderr, "charmpy: PE %d: +trace %s: %s\n", ctx->my_pe, trace,
+                rc == CP_ESYS ? "cannot write there (give a file in a directory that exists "
+                                "and can be written)"
+                : rc == CP_EINVAL ? "CHARMPY_TRACE_EVENTS must be a whole number of events, "
+                                    "at least 1"
+                                  : cp_strerror(rc));
+        ctx->ops->finalize(ctx->m);
+        free_flags(ctx);
+        free(ctx);
+        return rc;
+    }
     *out = ctx;
     return 0;
+}
+
+/* This PE's part of the trace, and on PE 0 the whole (the other PEs write
+ * theirs as they end: a PE that died left its part, or none). */
+static void finish_trace(cp_ctx *ctx) {
+    if (!ctx->trace)
+        return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", cp_trace_path(ctx));
+    if (cp_trace_flush(ctx) != 0)
+        fprintf(stderr, "charmpy: PE %d: cannot write the trace's part %s.%d.part: %s\n",
+                ctx->my_pe, path, ctx->my_pe, strerror(errno));
+    cpT_free(ctx);
+    if (ctx->my_pe != 0)
+        return;
+    int missing = 0;
+    if (cp_trace_merge(path, ctx->npes, 20.0, &missing) != 0)
+        fprintf(stderr, "charmpy: trace: cannot write %s: %s\n", path, strerror(errno));
+    else if (missing)
+        fprintf(stderr, "charmpy: trace: %s lacks %d PE%s' events (no part file came in "
+                "20 s)\n", path, missing, missing == 1 ? "" : "s");
 }
 
 int cp_finalize(cp_ctx *ctx) {
     if (!ctx)
         return 0;
     int code = cp_exiting(ctx) ? ctx->exit_code : 0;
+    finish_trace(ctx);
     cpM_ring_free(ctx, &ctx->held);
     cpM_ring_free(ctx, &ctx->local);
     cp_msg *batch[CP_POLL_BATCH];
@@ -242,6 +277,10 @@ void cp_abort(cp_ctx *ctx, const char *fmt, ...) {
     va_end(ap);
     fflush(stdout);
     fprintf(stderr, "charmpy: PE %d: abort: %s\n", ctx ? ctx->my_pe : -1, text);
+    if (ctx && ctx->trace && cp_trace_flush(ctx) == 0)
+        fprintf(stderr, "charmpy: PE %d: trace: what this PE recorded is in %s.%d.part "
+                "(python -m charmpy.trace %s joins the parts)\n", ctx->my_pe,
+                cp_trace_path(ctx), ctx->my_pe, cp_trace_path(ctx));
     fflush(stderr);
     if (ctx)
         ctx->ops->abort(ctx->m, 1, text);

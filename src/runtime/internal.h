@@ -8,6 +8,7 @@
  *   reduce.c reductions and the built-in reducers
  *   timer.c  the timer heap
  *   qd.c     quiescence detection
+ *   trace.c  the trace buffer, its part file, merging the parts
  */
 #ifndef CHARMPY_RUNTIME_INTERNAL_H
 #define CHARMPY_RUNTIME_INTERNAL_H
@@ -19,7 +20,9 @@
 
 /* cp_msg.kind; quiescence detection's own messages are not counted by it */
 enum { CP_KIND_PLAIN = 0, CP_KIND_BCAST = 1, CP_KIND_REDN = 2, CP_KIND_QD = 3,
-       CP_KIND_MCAST = 4 };
+       CP_KIND_MCAST = 4, CP_KIND_TRACE = 5 /* trace.c's clock questions */ };
+
+typedef struct cp_trace cp_trace;
 
 #define CP_REDUCER_CUSTOM_BASE 32
 #define CP_TREE_BFACTOR 4
@@ -145,6 +148,7 @@ struct cp_ctx {
     int exit_code;
     cp_counters counters;
     int profiling;               /* cp_set_profiling: time sends and polls */
+    cp_trace *trace;             /* tracing: trace.c; NULL when off */
 };
 
 /* msg.c */
@@ -157,6 +161,14 @@ void cpM_ring_free(cp_ctx *ctx, cp_ring *r); /* frees queued messages */
 
 /* sched.c */
 void cpS_dispatch(cp_ctx *ctx, cp_msg *msg);
+
+/* trace.c (called only while ctx->trace) */
+void cpT_send(cp_ctx *ctx, int pe, cp_msg *msg);
+void cpT_arrive(cp_ctx *ctx, const cp_msg *msg, double t0);
+void cpT_handled(cp_ctx *ctx, uint32_t handler, uint64_t bytes, double t0);
+void cpT_queue(cp_ctx *ctx, uint32_t polled);
+void cpT_sync_receive(cp_ctx *ctx, cp_msg *msg);
+void cpT_free(cp_ctx *ctx);
 
 /* tree.c: the k-ary spanning tree rooted at `root` over PEs 0..n-1 */
 int cpT_parent(int pe, int root, int n);

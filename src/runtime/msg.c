@@ -80,6 +80,8 @@ int cpM_transmit(cp_ctx *ctx, int pe, cp_msg *msg) {
     uint64_t size = msg->size; /* msg is not ours to read once sent */
     uint32_t kind = msg->kind;
     msg->src_pe = (uint32_t)ctx->my_pe;
+    if (ctx->trace && kind != CP_KIND_TRACE)
+        cpT_send(ctx, pe, msg);
     double t0 = ctx->profiling ? cp_wall_time() : 0;
     int rc = pe == ctx->my_pe ? cpM_ring_push(&ctx->local, msg)
                               : ctx->ops->send(ctx->m, pe, msg);
@@ -171,6 +173,8 @@ int cp_send_segs(cp_ctx *ctx, int pe, int handler, cp_msg *msg, const cp_seg *se
         msg->handler = (uint32_t)handler;
         msg->kind = CP_KIND_PLAIN;
         msg->src_pe = (uint32_t)ctx->my_pe;
+        if (ctx->trace)
+            cpT_send(ctx, pe, msg);
         double t0 = ctx->profiling ? cp_wall_time() : 0;
         rc = ctx->ops->sendv(ctx->m, pe, msg, use, nonempty, total, release, arg);
         if (ctx->profiling)

@@ -20,6 +20,10 @@ void cpS_dispatch(cp_ctx *ctx, cp_msg *msg) {
         cpR_receive(ctx, msg);
         return;
     }
+    if (msg->kind == CP_KIND_TRACE) {
+        cpT_sync_receive(ctx, msg);
+        return;
+    }
     if (msg->handler >= (uint32_t)ctx->nhandlers)
         cp_abort(ctx, "message from PE %u names handler %u, but this PE has %d "
                  "handlers; every PE must register the same handlers in the "
@@ -31,7 +35,16 @@ void cpS_dispatch(cp_ctx *ctx, cp_msg *msg) {
     ctx->counters.msgs_processed++;
     ctx->counters.bytes_processed += msg->size;
     cp_handler_ent *h = &ctx->handlers[msg->handler];
-    h->fn(ctx, msg, h->user);
+    if (!ctx->trace) {
+        h->fn(ctx, msg, h->user);
+        return;
+    }
+    uint32_t handler = msg->handler;
+    uint64_t bytes = msg->size;
+    double t0 = cp_wall_time();
+    cpT_arrive(ctx, msg, t0);
+    h->fn(ctx, msg, h->user); /* msg is the handler's */
+    cpT_handled(ctx, handler, bytes, t0);
 }
 
 /* One pass; stops early when cond holds. Returns the number of messages and
@@ -50,6 +63,8 @@ static int pass(cp_ctx *ctx, int (*cond)(void *), void *arg) {
         if (ctx->profiling)
             ctx->counters.recv_secs += cp_wall_time() - t0;
     }
+    if (ctx->trace)
+        cpT_queue(ctx, (uint32_t)n);
     int outer = ctx->pass_left; /* a pass run from a handler's */
     for (int i = 0; i < n; i++) {
         ctx->pass_left = outer + n - i - 1;
