@@ -205,6 +205,7 @@ bench: all venv
 	bench/py/pool_run.sh
 	bench/py/chansec_run.py
 	python3 bench/py/trace_run.py
+	python3 bench/py/trace_cost.py --no-fail-without-valgrind
 
 # The flags a program linking the library needs (bench/run.sh uses them).
 print-ldlibs:

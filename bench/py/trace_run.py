@@ -4,6 +4,10 @@ ping-pong latency (`chares.py latency sizes=8`) and call rate (`chares.py
 rate`) on 2 PEs, plain, with +stats and with +trace FILE, launches
 interleaved (BENCH_LAUNCHES rounds, default 3), each figure the median of
 its launches' medians. Prints a markdown table with the ratios to plain.
+Repetitions last SUITE_TIME (0.03 s here) in every mode, and the traced
+runs get a buffer (CHARMPY_TRACE_EVENTS, 6,000,000) that holds all they
+record: what is measured is recording, not a full buffer's dropping (each
+traced launch's dropped events are checked to be 0).
 
     python3 bench/py/trace_run.py [--before CHARMRUN] [--no-figure]
 
@@ -26,15 +30,31 @@ BENCHES = (("latency", ["sizes=8"], "latency", "us one-way"),
 
 def run(charmrun, bench, args, extra, tmo):
     cmd = [charmrun, "-n", "2", CHARES, bench, *args, *extra]
+    env = dict(os.environ, SUITE_TIME=os.environ.get("SUITE_TIME", "0.03"),
+               CHARMPY_TRACE_EVENTS=os.environ.get("CHARMPY_TRACE_EVENTS", "6000000"))
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=tmo,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
     vals = [json.loads(ln[7:])["median"] for ln in r.stdout.splitlines()
             if ln.startswith("RESULT ")]
     if not vals:
         raise RuntimeError(f"{' '.join(cmd)} printed no RESULT line:\n{r.stdout[-2000:]}")
+    if "+trace" in extra:
+        check_complete(extra[extra.index("+trace") + 1])
     return vals[0]
+
+
+def check_complete(path):
+    """The trace at path dropped nothing (its charmpy_pe records, one a line)."""
+    with open(path) as f:
+        for ln in f:
+            if '"charmpy_pe"' in ln:
+                meta = json.loads(ln.rstrip().rstrip(","))["args"]
+                if meta["dropped"]:
+                    raise RuntimeError(f"{path}: PE {meta['pe']} dropped {meta['dropped']} "
+                                       "events: raise CHARMPY_TRACE_EVENTS")
+    os.unlink(path)
 
 
 def main():
@@ -47,27 +67,37 @@ def main():
     a = ap.parse_args()
     n = int(os.environ.get("BENCH_LAUNCHES", "3"))
     tmo = float(os.environ.get("BENCH_TIMEOUT", "180"))
-    tmp = tempfile.mkdtemp(prefix="charmpy-trace-bench-")
+    # traces in memory when there is a tmpfs: the disk's writeback of one
+    # launch's trace would slow the next launch
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    tmp = tempfile.mkdtemp(prefix="charmpy-trace-bench-", dir=shm)
     modes = [("plain", a.charmrun, [])]
     if a.before:
         modes.insert(0, ("before (--before)", a.before, []))
     modes += [("+stats", a.charmrun, ["+stats"]),
               ("+trace", a.charmrun, ["+trace", os.path.join(tmp, "t.json")])]
     got = {(m, b): [] for m, _, _ in modes for b, _, _, _ in BENCHES}
-    for _ in range(n):
+    for k in range(n):
         for bench, args, _, _ in BENCHES:
-            for m, cr, extra in modes:
+            order = modes[k % len(modes):] + modes[:k % len(modes)]  # no mode always first
+            for m, cr, extra in order:
                 got[(m, bench)].append(run(cr, bench, args, extra, tmo))
-    print("| mode | latency (µs one-way) | vs plain | rate (calls/s) | vs plain |")
+    # A launch's figure moves with the machine's moment (on a shared VM by up
+    # to 2x between minutes); the launches of one round are next to each
+    # other, so the median of the rounds' ratios to plain is the cost.
+    print("| mode | latency (µs one-way) | vs plain (median of rounds) "
+          "| rate (calls/s) | vs plain (median of rounds) |")
     print("|---|---:|---:|---:|---:|")
-    base = {b: statistics.median(got[("plain", b)]) for b, _, _, _ in BENCHES}
     for m, _, _ in modes:
-        lat = statistics.median(got[(m, "latency")])
-        rate = statistics.median(got[(m, "rate")])
-        print(f"| {m} | {lat:.3f} | {lat / base['latency']:.3f}x | {rate:,.0f} | "
-              f"{rate / base['rate']:.3f}x |")
-    print(f"\n(medians of {n} launches each, interleaved; the latency's ratio above 1 and "
-          "the rate's below 1 are the cost)")
+        row = [m]
+        for b, _, _, _ in BENCHES:
+            ratios = [x / y for x, y in zip(got[(m, b)], got[("plain", b)])]
+            fmt = "{:.3f}" if b == "latency" else "{:,.0f}"
+            row += [fmt.format(statistics.median(got[(m, b)])),
+                    f"{statistics.median(ratios):.3f}x ({min(ratios):.2f}-{max(ratios):.2f})"]
+        print("| " + " | ".join(row) + " |")
+    print(f"\n({n} rounds, each launching every mode once per benchmark; a latency "
+          "ratio above 1 and a rate ratio below 1 are the cost)")
     if not a.no_figure:
         figure(a.charmrun, tmp, tmo)
 

@@ -488,6 +488,18 @@ void cp_trace_handler_name(cp_ctx *ctx, int handler, const char *name);
 #define CP_TRACE_MSG_BYTES UINT64_MAX
 void cp_trace_slice(cp_ctx *ctx, double t0, double t1, uint32_t name, uint32_t cat,
                     const int64_t *idx, int nidx, uint64_t bytes);
+/* The start of a slice about to run (cp_wall_time's clock), or -1 when the
+ * buffer is full (nothing more is recorded). Inside a handler, the first
+ * call returns the handler's own start, and the slice recorded from it
+ * stands for the handler's (which then is not written): one clock read
+ * less, and one event less, a message. */
+double cp_trace_begin(cp_ctx *ctx);
+/* The trace's clock (cp_wall_time's, read through the TSC where the kernel
+ * trusts it: cheaper); cp_wall_time when not tracing. A slice started with
+ * cp_trace_begin ends with this. */
+double cp_trace_now(cp_ctx *ctx);
+/* What a cp_trace_open error means, for a user (the path, the environment). */
+const char *cp_trace_open_error(int rc);
 void cp_trace_instant(cp_ctx *ctx, uint32_t name, uint32_t cat, const int64_t *idx, int nidx,
                       double value);
 void cp_trace_counter(cp_ctx *ctx, uint32_t name, double value);

@@ -20,11 +20,12 @@ def _tracks(tr):
     return pes or sorted({e["pid"] for e in tr["traceEvents"] if "pid" in e})
 
 
-def _busy(tr, cat):
-    """{pe: [(start, end)]} of the slices of category cat, overlaps joined (µs)."""
+def _busy(tr, cats):
+    """{pe: [(start, end)]} of the slices of the categories cats, overlaps
+    joined (µs)."""
     per = {}
     for e in tr["traceEvents"]:
-        if e.get("ph") == "X" and e.get("cat") == cat:
+        if e.get("ph") == "X" and e.get("cat") in cats:
             per.setdefault(e["pid"], []).append((e["ts"], e["ts"] + e.get("dur", 0.0)))
     out = {}
     for pe, iv in per.items():
@@ -56,7 +57,9 @@ def utilisation(tr, bins=200):
     share of bin j (0 to 1)."""
     t0, t1 = _span(tr)
     width = max((t1 - t0) / bins, 1e-3)
-    busy = _busy(tr, "runtime")
+    # a message's handler: its runtime slice, or the entry method's that
+    # stands for it (and the pool's chunks)
+    busy = _busy(tr, ("runtime", "entry"))
     pes = _tracks(tr)
     rows = []
     for pe in pes:
@@ -88,7 +91,7 @@ def lb_loads(tr):
     done = sorted(e["ts"] for e in ev if e.get("ph") == "i"
                   and e.get("name") == "load balancing done")
     t0, t1 = _span(tr)
-    busy = _busy(tr, "entry")
+    busy = _busy(tr, ("entry",))
     pes = _tracks(tr)
     out = []
     for i, (ts, n) in enumerate(steps):

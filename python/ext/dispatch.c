@@ -226,8 +226,7 @@ static void add_time(PyObject *ent, int method, double secs) {
 
 /* The entry method's slice in the trace: "Class.method", the chare's index. */
 static void trace_entry(cpy_state *st, PyObject *obj, PyObject *key, PyObject *ent,
-                        PyObject *name, int method, double t0) {
-    double t1 = cp_wall_time();
+                        PyObject *name, int method, double t0, double t1) {
     cpy_emstat *s = (cpy_emstat *)PyByteArray_AS_STRING(PyTuple_GET_ITEM(ent, 3)) + method;
     if (!s->trace_name) {
         const char *m = PyUnicode_AsUTF8(name);
@@ -240,6 +239,24 @@ static void trace_entry(cpy_state *st, PyObject *obj, PyObject *key, PyObject *e
     int64_t idx[3];
     int n = cpy_trace_index(key, idx);
     cp_trace_slice(st->ctx, t0, t1, s->trace_name, st->tr_entry, idx, n, CP_TRACE_MSG_BYTES);
+}
+
+static double entry_start(cpy_state *st, int *traced) {
+    double t0 = st->tracing ? cp_trace_begin(st->ctx) : -1;
+    *traced = t0 >= 0;
+    return *traced ? t0 : cp_wall_time();
+}
+
+/* An entry method ran from t0: its slice, its time, its load. */
+static __attribute__((noinline)) int entry_end(cpy_state *st, PyObject *obj, PyObject *key,
+                                               PyObject *ent, PyObject *name, int method,
+                                               double t0, int traced) {
+    double t1 = traced ? cp_trace_now(st->ctx) : cp_wall_time();
+    if (traced)
+        trace_entry(st, obj, key, ent, name, method, t0, t1);
+    if (st->profiling)
+        add_time(ent, method, t1 - t0);
+    return st->lb_on ? cpy_lb_add(st, obj, t1 - t0) : 0;
 }
 
 /* Run entry method number `method` of `obj`. `reply` (borrowed, or NULL)
@@ -261,7 +278,11 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
         }
     }
     PyObject *name = NULL, *r = NULL;
-    double t0 = st->profiling | st->lb_on | st->tracing ? cp_wall_time() : 0;
+    /* timed: profiling, load balancing or tracing (its slice from the
+     * handler's start, the message's decoding included, which the slice
+     * then stands for; traced 0 when the trace is full) */
+    int timed = st->profiling | st->lb_on | st->tracing, traced = 0;
+    double t0 = timed ? entry_start(st, &traced) : 0;
     int comm = st->lb_comm; /* lb_comm: obj is the caller of what it sends */
     PyObject *was_cur = NULL;
     if (comm) {
@@ -308,15 +329,8 @@ static void invoke(cpy_state *st, PyObject *obj, PyObject *key, int method, PyOb
     }
     if (comm)
         st->lb_cur = was_cur;
-    if (st->tracing)
-        trace_entry(st, obj, key, ent, name, method, t0);
-    if (st->profiling | st->lb_on) {
-        double secs = cp_wall_time() - t0;
-        if (st->profiling)
-            add_time(ent, method, secs);
-        if (st->lb_on && cpy_lb_add(st, obj, secs) < 0)
-            goto error;
-    }
+    if (timed && entry_end(st, obj, key, ent, name, method, t0, traced) < 0)
+        goto error;
     if (st->migrating && !st->in_bcast)
         run_migrations(st);
     recheck_held(st, obj);
@@ -329,8 +343,8 @@ error: {
     PyObject *nm = name ? Py_NewRef(name) : PyUnicode_FromFormat("#%d", method);
     describe_target(where, sizeof where, obj, key, nm, cp_my_pe(st->ctx));
     Py_XDECREF(nm);
-    if (st->tracing && ent && name) /* the slice of the method that raised */
-        trace_entry(st, obj, key, ent, name, method, t0);
+    if (traced && ent && name) /* the slice of the method that raised */
+        trace_entry(st, obj, key, ent, name, method, t0, cp_trace_now(st->ctx));
     cpy_restore_exception(exc);
     cpy_report_error(st, where);
 }

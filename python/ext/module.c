@@ -279,11 +279,7 @@ static int start_trace(cpy_state *st, const char *trace) {
         int rc = cp_trace_open(st->ctx, trace, 0);
         if (rc) {
             PyErr_Format(PyExc_RuntimeError, "charm.options.trace = '%s': %s", trace,
-                         rc == CP_ESYS ? "cannot write there (give a file in a directory that "
-                                         "exists and can be written)"
-                         : rc == CP_EINVAL ? "CHARMPY_TRACE_EVENTS must be a whole number of "
-                                             "events, at least 1"
-                                           : cp_strerror(rc));
+                         cp_trace_open_error(rc));
             return -1;
         }
     }

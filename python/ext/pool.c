@@ -71,8 +71,6 @@ typedef struct PoolJob {
     double busy;       /* auto: seconds of work measured over `measured` items */
 } PoolJob;
 
-static double now(void) { return cp_wall_time(); }
-
 /* ---- messages ---------------------------------------------------------------- */
 
 /* Send `list` (borrowed) after header h to `handler` on PE pe. 0, or -1 with
@@ -211,7 +209,7 @@ static int deliver(PyObject *fut, PyObject *value) {
  * that raises, and results that cannot be sent, go to pool.py, which tells
  * the owner. 0 or -1 with an exception (pool.py failed). */
 static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject *items) {
-    double t0 = now();
+    double t0 = cp_trace_now(st->ctx); /* the trace's clock when tracing */
     /* Grown by appends: a task may see it (gc.get_objects()), so it never
      * holds an empty slot. */
     PyObject *out = PyList_New(0);
@@ -237,7 +235,7 @@ static int run_chunk(cpy_state *st, const pool_hdr *h, PyObject *func, PyObject 
             return -1;
         }
     }
-    double t1 = now();
+    double t1 = cp_trace_now(st->ctx);
     if (st->tracing) { /* the chunk's slice: its owner, job and first item */
         int64_t idx[3] = {h->pe, (int64_t)h->jid, h->start};
         cp_trace_slice(st->ctx, t0, t1, cp_trace_string(st->ctx, "charm.pool chunk"),

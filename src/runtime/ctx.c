@@ -153,14 +153,11 @@ int cp_init(cp_ctx **out, int *argc, char ***argv) {
         return rc;
     }
     ctx->profiling = cp_flag(ctx, "+stats") != NULL;
+    cpX_observe(ctx);
     const char *trace = cp_flag(ctx, "+trace");
     if (trace && (rc = cp_trace_open(ctx, trace, 0)) != 0) {
         fprintf(stderr, "charmpy: PE %d: +trace %s: %s\n", ctx->my_pe, trace,
-                rc == CP_ESYS ? "cannot write there (give a file in a directory that exists "
-                                "and can be written)"
-                : rc == CP_EINVAL ? "CHARMPY_TRACE_EVENTS must be a whole number of events, "
-                                    "at least 1"
-                                  : cp_strerror(rc));
+                cp_trace_open_error(rc));
         ctx->ops->finalize(ctx->m);
         free_flags(ctx);
         free(ctx);
@@ -291,4 +288,7 @@ int cp_barrier(cp_ctx *ctx) { return ctx->ops->barrier(ctx->m); }
 
 void cp_get_counters(const cp_ctx *ctx, cp_counters *out) { *out = ctx->counters; }
 
-void cp_set_profiling(cp_ctx *ctx, int on) { ctx->profiling = on != 0; }
+void cp_set_profiling(cp_ctx *ctx, int on) {
+    ctx->profiling = on != 0;
+    cpX_observe(ctx);
+}

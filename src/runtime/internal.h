@@ -148,6 +148,7 @@ struct cp_ctx {
     int exit_code;
     cp_counters counters;
     int profiling;               /* cp_set_profiling: time sends and polls */
+    int observe;                 /* profiling or trace: the hot path's one test */
     cp_trace *trace;             /* tracing: trace.c; NULL when off */
 };
 
@@ -159,13 +160,15 @@ cp_msg *cpM_copy(cp_ctx *ctx, const cp_msg *msg);
 int cpM_transmit(cp_ctx *ctx, int pe, cp_msg *msg);
 void cpM_ring_free(cp_ctx *ctx, cp_ring *r); /* frees queued messages */
 
+/* profiling or tracing changed: the hot path's flag */
+static inline void cpX_observe(cp_ctx *ctx) { ctx->observe = ctx->profiling || ctx->trace; }
+
 /* sched.c */
 void cpS_dispatch(cp_ctx *ctx, cp_msg *msg);
 
 /* trace.c (called only while ctx->trace) */
 void cpT_send(cp_ctx *ctx, int pe, cp_msg *msg);
-void cpT_arrive(cp_ctx *ctx, const cp_msg *msg, double t0);
-void cpT_handled(cp_ctx *ctx, uint32_t handler, uint64_t bytes, double t0);
+void cpT_dispatch(cp_ctx *ctx, cp_msg *msg, cp_handler_ent *h);
 void cpT_queue(cp_ctx *ctx, uint32_t polled);
 void cpT_sync_receive(cp_ctx *ctx, cp_msg *msg);
 void cpT_free(cp_ctx *ctx);

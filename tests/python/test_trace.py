@@ -3,6 +3,7 @@ trace-event JSON (Perfetto and chrome://tracing open it); a run that dies
 leaves what each PE recorded; python -m charmpy.plot draws it. Programs:
 trace_prog.py (a broadcast with a reduction, direct calls carrying numpy
 arrays, and a crash) and lb.py rotate (migrations at every step)."""
+import ast
 import json
 import os
 import shutil
@@ -75,14 +76,29 @@ def check_program(tr, npes):
     poke = [e for e in slices if e["name"] == "Worker.poke"]
     assert len(poke) == n and all(e["cat"] == "entry" for e in poke)
     # a poke's message to another PE carries the 8,000 bytes of its array
-    # (on PE 0 main's calls pass it by reference), and so does its handler's
-    # slice, which holds it
+    # (on PE 0 main's calls pass it by reference). The poke's slice is its
+    # message's handler's: it starts at the message's dispatch, where the
+    # flow from PE 0 ends, and carries the message's bytes; a runtime slice
+    # of the handler is written only when the handler went on after it
+    # (then it holds the poke's).
+    ev = tr["traceEvents"]
+    ends = {(f["pid"], f["ts"]): f for f in ev if f["ph"] == "f"}
     runtime = [e for e in slices if e["cat"] == "runtime"]
+    starts = {(r["pid"], r["ts"]): r for r in runtime}
     for e in (e for e in poke if e["pid"] != 0):
         assert e["args"]["bytes"] >= 8000, e
-        outer = [r for r in runtime if r["pid"] == e["pid"] and r["ts"] <= e["ts"]
-                 and e["ts"] + e["dur"] <= r["ts"] + r["dur"] + 0.002]
-        assert outer and max(r["args"]["bytes"] for r in outer) == e["args"]["bytes"], outer
+        f = ends.get((e["pid"], e["ts"]))
+        assert f is not None and f["args"]["from"] == 0, (e, f)
+        r = starts.get((e["pid"], e["ts"]))
+        assert r is None or r["dur"] > e["dur"], (e, r)
+    assert runtime, "no handler slice of the runtime's own (replies, reductions)"
+    # charmpy.plot's utilisation counts the entry methods' slices as busy
+    from charmpy import plot
+    t0, width, pes, rows = plot.utilisation(tr, bins=100)
+    for pe, row in zip(pes, rows):
+        busy = sum(row) * width
+        mine = sum(e["dur"] for e in work if e["pid"] == pe)
+        assert busy >= 0.99 * mine, (pe, busy, mine)
     assert all(e["args"]["bytes"] > 0 for e in work), work[:3]
 
 
@@ -128,6 +144,43 @@ def test_trace_crash_option_parts_joined_later(tmp_path):
     assert "no part files" in r.stderr, r
 
 
+@pytest.mark.parametrize("npes", [1, 3])
+def test_trace_values(npes, tmp_path):
+    # The part writer formats numbers and escapes strings itself: values
+    # from 1e-300 to 1e30 come back within 1e-9 (relative, or absolute
+    # below 1), names with quotes, backslashes and control characters exact.
+    out = tmp_path / "v.json"
+    run_ok("trace_values", npes, str(out), timeout=60)
+    with open(program_path("trace_values")) as f:
+        consts = {t.id: ast.literal_eval(a.value) for a in ast.parse(f.read()).body
+                  if isinstance(a, ast.Assign) for t in a.targets if isinstance(t, ast.Name)}
+    values, name = consts["VALUES"], consts["NAME"]
+    tr = load(out)
+    check_trace(tr, npes)
+    for pe in range(npes):
+        got = [e for e in tr["traceEvents"] if e["ph"] == "i" and e["pid"] == pe
+               and e["name"] == name]
+        assert len(got) == len(values), (pe, len(got))
+        for e, v in zip(got, values):
+            g = e["args"]["value"]
+            assert abs(g - v) <= 1e-9 * max(1.0, abs(v)) or (v and abs(g / v - 1) < 1e-9), (g, v)
+
+
+@pytest.mark.parametrize("npes", [1, 2, 3])
+def test_trace_coroutine_resumed_is_busy(npes, tmp_path):
+    # the part of a coroutine after a resume runs in the handler of the
+    # message that woke it, after that message's own entry method: the
+    # handler's slice holds it, and the utilisation counts it
+    out = tmp_path / "c.json"
+    run_ok("trace_coro", npes, str(out), timeout=60)
+    tr = load(out)
+    check_trace(tr, npes)
+    from charmpy import plot
+    t0, width, pes, rows = plot.utilisation(tr, bins=100)
+    busy = sum(rows[pes.index(npes - 1)]) * width
+    assert busy >= 5 * 3000 * 0.95, busy      # 5 x 3 ms after the resumes
+
+
 def test_trace_bounded(tmp_path):
     out = tmp_path / "small.json"
     run_ok("trace_prog", 2, "ok", "+trace", str(out), timeout=60,
@@ -142,6 +195,29 @@ def test_trace_bad_capacity(tmp_path, value):
     res = run_program("trace_prog", 1, "ok", "+trace", str(tmp_path / "x.json"), timeout=60,
                       expect_rc=NONZERO, env={"CHARMPY_TRACE_EVENTS": value})
     assert "CHARMPY_TRACE_EVENTS must be a whole number" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("var,value,says", [
+    ("CHARMPY_TRACE_CLOCK", "sundial", "CHARMPY_TRACE_CLOCK must be tsc, monotonic or unset"),
+    ("CHARMPY_TRACE_AFTER_US", "soon", "CHARMPY_TRACE_AFTER_US must be a number of µs"),
+    ("CHARMPY_TRACE_AFTER_US", "-1", "CHARMPY_TRACE_AFTER_US must be a number of µs")])
+def test_trace_bad_environment(tmp_path, var, value, says):
+    res = run_program("trace_prog", 2, "ok", "+trace", str(tmp_path / "x.json"), timeout=60,
+                      expect_rc=NONZERO, env={var: value})
+    assert says in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("clock", ["monotonic", "tsc"])
+def test_trace_clock_choice(clock, tmp_path):
+    # events stamped with CLOCK_MONOTONIC itself, or through the TSC mapped
+    # onto it (the default where the kernel's clocksource is the TSC): the
+    # same trace either way, flows never back in time across PEs
+    if clock == "tsc" and os.uname().machine not in ("x86_64", "i686", "i386"):
+        pytest.skip("no TSC on " + os.uname().machine)
+    out = tmp_path / "c.json"
+    run_ok("trace_prog", 3, "ok", "+trace", str(out), timeout=120,
+           env={"CHARMPY_TRACE_CLOCK": clock})
+    check_program(load(out), 3)
 
 
 def test_trace_unwritable(tmp_path):
